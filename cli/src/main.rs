@@ -1,0 +1,192 @@
+//! `quiesce`: check protocol specs, browse them in the Stateright Explorer.
+
+use clap::{Args, Parser, Subcommand};
+use quiesce_model::check::{check_spec, CheckOptions, SpecReport};
+use quiesce_model::spec::{Kind, Overrides, Spec};
+use quiesce_model::Quiesce;
+use stateright::{Checker, Model};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "quiesce", version, about = "Prove block-device interposer protocols right, then run them")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct BoundArgs {
+    /// Override the number of submitter threads.
+    #[arg(long)]
+    submitters: Option<u8>,
+    /// Override the bios each submitter sends.
+    #[arg(long)]
+    bios: Option<u8>,
+    /// Override the number of controller threads.
+    #[arg(long)]
+    controllers: Option<u8>,
+    /// Override attach/detach cycles per controller.
+    #[arg(long)]
+    cycles: Option<u8>,
+    /// Override the number of injected failures.
+    #[arg(long)]
+    failures: Option<u8>,
+    /// Check only this kind of original (request or bio).
+    #[arg(long, value_parser = parse_kind)]
+    kind: Option<Kind>,
+}
+
+impl BoundArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            submitters: self.submitters,
+            bios: self.bios,
+            controllers: self.controllers,
+            cycles: self.cycles,
+            failures: self.failures,
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Result<Kind, String> {
+    match s {
+        "request" => Ok(Kind::Request),
+        "bio" => Ok(Kind::Bio),
+        _ => Err(format!("unknown kind `{s}`: use request or bio")),
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check specs: exit 0 when every spec meets its expectation, 1 when one does not, 2 on bad input.
+    Check {
+        /// Spec files (TOML).
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        /// Write a machine-readable report to stdout instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Turn off symmetry reduction (plain BFS over every state).
+        #[arg(long)]
+        no_symmetry: bool,
+        /// Print only the summary lines, not the counterexamples.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        bounds: BoundArgs,
+    },
+    /// Serve the Stateright Explorer on one spec.
+    Explore {
+        spec: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: String,
+        #[command(flatten)]
+        bounds: BoundArgs,
+    },
+}
+
+fn load(path: &PathBuf) -> Result<Spec, ExitCode> {
+    Spec::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn print_text(r: &SpecReport, quiet: bool) {
+    for k in &r.kinds {
+        let verdict = if k.violated().is_empty() { "pass".to_string() } else { format!("violates {}", k.violated().join(", ")) };
+        println!(
+            "{:<22} {:<8} {:<44} {:>9} states {:>7.2}s  {}",
+            r.name,
+            k.kind.name(),
+            verdict,
+            k.unique_states,
+            k.seconds,
+            if k.met { "as expected" } else { "UNEXPECTED" }
+        );
+        for m in &k.mismatch {
+            println!("    {m}");
+        }
+    }
+    if quiet {
+        return;
+    }
+    for k in &r.kinds {
+        for p in k.properties.iter().filter(|p| p.trace.is_some()) {
+            let t = p.trace.as_ref().expect("filtered");
+            println!();
+            println!("{} [{}]: {} violated in {} steps:", r.name, k.kind.name(), p.name, t.len());
+            for s in t {
+                println!("  {:>3}. {}", s.step, s.action);
+                println!("       {}", s.state);
+            }
+            if let Some(path) = &p.explorer_path {
+                println!("  explorer: quiesce explore {} --kind {} -> #/steps/{path}", r.file, k.kind.name());
+            }
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, ExitCode> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check { specs, json, no_symmetry, quiet, bounds } => {
+            // Parse every spec before checking any: bad input fails fast.
+            let specs: Vec<Spec> = specs.iter().map(load).collect::<Result<_, _>>()?;
+            let opts = CheckOptions {
+                overrides: bounds.overrides(),
+                symmetry: !no_symmetry,
+                kinds: bounds.kind.into_iter().collect(),
+                ..CheckOptions::default()
+            };
+            let mut reports = Vec::new();
+            for spec in &specs {
+                let r = check_spec(spec, &opts).map_err(|e| {
+                    eprintln!("error: {}: {e}", spec.path.display());
+                    ExitCode::from(2)
+                })?;
+                if !json {
+                    print_text(&r, quiet);
+                }
+                reports.push(r);
+            }
+            let met = reports.iter().all(|r| r.met);
+            if json {
+                let doc = serde_json::json!({ "met": met, "specs": reports });
+                println!("{}", serde_json::to_string_pretty(&doc).expect("report serialises"));
+            }
+            Ok(if met { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Cmd::Explore { spec, addr, bounds } => {
+            let spec = load(&spec)?;
+            let b = spec.bounds.with(&bounds.overrides()).map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            })?;
+            let kind = bounds.kind.unwrap_or(spec.kinds[0]);
+            if !spec.kinds.contains(&kind) {
+                eprintln!("error: {} does not check kind `{kind}`", spec.path.display());
+                return Err(ExitCode::from(2));
+            }
+            // Bind once ourselves so that a bad address is a clear error, not a panic.
+            let listener = std::net::TcpListener::bind(&addr).map_err(|e| {
+                eprintln!("error: cannot listen on {addr}: {e}");
+                ExitCode::from(2)
+            })?;
+            let bound = listener.local_addr().map_err(|_| ExitCode::from(2))?;
+            drop(listener);
+            let model = Quiesce::new(spec.protocol.clone(), kind, b);
+            eprintln!("Explorer for {} [{kind}] at http://{bound}/", spec.name);
+            let checker = model.checker().threads(1).serve(bound);
+            let _ = checker.unique_state_count();
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(c) | Err(c) => c,
+    }
+}

@@ -1,0 +1,10 @@
+//! quiesce's model: protocol specs, the Stateright model that interprets them,
+//! and the checker that proves or refutes them.
+
+pub mod check;
+pub mod model;
+pub mod spec;
+
+pub use check::{check_spec, CheckOptions, KindReport, SpecReport};
+pub use model::Quiesce;
+pub use spec::{Spec, SpecError};

@@ -1,0 +1,1068 @@
+//! The Stateright model: one original device O, one interposer I per
+//! controller, submitters, controllers, an optional freezer and remover, and
+//! the kernel primitives between them. The protocol itself (hot path, attach,
+//! detach) is data from the spec; this file gives each step its kernel meaning.
+
+use crate::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Prim, Protocol, Res};
+use stateright::{Model, Property, Representative};
+use std::fmt;
+
+/// An interposer instance: controller `c`'s I, created in cycle `gen`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ip {
+    pub c: u8,
+    pub gen: u8,
+}
+
+/// Where the travelling bio of a lineage (the bio, or I's clone of it) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Loc {
+    Unsubmitted,
+    /// In the hands of a pass through the hot path.
+    Carried,
+    /// Inside O (a request on blk-mq, remapped clones below device-mapper).
+    InO,
+    /// On O's deferred list while O is suspended.
+    DeferredO,
+    /// Inside I, its clone queued on the carrier's `current->bio_list`.
+    InI,
+    /// On I's deferred list while I is suspended.
+    DeferredI,
+    Done,
+    /// Never completes: dropped, or swallowed by freed memory.
+    Lost,
+}
+
+/// Bio flags.
+pub mod bf {
+    /// A pass through the hot path is running for this lineage.
+    pub const PASS: u8 = 1;
+    /// The pass holds O's queue reference.
+    pub const PASS_QREF: u8 = 2;
+    /// O's blk-mq request holds the queue reference until completion.
+    pub const REQ_QREF: u8 = 4;
+    /// `BIO_INTERPOSED` is set on the travelling bio.
+    pub const MARKED: u8 = 8;
+    /// The carrier task is marked.
+    pub const TASKMARK: u8 = 16;
+    /// The pass is run by a kworker (a resubmission), not the submitter.
+    pub const KWORKER: u8 = 32;
+    /// I has queued a clone on the carrier's bio_list.
+    pub const CLONE_QUEUED: u8 = 64;
+    /// The bio was submitted again after it was handed off.
+    pub const DUP: u8 = 128;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bio {
+    pub loc: Loc,
+    pub pc: u8,
+    pub flags: u8,
+    /// The interposer pointer this pass loaded.
+    pub ip: Option<Ip>,
+    /// The I instance holding the original while its clone travels.
+    pub via: Option<Ip>,
+    /// Times this lineage was redirected to an interposer.
+    pub depth: u8,
+    /// Completions of the original bio.
+    pub done: u8,
+}
+
+impl Bio {
+    const NEW: Bio = Bio { loc: Loc::Unsubmitted, pc: 0, flags: 0, ip: None, via: None, depth: 0, done: 0 };
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+    fn in_flight(&self) -> bool {
+        matches!(self.loc, Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO | Loc::DeferredI)
+    }
+}
+
+/// Controller holdings.
+pub mod held {
+    pub const MUTEX: u8 = 1;
+    pub const FS_FROZEN: u8 = 2;
+    pub const Q_FROZEN: u8 = 4;
+    pub const O_SUSPENDED: u8 = 8;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ILife {
+    Freed,
+    Created,
+    Open,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    Attach,
+    /// Attach failed at step `failed`; running its error path.
+    AttachErr { failed: u8 },
+    Attached,
+    Detach,
+    DetachErr { failed: u8 },
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ctl {
+    pub cycle: u8,
+    pub phase: Phase,
+    /// Step index; in an error path, the cursor of the unwind.
+    pub pc: u8,
+    /// Sub-step of a blocking primitive.
+    pub sub: u8,
+    pub held: u8,
+    pub ilife: ILife,
+    pub isusp: bool,
+    pub igen: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// Bios per submitter (constant; lets symmetry reduction find the groups).
+    pub k: u8,
+    /// Submitter bios (submitter-major), then one superblock bio per controller.
+    pub bios: Vec<Bio>,
+    pub ctls: Vec<Ctl>,
+    /// `O->bd_interposer`.
+    pub ptr: Option<Ip>,
+    pub o_dead: bool,
+    pub remover: u8,
+    pub freezers: Vec<u8>,
+    pub injected: u8,
+    /// Queue references taken and never dropped.
+    pub leaked_qrefs: u8,
+    pub uaf: bool,
+    /// A release of something not held (a kernel WARN).
+    pub unbalanced: bool,
+}
+
+/// Who runs a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Who {
+    Submitter(u8),
+    Controller(u8),
+    Kworker,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// A submitter starts `submit_bio_noacct` on its next bio.
+    Submit { s: u8, b: u8 },
+    /// One hot-path step of bio `b`'s pass.
+    Hot { b: u8, op: HotOp, who: Who },
+    /// O completes bio `b` (`bio_endio`).
+    Complete { b: u8 },
+    /// Controller `c` runs sub-step `sub` of `prim`.
+    Ctl { c: u8, prim: Prim, sub: u8, unwind: bool },
+    /// An injected failure of `prim` in controller `c`.
+    Fail { c: u8, prim: Prim },
+    /// attach or detach returns.
+    Return { c: u8, ok: bool, detach: bool },
+    /// The controller calls detach.
+    BeginDetach { c: u8 },
+    Remover { pc: u8 },
+    Freezer { f: u8, pc: u8 },
+}
+
+pub const REMOVER_STEPS: [&str; 4] =
+    ["del_gendisk(O): mark dead", "blk_freeze_queue_start(O)", "blk_mq_freeze_queue_wait(O)", "blk_mq_unfreeze_queue(O)"];
+pub const FREEZER_STEPS: [&str; 3] = ["blk_freeze_queue_start(O)", "blk_mq_freeze_queue_wait(O)", "blk_mq_unfreeze_queue(O)"];
+
+/// One check: a protocol, one kind of original, bounds.
+#[derive(Clone, Debug)]
+pub struct Quiesce {
+    pub protocol: Protocol,
+    pub kind: Kind,
+    pub bounds: Bounds,
+}
+
+enum Outcome {
+    /// Go on to the next sub-step.
+    Next,
+    /// The primitive returned 0.
+    Ok,
+    /// The primitive returned an error.
+    Err(&'static str),
+}
+
+impl Quiesce {
+    pub fn new(protocol: Protocol, kind: Kind, bounds: Bounds) -> Self {
+        Quiesce { protocol, kind, bounds }
+    }
+
+    pub fn nsub(&self) -> usize {
+        self.bounds.submitters as usize * self.bounds.bios as usize
+    }
+    fn sb(&self, c: usize) -> usize {
+        self.nsub() + c
+    }
+    pub fn bio_name(&self, b: usize) -> String {
+        if b >= self.nsub() {
+            format!("sb{}", b - self.nsub() + 1)
+        } else {
+            let k = self.bounds.bios as usize;
+            format!("bio{}.{}", b / k + 1, b % k + 1)
+        }
+    }
+    fn steps(&self, phase: Phase) -> &[CtlStep] {
+        match phase {
+            Phase::Attach | Phase::AttachErr { .. } => &self.protocol.attach,
+            _ => &self.protocol.detach,
+        }
+    }
+    fn applies(&self, step: &CtlStep) -> bool {
+        step.only.is_none_or(|k| k == self.kind)
+    }
+    /// First applicable step at or after `pc`.
+    fn norm(&self, phase: Phase, pc: usize) -> u8 {
+        let steps = self.steps(phase);
+        let mut i = pc;
+        while i < steps.len() && !self.applies(&steps[i]) {
+            i += 1;
+        }
+        i as u8
+    }
+
+    // --- derived device state -------------------------------------------
+
+    pub fn freeze_depth(&self, s: &State) -> usize {
+        let c = s.ctls.iter().filter(|c| c.held & held::Q_FROZEN != 0).count();
+        let f = s.freezers.iter().filter(|&&pc| pc == 1 || pc == 2).count();
+        let r = usize::from(self.bounds.remover && (s.remover == 2 || s.remover == 3));
+        c + f + r
+    }
+    pub fn qrefs(&self, s: &State) -> usize {
+        s.leaked_qrefs as usize
+            + s.bios.iter().filter(|b| b.has(bf::PASS_QREF)).count()
+            + s.bios.iter().filter(|b| b.has(bf::REQ_QREF)).count()
+    }
+    pub fn o_suspended(&self, s: &State) -> bool {
+        s.ctls.iter().any(|c| c.held & held::O_SUSPENDED != 0)
+    }
+    pub fn fs_frozen(&self, s: &State) -> bool {
+        s.ctls.iter().any(|c| c.held & held::FS_FROZEN != 0)
+    }
+    pub fn freed(&self, s: &State, ip: Ip) -> bool {
+        let c = &s.ctls[ip.c as usize];
+        !(c.igen == ip.gen && c.ilife != ILife::Freed)
+    }
+    fn i_busy(&self, s: &State, ip: Ip) -> bool {
+        s.bios.iter().any(|b| b.via == Some(ip) && matches!(b.loc, Loc::Carried | Loc::InO | Loc::InI))
+    }
+    fn submitter_busy(&self, s: &State, sub: usize) -> bool {
+        let k = self.bounds.bios as usize;
+        s.bios[sub * k..(sub + 1) * k].iter().any(|b| b.has(bf::PASS) && !b.has(bf::KWORKER))
+    }
+    fn writers_active(&self, s: &State) -> bool {
+        (0..self.bounds.submitters as usize).any(|i| self.submitter_busy(s, i))
+    }
+    pub fn all_done(&self, s: &State) -> bool {
+        s.bios[..self.nsub()].iter().all(|b| b.loc != Loc::Unsubmitted)
+            && s.bios.iter().all(|b| !b.has(bf::PASS))
+            && s.ctls.iter().all(|c| c.phase == Phase::Done)
+            && (!self.bounds.remover || s.remover as usize == REMOVER_STEPS.len())
+            && s.freezers.iter().all(|&pc| pc as usize == FREEZER_STEPS.len())
+    }
+    fn carrier(&self, b: usize, bio: &Bio) -> Who {
+        if bio.has(bf::KWORKER) {
+            Who::Kworker
+        } else if b >= self.nsub() {
+            Who::Controller((b - self.nsub()) as u8)
+        } else {
+            Who::Submitter((b / self.bounds.bios as usize) as u8)
+        }
+    }
+
+    // --- bio mechanics ---------------------------------------------------
+
+    /// The travelling bio completes (successfully or with an error).
+    fn end_bio(&self, s: &mut State, b: usize) {
+        let bio = s.bios[b];
+        let mut nb = bio;
+        nb.flags &= !bf::REQ_QREF;
+        match bio.via {
+            Some(ip) if self.freed(s, ip) => {
+                // The clone's end_io runs in freed memory.
+                s.uaf = true;
+                nb.loc = Loc::Lost;
+            }
+            _ => {
+                nb.via = None;
+                nb.loc = Loc::Done;
+                nb.done = nb.done.saturating_add(1);
+            }
+        }
+        s.bios[b] = nb;
+    }
+
+    /// I processes bio `b` (it issues a clone to O), in a submitter's pass or a kworker.
+    fn clone_marked(&self, bio: &Bio) -> bool {
+        self.protocol.marker == MarkerKind::BioFlag && self.protocol.clone_inherits && bio.has(bf::MARKED)
+    }
+
+    fn start_pass(bio: &mut Bio, flags: u8) {
+        bio.loc = Loc::Carried;
+        bio.pc = 0;
+        bio.ip = None;
+        bio.flags = (bio.flags & (bf::DUP | bf::REQ_QREF)) | bf::PASS | flags;
+    }
+
+    /// The pass returns from `submit_bio_noacct`; queued clones are submitted by the same task.
+    fn end_pass(&self, s: &mut State, b: usize) {
+        let mut bio = s.bios[b];
+        if bio.has(bf::PASS_QREF) {
+            s.leaked_qrefs += 1;
+            bio.flags &= !bf::PASS_QREF;
+        }
+        if bio.loc == Loc::Carried {
+            bio.loc = Loc::Lost;
+        }
+        if bio.has(bf::CLONE_QUEUED) {
+            let keep = bio.flags & (bf::TASKMARK | bf::KWORKER);
+            let marked = if self.clone_marked(&bio) { bf::MARKED } else { 0 };
+            bio.flags &= !(bf::CLONE_QUEUED | bf::MARKED);
+            Self::start_pass(&mut bio, keep | marked);
+        } else {
+            bio.flags &= !(bf::PASS | bf::TASKMARK | bf::KWORKER);
+            bio.ip = None;
+            bio.pc = 0;
+        }
+        s.bios[b] = bio;
+    }
+
+    fn hot_enabled(&self, s: &State, op: HotOp) -> bool {
+        match op {
+            HotOp::QueueEnter => s.o_dead || self.freeze_depth(s) == 0,
+            _ => true,
+        }
+    }
+
+    fn hot_step(&self, s: &mut State, b: usize, op: HotOp) {
+        let n = self.protocol.hot_path.len();
+        let mut bio = s.bios[b];
+        let mut next = bio.pc as usize + 1;
+        let mut end = false;
+        match op {
+            HotOp::QueueEnter => {
+                if s.o_dead {
+                    s.bios[b].pc = next as u8;
+                    self.end_bio(s, b);
+                    bio = s.bios[b];
+                } else {
+                    bio.flags |= bf::PASS_QREF;
+                }
+            }
+            HotOp::QueueExit => bio.flags &= !bf::PASS_QREF,
+            HotOp::TestMarker { marked } => {
+                let m = match self.protocol.marker {
+                    MarkerKind::BioFlag => bio.has(bf::MARKED),
+                    MarkerKind::Task => bio.has(bf::TASKMARK),
+                    MarkerKind::None => false,
+                };
+                if m {
+                    next = marked as usize;
+                }
+            }
+            HotOp::ReadInterposer { null } => {
+                bio.ip = s.ptr;
+                if s.ptr.is_none() {
+                    next = null as usize;
+                }
+            }
+            HotOp::SetMarker => match self.protocol.marker {
+                MarkerKind::BioFlag => bio.flags |= bf::MARKED,
+                MarkerKind::Task => bio.flags |= bf::TASKMARK,
+                MarkerKind::None => {}
+            },
+            HotOp::Redirect => {
+                if bio.loc != Loc::Carried {
+                    bio.flags |= bf::DUP;
+                } else if let Some(ip) = bio.ip {
+                    bio.depth = bio.depth.saturating_add(1);
+                    if self.freed(s, ip) {
+                        s.uaf = true;
+                        bio.loc = Loc::Lost;
+                    } else if bio.depth >= 2 {
+                        // Interposed again: the kernel would recurse without bound.
+                        bio.loc = Loc::Lost;
+                    } else if s.ctls[ip.c as usize].isusp {
+                        bio.loc = Loc::DeferredI;
+                        bio.via = Some(ip);
+                    } else {
+                        bio.loc = Loc::InI;
+                        bio.via = Some(ip);
+                        bio.flags |= bf::CLONE_QUEUED;
+                    }
+                }
+            }
+            HotOp::DriverSubmit => {
+                if bio.loc != Loc::Carried {
+                    bio.flags |= bf::DUP;
+                } else {
+                    match self.kind {
+                        Kind::Request => {
+                            bio.loc = Loc::InO;
+                            bio.flags = (bio.flags & !bf::PASS_QREF) | bf::REQ_QREF;
+                        }
+                        Kind::Bio => {
+                            bio.loc = if self.o_suspended(s) { Loc::DeferredO } else { Loc::InO };
+                        }
+                    }
+                }
+            }
+            HotOp::Return => end = true,
+            HotOp::Restart => {
+                if bio.loc == Loc::Carried {
+                    next = 0;
+                    bio.ip = None;
+                } else {
+                    end = true;
+                }
+            }
+        }
+        bio.pc = next as u8;
+        s.bios[b] = bio;
+        if end || next >= n {
+            self.end_pass(s, b);
+        }
+    }
+
+    // --- controller mechanics -------------------------------------------
+
+    /// The primitive the controller runs next, if any, and whether it is an unwind.
+    fn ctl_current(&self, c: &Ctl) -> Option<(Prim, bool)> {
+        match c.phase {
+            Phase::Attach | Phase::Detach => {
+                self.steps(c.phase).get(c.pc as usize).map(|st| (st.prim, false))
+            }
+            Phase::AttachErr { failed } | Phase::DetachErr { failed } => {
+                let step = &self.steps(c.phase)[failed as usize];
+                match &step.on_error {
+                    Some(list) => list.get(c.pc as usize).map(|p| (*p, true)),
+                    None => (c.pc > 0).then(|| {
+                        let p = self.steps(c.phase)[c.pc as usize - 1].prim;
+                        (p.inverse().expect("unwind cursor rests on acquiring steps"), true)
+                    }),
+                }
+            }
+            Phase::Attached | Phase::Done => None,
+        }
+    }
+
+    /// Move a default-unwind cursor down to the next step whose resource is still held.
+    fn unwind_norm(&self, s: &State, ci: usize, mut pc: u8, phase: Phase) -> u8 {
+        let steps = self.steps(phase);
+        while pc > 0 {
+            let st = &steps[pc as usize - 1];
+            if self.applies(st) && st.prim.info().acquires.is_some_and(|r| self.holds(s, ci, r)) {
+                break;
+            }
+            pc -= 1;
+        }
+        pc
+    }
+
+    fn holds(&self, s: &State, ci: usize, r: Res) -> bool {
+        let c = &s.ctls[ci];
+        match r {
+            Res::Mutex => c.held & held::MUTEX != 0,
+            Res::FsFrozen => c.held & held::FS_FROZEN != 0,
+            Res::QFrozen => c.held & held::Q_FROZEN != 0,
+            Res::OSuspended => c.held & held::O_SUSPENDED != 0,
+            Res::ICreated => c.ilife != ILife::Freed,
+            Res::IOpen => c.ilife == ILife::Open,
+            Res::ISuspended => c.isusp,
+            Res::Pointer => s.ptr == Some(Ip { c: ci as u8, gen: c.igen }),
+        }
+    }
+
+    fn prim_enabled(&self, s: &State, ci: usize, prim: Prim, sub: u8) -> bool {
+        let c = &s.ctls[ci];
+        match (prim, sub) {
+            (Prim::MutexLock, _) => !s.ctls.iter().any(|o| o.held & held::MUTEX != 0),
+            (Prim::FreezeQueue, 1) => self.qrefs(s) == 0,
+            (Prim::DmInternalSuspendFast, 1) => !s.bios.iter().any(|b| b.loc == Loc::InO),
+            (Prim::DmSuspend, 1) => !self.i_busy(s, Ip { c: ci as u8, gen: c.igen }),
+            (Prim::FreezeBdev, 1) => !self.writers_active(s),
+            (Prim::FreezeBdev, 2) => {
+                let sb = s.bios[self.sb(ci)];
+                sb.loc == Loc::Done && !sb.has(bf::PASS) && !s.bios[..self.nsub()].iter().any(Bio::in_flight)
+            }
+            _ => true,
+        }
+    }
+
+    fn release(s: &mut State, ci: usize, bit: u8) {
+        if s.ctls[ci].held & bit == 0 {
+            s.unbalanced = true;
+        }
+        s.ctls[ci].held &= !bit;
+    }
+
+    fn acquire(s: &mut State, ci: usize, bit: u8) {
+        if s.ctls[ci].held & bit != 0 {
+            // A nested acquire by the same thread: the model's holdings are not counted.
+            s.unbalanced = true;
+        }
+        s.ctls[ci].held |= bit;
+    }
+
+    fn prim_exec(&self, s: &mut State, ci: usize, prim: Prim, sub: u8) -> Outcome {
+        let me = Ip { c: ci as u8, gen: s.ctls[ci].igen };
+        match prim {
+            Prim::MutexLock => Self::acquire(s, ci, held::MUTEX),
+            Prim::MutexUnlock => Self::release(s, ci, held::MUTEX),
+            Prim::DmCreate => {
+                let c = &mut s.ctls[ci];
+                if c.ilife != ILife::Freed {
+                    return Outcome::Err("EEXIST");
+                }
+                c.ilife = ILife::Created;
+                c.igen = c.cycle;
+                c.isusp = false;
+            }
+            Prim::DmDestroy => {
+                let c = &mut s.ctls[ci];
+                if c.ilife == ILife::Freed {
+                    s.unbalanced = true;
+                }
+                c.ilife = ILife::Freed;
+                c.isusp = false;
+            }
+            Prim::BlkdevGetExcl => match s.ctls[ci].ilife {
+                ILife::Freed => return Outcome::Err("ENXIO"),
+                ILife::Open => return Outcome::Err("EBUSY"),
+                ILife::Created => s.ctls[ci].ilife = ILife::Open,
+            },
+            Prim::BlkdevPut => {
+                if s.ctls[ci].ilife != ILife::Open {
+                    s.unbalanced = true;
+                } else {
+                    s.ctls[ci].ilife = ILife::Created;
+                }
+            }
+            Prim::FreezeBdev => {
+                if !self.protocol.filesystem {
+                    return Outcome::Ok;
+                }
+                match sub {
+                    0 => {
+                        Self::acquire(s, ci, held::FS_FROZEN);
+                        return Outcome::Next;
+                    }
+                    1 => {
+                        let sb = self.sb(ci);
+                        s.bios[sb] = Bio::NEW;
+                        Self::start_pass(&mut s.bios[sb], 0);
+                        return Outcome::Next;
+                    }
+                    _ => {
+                        let sb = self.sb(ci);
+                        if s.bios[sb].done > 1 || s.bios[sb].has(bf::DUP) {
+                            // Keep the evidence: exactly_once sees it.
+                        } else {
+                            s.bios[sb] = Bio::NEW;
+                        }
+                    }
+                }
+            }
+            Prim::ThawBdev => {
+                if self.protocol.filesystem {
+                    Self::release(s, ci, held::FS_FROZEN);
+                }
+            }
+            Prim::FreezeQueue => {
+                if sub == 0 {
+                    Self::acquire(s, ci, held::Q_FROZEN);
+                    return Outcome::Next;
+                }
+            }
+            Prim::UnfreezeQueue => Self::release(s, ci, held::Q_FROZEN),
+            Prim::DmInternalSuspendFast => {
+                if self.kind == Kind::Request {
+                    return Outcome::Err("EINVAL");
+                }
+                if sub == 0 {
+                    Self::acquire(s, ci, held::O_SUSPENDED);
+                    return Outcome::Next;
+                }
+            }
+            Prim::DmInternalResumeFast => {
+                Self::release(s, ci, held::O_SUSPENDED);
+                if !self.o_suspended(s) {
+                    for bio in s.bios.iter_mut().filter(|b| b.loc == Loc::DeferredO) {
+                        let keep = bio.flags & bf::MARKED;
+                        Self::start_pass(bio, bf::KWORKER | keep);
+                    }
+                }
+            }
+            Prim::DmSuspend => {
+                if self.freed(s, me) {
+                    s.uaf = true;
+                    return Outcome::Err("EINVAL");
+                }
+                if sub == 0 {
+                    if s.ctls[ci].isusp {
+                        s.unbalanced = true;
+                    }
+                    s.ctls[ci].isusp = true;
+                    return Outcome::Next;
+                }
+            }
+            Prim::DmResume => {
+                if !s.ctls[ci].isusp {
+                    s.unbalanced = true;
+                }
+                s.ctls[ci].isusp = false;
+                if self.freed(s, me) {
+                    s.uaf = true;
+                } else {
+                    for i in 0..s.bios.len() {
+                        let bio = &mut s.bios[i];
+                        if bio.loc == Loc::DeferredI && bio.via == Some(me) {
+                            // A kworker runs I's ->submit_bio; the clone goes to O from there.
+                            let marked = if self.clone_marked(bio) { bf::MARKED } else { 0 };
+                            bio.flags &= !bf::MARKED;
+                            Self::start_pass(bio, bf::KWORKER | marked);
+                        }
+                    }
+                }
+            }
+            Prim::StoreInterposer => s.ptr = Some(me),
+            Prim::CmpxchgInterposer => {
+                if s.ptr.is_some() {
+                    return Outcome::Err("EBUSY");
+                }
+                s.ptr = Some(me);
+            }
+            Prim::ClearInterposer => {
+                if s.ptr.is_none() {
+                    s.unbalanced = true;
+                }
+                s.ptr = None;
+            }
+            Prim::AssertFrozen => {
+                if !(self.freeze_depth(s) > 0 && self.qrefs(s) == 0) {
+                    return Outcome::Err("EPERM");
+                }
+            }
+            Prim::CheckAlive => {
+                if s.o_dead {
+                    return Outcome::Err("ENODEV");
+                }
+            }
+        }
+        Outcome::Ok
+    }
+
+    /// Enter the error path of the step the controller is on.
+    fn fail(&self, s: &mut State, ci: usize) {
+        let c = s.ctls[ci];
+        let failed = c.pc;
+        let phase = match c.phase {
+            Phase::Attach => Phase::AttachErr { failed },
+            _ => Phase::DetachErr { failed },
+        };
+        let step = &self.steps(c.phase)[failed as usize];
+        let pc = if step.on_error.is_some() { 0 } else { self.unwind_norm(s, ci, failed, phase) };
+        let ctl = &mut s.ctls[ci];
+        ctl.phase = phase;
+        ctl.pc = pc;
+        ctl.sub = 0;
+    }
+
+    fn next_cycle(&self, s: &mut State, ci: usize) {
+        let c = &mut s.ctls[ci];
+        c.cycle += 1;
+        c.sub = 0;
+        if c.cycle >= self.bounds.cycles {
+            c.phase = Phase::Done;
+            c.pc = 0;
+        } else {
+            c.phase = Phase::Attach;
+            c.pc = self.norm(Phase::Attach, 0);
+        }
+    }
+
+    fn ctl_advance(&self, s: &mut State, ci: usize, outcome: Outcome) {
+        let c = s.ctls[ci];
+        match outcome {
+            Outcome::Next => s.ctls[ci].sub += 1,
+            Outcome::Err(_) => {
+                if matches!(c.phase, Phase::Attach | Phase::Detach) {
+                    self.fail(s, ci);
+                } else {
+                    // A failing step of an error path: carry on with the rest of it.
+                    self.err_path_next(s, ci);
+                }
+            }
+            Outcome::Ok => match c.phase {
+                Phase::Attach | Phase::Detach => {
+                    let ctl = &mut s.ctls[ci];
+                    ctl.sub = 0;
+                    ctl.pc = self.norm(c.phase, c.pc as usize + 1);
+                }
+                _ => self.err_path_next(s, ci),
+            },
+        }
+    }
+
+    fn err_path_next(&self, s: &mut State, ci: usize) {
+        let c = s.ctls[ci];
+        let (Phase::AttachErr { failed } | Phase::DetachErr { failed }) = c.phase else { return };
+        let pc = if self.steps(c.phase)[failed as usize].on_error.is_some() {
+            c.pc + 1
+        } else {
+            self.unwind_norm(s, ci, c.pc - 1, c.phase)
+        };
+        let ctl = &mut s.ctls[ci];
+        ctl.pc = pc;
+        ctl.sub = 0;
+    }
+
+    fn ctl_actions(&self, s: &State, ci: usize, out: &mut Vec<Action>) {
+        let c = &s.ctls[ci];
+        let cu = ci as u8;
+        match c.phase {
+            Phase::Done => {}
+            Phase::Attached => out.push(Action::BeginDetach { c: cu }),
+            _ => match self.ctl_current(c) {
+                None => out.push(Action::Return {
+                    c: cu,
+                    ok: matches!(c.phase, Phase::Attach | Phase::Detach),
+                    detach: matches!(c.phase, Phase::Detach | Phase::DetachErr { .. }),
+                }),
+                Some((prim, unwind)) => {
+                    if self.prim_enabled(s, ci, prim, c.sub) {
+                        out.push(Action::Ctl { c: cu, prim, sub: c.sub, unwind });
+                    }
+                    if !unwind
+                        && c.sub == 0
+                        && s.injected < self.bounds.failures
+                        && self.protocol.inject.contains(&prim)
+                    {
+                        out.push(Action::Fail { c: cu, prim });
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl Model for Quiesce {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        let ctl = Ctl {
+            cycle: 0,
+            phase: Phase::Attach,
+            pc: self.norm(Phase::Attach, 0),
+            sub: 0,
+            held: 0,
+            ilife: ILife::Freed,
+            isusp: false,
+            igen: 0,
+        };
+        vec![State {
+            k: self.bounds.bios,
+            bios: vec![Bio::NEW; self.nsub() + self.bounds.controllers as usize],
+            ctls: vec![ctl; self.bounds.controllers as usize],
+            ptr: None,
+            o_dead: false,
+            remover: 0,
+            freezers: vec![0; self.bounds.freezers as usize],
+            injected: 0,
+            leaked_qrefs: 0,
+            uaf: false,
+            unbalanced: false,
+        }]
+    }
+
+    fn actions(&self, s: &State, out: &mut Vec<Action>) {
+        let k = self.bounds.bios as usize;
+        let fs_blocked = self.protocol.filesystem && self.fs_frozen(s);
+        for sub in 0..self.bounds.submitters as usize {
+            if fs_blocked || self.submitter_busy(s, sub) {
+                continue;
+            }
+            if let Some(j) = (0..k).find(|j| s.bios[sub * k + j].loc == Loc::Unsubmitted) {
+                out.push(Action::Submit { s: sub as u8, b: (sub * k + j) as u8 });
+            }
+        }
+        for (b, bio) in s.bios.iter().enumerate() {
+            if bio.has(bf::PASS) {
+                let op = self.protocol.hot_path[bio.pc as usize];
+                if self.hot_enabled(s, op) {
+                    out.push(Action::Hot { b: b as u8, op, who: self.carrier(b, bio) });
+                }
+            }
+            if bio.loc == Loc::InO {
+                out.push(Action::Complete { b: b as u8 });
+            }
+        }
+        for ci in 0..s.ctls.len() {
+            self.ctl_actions(s, ci, out);
+        }
+        if self.bounds.remover && (s.remover as usize) < REMOVER_STEPS.len() && (s.remover != 2 || self.qrefs(s) == 0) {
+            out.push(Action::Remover { pc: s.remover });
+        }
+        for (f, &pc) in s.freezers.iter().enumerate() {
+            if (pc as usize) < FREEZER_STEPS.len() && (pc != 1 || self.qrefs(s) == 0) {
+                out.push(Action::Freezer { f: f as u8, pc });
+            }
+        }
+    }
+
+    fn next_state(&self, last: &State, action: Action) -> Option<State> {
+        let mut s = last.clone();
+        match action {
+            Action::Submit { b, .. } => Self::start_pass(&mut s.bios[b as usize], 0),
+            Action::Hot { b, op, .. } => self.hot_step(&mut s, b as usize, op),
+            Action::Complete { b } => self.end_bio(&mut s, b as usize),
+            Action::Ctl { c, prim, sub, .. } => {
+                let out = self.prim_exec(&mut s, c as usize, prim, sub);
+                self.ctl_advance(&mut s, c as usize, out);
+            }
+            Action::Fail { c, .. } => {
+                s.injected += 1;
+                self.fail(&mut s, c as usize);
+            }
+            Action::Return { c, ok, detach } => {
+                let ci = c as usize;
+                if ok && !detach {
+                    s.ctls[ci].phase = Phase::Attached;
+                    s.ctls[ci].pc = 0;
+                } else {
+                    self.next_cycle(&mut s, ci);
+                }
+            }
+            Action::BeginDetach { c } => {
+                let ctl = &mut s.ctls[c as usize];
+                ctl.phase = Phase::Detach;
+                ctl.pc = self.norm(Phase::Detach, 0);
+                ctl.sub = 0;
+            }
+            Action::Remover { pc } => {
+                if pc == 0 {
+                    s.o_dead = true;
+                }
+                s.remover = pc + 1;
+            }
+            Action::Freezer { f, pc } => s.freezers[f as usize] = pc + 1,
+        }
+        Some(s)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always("no_use_after_free", |_: &Quiesce, s: &State| !s.uaf),
+            Property::always("no_bypass", |_: &Quiesce, s: &State| {
+                !s.ctls.iter().any(|c| c.phase == Phase::Attached)
+                    || !s.bios.iter().any(|b| b.loc == Loc::InO && b.via.is_none())
+            }),
+            Property::always("exactly_once", |m: &Quiesce, s: &State| {
+                let bad = s.bios.iter().any(|b| {
+                    b.has(bf::DUP)
+                        || b.done > 1
+                        || b.loc == Loc::Lost
+                        || (b.loc == Loc::DeferredI && b.via.is_some_and(|ip| m.freed(s, ip)))
+                });
+                let stranded = m.all_done(s)
+                    && !s.bios.iter().any(|b| b.loc == Loc::InO)
+                    && s.bios[..m.nsub()].iter().any(|b| b.done != 1);
+                !bad && !stranded
+            }),
+            Property::always("no_recursion", |_: &Quiesce, s: &State| s.bios.iter().all(|b| b.depth <= 1)),
+            Property::always("no_deadlock", |m: &Quiesce, s: &State| {
+                if m.all_done(s) {
+                    return true;
+                }
+                let mut acts = Vec::new();
+                m.actions(s, &mut acts);
+                !acts.is_empty()
+            }),
+            Property::always("clean_exit", |m: &Quiesce, s: &State| {
+                if s.unbalanced || s.leaked_qrefs > 0 {
+                    return false;
+                }
+                s.ctls.iter().enumerate().all(|(ci, c)| {
+                    let at_rest = c.phase == Phase::Done
+                        || (c.phase == Phase::Attach && c.sub == 0 && c.pc == m.norm(Phase::Attach, 0));
+                    !at_rest
+                        || (c.held == 0
+                            && c.ilife == ILife::Freed
+                            && !c.isusp
+                            && s.ptr.is_none_or(|p| p.c as usize != ci))
+                })
+            }),
+            Property::always("single_owner", |_: &Quiesce, s: &State| s.ctls.iter().filter(|c| c.phase == Phase::Attached).count() <= 1),
+            Property::sometimes("bio_redirected", |_: &Quiesce, s: &State| s.bios.iter().any(|b| b.depth >= 1)),
+            Property::sometimes("attach_under_io", |_: &Quiesce, s: &State| {
+                s.ctls.iter().any(|c| c.phase == Phase::Attached) && s.bios.iter().any(Bio::in_flight)
+            }),
+            Property::sometimes("attach_unwinds", |_: &Quiesce, s: &State| {
+                s.ctls.iter().any(|c| matches!(c.phase, Phase::AttachErr { .. }))
+            }),
+        ]
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        self.describe(action)
+    }
+}
+
+impl Quiesce {
+    /// Whether a sanity property can be reached at all under these bounds.
+    pub fn sanity_applies(&self, name: &str) -> bool {
+        match name {
+            "attach_unwinds" => self.bounds.failures > 0 && !self.protocol.inject.is_empty(),
+            _ => true,
+        }
+    }
+
+    /// A trace line: `submitter 2: bio_queue_enter(O)`.
+    pub fn describe(&self, action: &Action) -> String {
+        let who = |w: Who| match w {
+            Who::Submitter(s) => format!("submitter {}", s + 1),
+            Who::Controller(c) => format!("controller {}", c + 1),
+            Who::Kworker => "kworker".to_string(),
+        };
+        match *action {
+            Action::Submit { s, b } => format!("submitter {}: submit_bio({})", s + 1, self.bio_name(b as usize)),
+            Action::Hot { b, op, who: w } => {
+                let bio = self.bio_name(b as usize);
+                let what = match op {
+                    HotOp::QueueEnter => format!("bio_queue_enter(O) [{bio}]"),
+                    HotOp::QueueExit => format!("blk_queue_exit(O) [{bio}]"),
+                    HotOp::TestMarker { .. } => match self.protocol.marker {
+                        MarkerKind::Task => format!("test current->interposer_ctx [{bio}]"),
+                        _ => format!("bio_flagged({bio}, BIO_INTERPOSED)"),
+                    },
+                    HotOp::ReadInterposer { .. } => format!("READ_ONCE(O->bd_interposer) [{bio}]"),
+                    HotOp::SetMarker => match self.protocol.marker {
+                        MarkerKind::Task => format!("set current->interposer_ctx [{bio}]"),
+                        _ => format!("bio_set_flag({bio}, BIO_INTERPOSED)"),
+                    },
+                    HotOp::Redirect => format!("I->submit_bio({bio})"),
+                    HotOp::DriverSubmit => match self.kind {
+                        Kind::Request => format!("blk_mq_submit_bio({bio})"),
+                        Kind::Bio => format!("O->submit_bio({bio})"),
+                    },
+                    HotOp::Return => format!("return [{bio}]"),
+                    HotOp::Restart => format!("submit_bio_noacct({bio}) again"),
+                };
+                format!("{}: {what}", who(w))
+            }
+            Action::Complete { b } => format!("O: bio_endio({})", self.bio_name(b as usize)),
+            Action::Ctl { c, prim, sub, unwind } => {
+                let phases = prim.info().phases;
+                let name = phases.get(sub as usize).copied().unwrap_or(phases[phases.len() - 1]);
+                let name = if phases.len() == 1 && sub == 0 { prim.call() } else { name.to_string() };
+                let name = name.replace("(I)", &format!("(I{})", c + 1)).replace(", I)", &format!(", I{})", c + 1));
+                format!("controller {}: {name}{}", c + 1, if unwind { " [error path]" } else { "" })
+            }
+            Action::Fail { c, prim } => format!(
+                "controller {}: {} = -{} [injected]",
+                c + 1,
+                prim.call().replace("(I)", &format!("(I{})", c + 1)),
+                prim.info().injectable.unwrap_or("EIO")
+            ),
+            Action::Return { c, ok, detach } => format!(
+                "controller {}: {}() returns {}",
+                c + 1,
+                if detach { "detach" } else { "attach" },
+                if ok { "0" } else { "an error" }
+            ),
+            Action::BeginDetach { c } => format!("controller {}: detach()", c + 1),
+            Action::Remover { pc } => format!("remover: {}", REMOVER_STEPS[pc as usize]),
+            Action::Freezer { f, pc } => format!("freezer {}: {}", f + 1, FREEZER_STEPS[pc as usize]),
+        }
+    }
+
+    /// The relevant state after a step, in one line.
+    pub fn summary(&self, s: &State) -> String {
+        let mut parts = Vec::new();
+        let mut o = Vec::new();
+        let fd = self.freeze_depth(s);
+        if fd > 0 {
+            o.push(format!("frozen×{fd}"));
+        }
+        if self.o_suspended(s) {
+            o.push("suspended".into());
+        }
+        if s.o_dead {
+            o.push("removed".into());
+        }
+        let q = self.qrefs(s);
+        if q > 0 {
+            o.push(format!("refs={q}"));
+        }
+        let inside: Vec<_> = (0..s.bios.len()).filter(|&b| s.bios[b].loc == Loc::InO).map(|b| self.bio_name(b)).collect();
+        if !inside.is_empty() {
+            o.push(format!("inside={{{}}}", inside.join(",")));
+        }
+        parts.push(format!("O[{}]", o.join(" ")));
+        parts.push(match s.ptr {
+            Some(ip) => format!("ptr=I{}#{}", ip.c + 1, ip.gen + 1),
+            None => "ptr=NULL".into(),
+        });
+        for (ci, c) in s.ctls.iter().enumerate() {
+            let life = match c.ilife {
+                ILife::Freed => "freed",
+                ILife::Created => "created",
+                ILife::Open => "open",
+            };
+            let held: Vec<&str> = [
+                (held::MUTEX, "mutex"),
+                (held::FS_FROZEN, "fsfreeze"),
+                (held::Q_FROZEN, "qfreeze"),
+                (held::O_SUSPENDED, "O-suspend"),
+            ]
+            .iter()
+            .filter(|(b, _)| c.held & b != 0)
+            .map(|(_, n)| *n)
+            .collect();
+            let in_i: Vec<_> = (0..s.bios.len())
+                .filter(|&b| s.bios[b].via.is_some_and(|v| v.c as usize == ci && v.gen == c.igen))
+                .map(|b| self.bio_name(b))
+                .collect();
+            parts.push(format!(
+                "I{}[{}{}{}{}]",
+                ci + 1,
+                life,
+                if c.isusp { " suspended" } else { "" },
+                if in_i.is_empty() { String::new() } else { format!(" holds={{{}}}", in_i.join(",")) },
+                if held.is_empty() { String::new() } else { format!(" ctl:{}", held.join("+")) },
+            ));
+        }
+        if s.uaf {
+            parts.push("USE-AFTER-FREE".into());
+        }
+        parts.join(" ")
+    }
+}
+
+impl Representative for State {
+    /// Submitters are interchangeable: sort their groups of bios. Nothing else in the
+    /// state names a submitter (pointers and holdings name controllers only).
+    fn representative(&self) -> Self {
+        let k = self.k as usize;
+        let n = self.bios.len() - self.ctls.len();
+        let mut r = self.clone();
+        let mut chunks: Vec<&[Bio]> = self.bios[..n].chunks(k).collect();
+        chunks.sort();
+        for (i, ch) in chunks.iter().enumerate() {
+            r.bios[i * k..(i + 1) * k].copy_from_slice(ch);
+        }
+        r
+    }
+}
+
+impl fmt::Display for Ip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "I{}#{}", self.c + 1, self.gen + 1)
+    }
+}

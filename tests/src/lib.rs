@@ -1,0 +1,1 @@
+//! Integration tests of the whole quiesce chain live in `tests/`.
