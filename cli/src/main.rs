@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "quiesce", version, about = "Prove block-device interposer protocols right, then run them")]
+#[command(
+    name = "quiesce",
+    version,
+    about = "Prove block-device interposer protocols right, then run them"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -95,7 +99,11 @@ fn load(path: &PathBuf) -> Result<Spec, ExitCode> {
 
 fn print_text(r: &SpecReport, quiet: bool) {
     for k in &r.kinds {
-        let verdict = if k.violated().is_empty() { "pass".to_string() } else { format!("violates {}", k.violated().join(", ")) };
+        let verdict = if k.violated().is_empty() {
+            "pass".to_string()
+        } else {
+            format!("violates {}", k.violated().join(", "))
+        };
         println!(
             "{:<22} {:<8} {:<44} {:>9} states {:>7.2}s  {}",
             r.name,
@@ -116,13 +124,23 @@ fn print_text(r: &SpecReport, quiet: bool) {
         for p in k.properties.iter().filter(|p| p.trace.is_some()) {
             let t = p.trace.as_ref().expect("filtered");
             println!();
-            println!("{} [{}]: {} violated in {} steps:", r.name, k.kind.name(), p.name, t.len());
+            println!(
+                "{} [{}]: {} violated in {} steps:",
+                r.name,
+                k.kind.name(),
+                p.name,
+                t.len()
+            );
             for s in t {
                 println!("  {:>3}. {}", s.step, s.action);
                 println!("       {}", s.state);
             }
             if let Some(path) = &p.explorer_path {
-                println!("  explorer: quiesce explore {} --kind {} -> #/steps/{path}", r.file, k.kind.name());
+                println!(
+                    "  explorer: quiesce explore {} --kind {} -> #/steps/{path}",
+                    r.file,
+                    k.kind.name()
+                );
             }
         }
     }
@@ -131,7 +149,13 @@ fn print_text(r: &SpecReport, quiet: bool) {
 fn run() -> Result<ExitCode, ExitCode> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check { specs, json, no_symmetry, quiet, bounds } => {
+        Cmd::Check {
+            specs,
+            json,
+            no_symmetry,
+            quiet,
+            bounds,
+        } => {
             // Parse every spec before checking any: bad input fails fast.
             let specs: Vec<Spec> = specs.iter().map(load).collect::<Result<_, _>>()?;
             let opts = CheckOptions {
@@ -154,9 +178,16 @@ fn run() -> Result<ExitCode, ExitCode> {
             let met = reports.iter().all(|r| r.met);
             if json {
                 let doc = serde_json::json!({ "met": met, "specs": reports });
-                println!("{}", serde_json::to_string_pretty(&doc).expect("report serialises"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).expect("report serialises")
+                );
             }
-            Ok(if met { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if met {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Explore { spec, addr, bounds } => {
             let spec = load(&spec)?;
@@ -166,7 +197,10 @@ fn run() -> Result<ExitCode, ExitCode> {
             })?;
             let kind = bounds.kind.unwrap_or(spec.kinds[0]);
             if !spec.kinds.contains(&kind) {
-                eprintln!("error: {} does not check kind `{kind}`", spec.path.display());
+                eprintln!(
+                    "error: {} does not check kind `{kind}`",
+                    spec.path.display()
+                );
                 return Err(ExitCode::from(2));
             }
             // Bind once ourselves so that a bad address is a clear error, not a panic.

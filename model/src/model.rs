@@ -69,12 +69,23 @@ pub struct Bio {
 }
 
 impl Bio {
-    const NEW: Bio = Bio { loc: Loc::Unsubmitted, pc: 0, flags: 0, ip: None, via: None, depth: 0, done: 0 };
+    const NEW: Bio = Bio {
+        loc: Loc::Unsubmitted,
+        pc: 0,
+        flags: 0,
+        ip: None,
+        via: None,
+        depth: 0,
+        done: 0,
+    };
     pub fn has(&self, f: u8) -> bool {
         self.flags & f != 0
     }
     fn in_flight(&self) -> bool {
-        matches!(self.loc, Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO | Loc::DeferredI)
+        matches!(
+            self.loc,
+            Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO | Loc::DeferredI
+        )
     }
 }
 
@@ -97,10 +108,14 @@ pub enum ILife {
 pub enum Phase {
     Attach,
     /// Attach failed at step `failed`; running its error path.
-    AttachErr { failed: u8 },
+    AttachErr {
+        failed: u8,
+    },
     Attached,
     Detach,
-    DetachErr { failed: u8 },
+    DetachErr {
+        failed: u8,
+    },
     Done,
 }
 
@@ -149,26 +164,63 @@ pub enum Who {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     /// A submitter starts `submit_bio_noacct` on its next bio.
-    Submit { s: u8, b: u8 },
+    Submit {
+        s: u8,
+        b: u8,
+    },
     /// One hot-path step of bio `b`'s pass.
-    Hot { b: u8, op: HotOp, who: Who },
+    Hot {
+        b: u8,
+        op: HotOp,
+        who: Who,
+        clone: bool,
+    },
     /// O completes bio `b` (`bio_endio`).
-    Complete { b: u8 },
+    Complete {
+        b: u8,
+    },
     /// Controller `c` runs sub-step `sub` of `prim`.
-    Ctl { c: u8, prim: Prim, sub: u8, unwind: bool },
+    Ctl {
+        c: u8,
+        prim: Prim,
+        sub: u8,
+        unwind: bool,
+    },
     /// An injected failure of `prim` in controller `c`.
-    Fail { c: u8, prim: Prim },
+    Fail {
+        c: u8,
+        prim: Prim,
+    },
     /// attach or detach returns.
-    Return { c: u8, ok: bool, detach: bool },
+    Return {
+        c: u8,
+        ok: bool,
+        detach: bool,
+    },
     /// The controller calls detach.
-    BeginDetach { c: u8 },
-    Remover { pc: u8 },
-    Freezer { f: u8, pc: u8 },
+    BeginDetach {
+        c: u8,
+    },
+    Remover {
+        pc: u8,
+    },
+    Freezer {
+        f: u8,
+        pc: u8,
+    },
 }
 
-pub const REMOVER_STEPS: [&str; 4] =
-    ["del_gendisk(O): mark dead", "blk_freeze_queue_start(O)", "blk_mq_freeze_queue_wait(O)", "blk_mq_unfreeze_queue(O)"];
-pub const FREEZER_STEPS: [&str; 3] = ["blk_freeze_queue_start(O)", "blk_mq_freeze_queue_wait(O)", "blk_mq_unfreeze_queue(O)"];
+pub const REMOVER_STEPS: [&str; 4] = [
+    "del_gendisk(O): mark dead",
+    "blk_freeze_queue_start(O)",
+    "blk_mq_freeze_queue_wait(O)",
+    "blk_mq_unfreeze_queue(O)",
+];
+pub const FREEZER_STEPS: [&str; 3] = [
+    "blk_freeze_queue_start(O)",
+    "blk_mq_freeze_queue_wait(O)",
+    "blk_mq_unfreeze_queue(O)",
+];
 
 /// One check: a protocol, one kind of original, bounds.
 #[derive(Clone, Debug)]
@@ -184,12 +236,16 @@ enum Outcome {
     /// The primitive returned 0.
     Ok,
     /// The primitive returned an error.
-    Err(&'static str),
+    Err,
 }
 
 impl Quiesce {
     pub fn new(protocol: Protocol, kind: Kind, bounds: Bounds) -> Self {
-        Quiesce { protocol, kind, bounds }
+        Quiesce {
+            protocol,
+            kind,
+            bounds,
+        }
     }
 
     pub fn nsub(&self) -> usize {
@@ -228,7 +284,11 @@ impl Quiesce {
     // --- derived device state -------------------------------------------
 
     pub fn freeze_depth(&self, s: &State) -> usize {
-        let c = s.ctls.iter().filter(|c| c.held & held::Q_FROZEN != 0).count();
+        let c = s
+            .ctls
+            .iter()
+            .filter(|c| c.held & held::Q_FROZEN != 0)
+            .count();
         let f = s.freezers.iter().filter(|&&pc| pc == 1 || pc == 2).count();
         let r = usize::from(self.bounds.remover && (s.remover == 2 || s.remover == 3));
         c + f + r
@@ -249,21 +309,29 @@ impl Quiesce {
         !(c.igen == ip.gen && c.ilife != ILife::Freed)
     }
     fn i_busy(&self, s: &State, ip: Ip) -> bool {
-        s.bios.iter().any(|b| b.via == Some(ip) && matches!(b.loc, Loc::Carried | Loc::InO | Loc::InI))
+        s.bios
+            .iter()
+            .any(|b| b.via == Some(ip) && matches!(b.loc, Loc::Carried | Loc::InO | Loc::InI))
     }
     fn submitter_busy(&self, s: &State, sub: usize) -> bool {
         let k = self.bounds.bios as usize;
-        s.bios[sub * k..(sub + 1) * k].iter().any(|b| b.has(bf::PASS) && !b.has(bf::KWORKER))
+        s.bios[sub * k..(sub + 1) * k]
+            .iter()
+            .any(|b| b.has(bf::PASS) && !b.has(bf::KWORKER))
     }
     fn writers_active(&self, s: &State) -> bool {
         (0..self.bounds.submitters as usize).any(|i| self.submitter_busy(s, i))
     }
     pub fn all_done(&self, s: &State) -> bool {
-        s.bios[..self.nsub()].iter().all(|b| b.loc != Loc::Unsubmitted)
+        s.bios[..self.nsub()]
+            .iter()
+            .all(|b| b.loc != Loc::Unsubmitted)
             && s.bios.iter().all(|b| !b.has(bf::PASS))
             && s.ctls.iter().all(|c| c.phase == Phase::Done)
             && (!self.bounds.remover || s.remover as usize == REMOVER_STEPS.len())
-            && s.freezers.iter().all(|&pc| pc as usize == FREEZER_STEPS.len())
+            && s.freezers
+                .iter()
+                .all(|&pc| pc as usize == FREEZER_STEPS.len())
     }
     fn carrier(&self, b: usize, bio: &Bio) -> Who {
         if bio.has(bf::KWORKER) {
@@ -299,7 +367,9 @@ impl Quiesce {
 
     /// I processes bio `b` (it issues a clone to O), in a submitter's pass or a kworker.
     fn clone_marked(&self, bio: &Bio) -> bool {
-        self.protocol.marker == MarkerKind::BioFlag && self.protocol.clone_inherits && bio.has(bf::MARKED)
+        self.protocol.marker == MarkerKind::BioFlag
+            && self.protocol.clone_inherits
+            && bio.has(bf::MARKED)
     }
 
     fn start_pass(bio: &mut Bio, flags: u8) {
@@ -321,7 +391,11 @@ impl Quiesce {
         }
         if bio.has(bf::CLONE_QUEUED) {
             let keep = bio.flags & (bf::TASKMARK | bf::KWORKER);
-            let marked = if self.clone_marked(&bio) { bf::MARKED } else { 0 };
+            let marked = if self.clone_marked(&bio) {
+                bf::MARKED
+            } else {
+                0
+            };
             bio.flags &= !(bf::CLONE_QUEUED | bf::MARKED);
             Self::start_pass(&mut bio, keep | marked);
         } else {
@@ -347,9 +421,11 @@ impl Quiesce {
         match op {
             HotOp::QueueEnter => {
                 if s.o_dead {
-                    s.bios[b].pc = next as u8;
+                    // bio_queue_enter() failed: the bio ends with an error and the
+                    // caller returns at once.
                     self.end_bio(s, b);
                     bio = s.bios[b];
+                    end = true;
                 } else {
                     bio.flags |= bf::PASS_QREF;
                 }
@@ -407,7 +483,11 @@ impl Quiesce {
                             bio.flags = (bio.flags & !bf::PASS_QREF) | bf::REQ_QREF;
                         }
                         Kind::Bio => {
-                            bio.loc = if self.o_suspended(s) { Loc::DeferredO } else { Loc::InO };
+                            bio.loc = if self.o_suspended(s) {
+                                Loc::DeferredO
+                            } else {
+                                Loc::InO
+                            };
                         }
                     }
                 }
@@ -434,16 +514,20 @@ impl Quiesce {
     /// The primitive the controller runs next, if any, and whether it is an unwind.
     fn ctl_current(&self, c: &Ctl) -> Option<(Prim, bool)> {
         match c.phase {
-            Phase::Attach | Phase::Detach => {
-                self.steps(c.phase).get(c.pc as usize).map(|st| (st.prim, false))
-            }
+            Phase::Attach | Phase::Detach => self
+                .steps(c.phase)
+                .get(c.pc as usize)
+                .map(|st| (st.prim, false)),
             Phase::AttachErr { failed } | Phase::DetachErr { failed } => {
                 let step = &self.steps(c.phase)[failed as usize];
                 match &step.on_error {
                     Some(list) => list.get(c.pc as usize).map(|p| (*p, true)),
                     None => (c.pc > 0).then(|| {
                         let p = self.steps(c.phase)[c.pc as usize - 1].prim;
-                        (p.inverse().expect("unwind cursor rests on acquiring steps"), true)
+                        (
+                            p.inverse().expect("unwind cursor rests on acquiring steps"),
+                            true,
+                        )
                     }),
                 }
             }
@@ -456,7 +540,13 @@ impl Quiesce {
         let steps = self.steps(phase);
         while pc > 0 {
             let st = &steps[pc as usize - 1];
-            if self.applies(st) && st.prim.info().acquires.is_some_and(|r| self.holds(s, ci, r)) {
+            if self.applies(st)
+                && st
+                    .prim
+                    .info()
+                    .acquires
+                    .is_some_and(|r| self.holds(s, ci, r))
+            {
                 break;
             }
             pc -= 1;
@@ -474,7 +564,13 @@ impl Quiesce {
             Res::ICreated => c.ilife != ILife::Freed,
             Res::IOpen => c.ilife == ILife::Open,
             Res::ISuspended => c.isusp,
-            Res::Pointer => s.ptr == Some(Ip { c: ci as u8, gen: c.igen }),
+            Res::Pointer => {
+                s.ptr
+                    == Some(Ip {
+                        c: ci as u8,
+                        gen: c.igen,
+                    })
+            }
         }
     }
 
@@ -484,11 +580,19 @@ impl Quiesce {
             (Prim::MutexLock, _) => !s.ctls.iter().any(|o| o.held & held::MUTEX != 0),
             (Prim::FreezeQueue, 1) => self.qrefs(s) == 0,
             (Prim::DmInternalSuspendFast, 1) => !s.bios.iter().any(|b| b.loc == Loc::InO),
-            (Prim::DmSuspend, 1) => !self.i_busy(s, Ip { c: ci as u8, gen: c.igen }),
+            (Prim::DmSuspend, 1) => !self.i_busy(
+                s,
+                Ip {
+                    c: ci as u8,
+                    gen: c.igen,
+                },
+            ),
             (Prim::FreezeBdev, 1) => !self.writers_active(s),
             (Prim::FreezeBdev, 2) => {
                 let sb = s.bios[self.sb(ci)];
-                sb.loc == Loc::Done && !sb.has(bf::PASS) && !s.bios[..self.nsub()].iter().any(Bio::in_flight)
+                sb.loc == Loc::Done
+                    && !sb.has(bf::PASS)
+                    && !s.bios[..self.nsub()].iter().any(Bio::in_flight)
             }
             _ => true,
         }
@@ -510,14 +614,17 @@ impl Quiesce {
     }
 
     fn prim_exec(&self, s: &mut State, ci: usize, prim: Prim, sub: u8) -> Outcome {
-        let me = Ip { c: ci as u8, gen: s.ctls[ci].igen };
+        let me = Ip {
+            c: ci as u8,
+            gen: s.ctls[ci].igen,
+        };
         match prim {
             Prim::MutexLock => Self::acquire(s, ci, held::MUTEX),
             Prim::MutexUnlock => Self::release(s, ci, held::MUTEX),
             Prim::DmCreate => {
                 let c = &mut s.ctls[ci];
                 if c.ilife != ILife::Freed {
-                    return Outcome::Err("EEXIST");
+                    return Outcome::Err;
                 }
                 c.ilife = ILife::Created;
                 c.igen = c.cycle;
@@ -532,8 +639,8 @@ impl Quiesce {
                 c.isusp = false;
             }
             Prim::BlkdevGetExcl => match s.ctls[ci].ilife {
-                ILife::Freed => return Outcome::Err("ENXIO"),
-                ILife::Open => return Outcome::Err("EBUSY"),
+                ILife::Freed => return Outcome::Err,
+                ILife::Open => return Outcome::Err,
                 ILife::Created => s.ctls[ci].ilife = ILife::Open,
             },
             Prim::BlkdevPut => {
@@ -582,7 +689,7 @@ impl Quiesce {
             Prim::UnfreezeQueue => Self::release(s, ci, held::Q_FROZEN),
             Prim::DmInternalSuspendFast => {
                 if self.kind == Kind::Request {
-                    return Outcome::Err("EINVAL");
+                    return Outcome::Err;
                 }
                 if sub == 0 {
                     Self::acquire(s, ci, held::O_SUSPENDED);
@@ -601,7 +708,7 @@ impl Quiesce {
             Prim::DmSuspend => {
                 if self.freed(s, me) {
                     s.uaf = true;
-                    return Outcome::Err("EINVAL");
+                    return Outcome::Err;
                 }
                 if sub == 0 {
                     if s.ctls[ci].isusp {
@@ -623,7 +730,11 @@ impl Quiesce {
                         let bio = &mut s.bios[i];
                         if bio.loc == Loc::DeferredI && bio.via == Some(me) {
                             // A kworker runs I's ->submit_bio; the clone goes to O from there.
-                            let marked = if self.clone_marked(bio) { bf::MARKED } else { 0 };
+                            let marked = if self.clone_marked(bio) {
+                                bf::MARKED
+                            } else {
+                                0
+                            };
                             bio.flags &= !bf::MARKED;
                             Self::start_pass(bio, bf::KWORKER | marked);
                         }
@@ -633,7 +744,7 @@ impl Quiesce {
             Prim::StoreInterposer => s.ptr = Some(me),
             Prim::CmpxchgInterposer => {
                 if s.ptr.is_some() {
-                    return Outcome::Err("EBUSY");
+                    return Outcome::Err;
                 }
                 s.ptr = Some(me);
             }
@@ -645,12 +756,12 @@ impl Quiesce {
             }
             Prim::AssertFrozen => {
                 if !(self.freeze_depth(s) > 0 && self.qrefs(s) == 0) {
-                    return Outcome::Err("EPERM");
+                    return Outcome::Err;
                 }
             }
             Prim::CheckAlive => {
                 if s.o_dead {
-                    return Outcome::Err("ENODEV");
+                    return Outcome::Err;
                 }
             }
         }
@@ -666,7 +777,11 @@ impl Quiesce {
             _ => Phase::DetachErr { failed },
         };
         let step = &self.steps(c.phase)[failed as usize];
-        let pc = if step.on_error.is_some() { 0 } else { self.unwind_norm(s, ci, failed, phase) };
+        let pc = if step.on_error.is_some() {
+            0
+        } else {
+            self.unwind_norm(s, ci, failed, phase)
+        };
         let ctl = &mut s.ctls[ci];
         ctl.phase = phase;
         ctl.pc = pc;
@@ -690,7 +805,7 @@ impl Quiesce {
         let c = s.ctls[ci];
         match outcome {
             Outcome::Next => s.ctls[ci].sub += 1,
-            Outcome::Err(_) => {
+            Outcome::Err => {
                 if matches!(c.phase, Phase::Attach | Phase::Detach) {
                     self.fail(s, ci);
                 } else {
@@ -711,7 +826,9 @@ impl Quiesce {
 
     fn err_path_next(&self, s: &mut State, ci: usize) {
         let c = s.ctls[ci];
-        let (Phase::AttachErr { failed } | Phase::DetachErr { failed }) = c.phase else { return };
+        let (Phase::AttachErr { failed } | Phase::DetachErr { failed }) = c.phase else {
+            return;
+        };
         let pc = if self.steps(c.phase)[failed as usize].on_error.is_some() {
             c.pc + 1
         } else {
@@ -736,7 +853,12 @@ impl Quiesce {
                 }),
                 Some((prim, unwind)) => {
                     if self.prim_enabled(s, ci, prim, c.sub) {
-                        out.push(Action::Ctl { c: cu, prim, sub: c.sub, unwind });
+                        out.push(Action::Ctl {
+                            c: cu,
+                            prim,
+                            sub: c.sub,
+                            unwind,
+                        });
                     }
                     if !unwind
                         && c.sub == 0
@@ -789,14 +911,22 @@ impl Model for Quiesce {
                 continue;
             }
             if let Some(j) = (0..k).find(|j| s.bios[sub * k + j].loc == Loc::Unsubmitted) {
-                out.push(Action::Submit { s: sub as u8, b: (sub * k + j) as u8 });
+                out.push(Action::Submit {
+                    s: sub as u8,
+                    b: (sub * k + j) as u8,
+                });
             }
         }
         for (b, bio) in s.bios.iter().enumerate() {
             if bio.has(bf::PASS) {
                 let op = self.protocol.hot_path[bio.pc as usize];
                 if self.hot_enabled(s, op) {
-                    out.push(Action::Hot { b: b as u8, op, who: self.carrier(b, bio) });
+                    out.push(Action::Hot {
+                        b: b as u8,
+                        op,
+                        who: self.carrier(b, bio),
+                        clone: bio.via.is_some(),
+                    });
                 }
             }
             if bio.loc == Loc::InO {
@@ -806,7 +936,10 @@ impl Model for Quiesce {
         for ci in 0..s.ctls.len() {
             self.ctl_actions(s, ci, out);
         }
-        if self.bounds.remover && (s.remover as usize) < REMOVER_STEPS.len() && (s.remover != 2 || self.qrefs(s) == 0) {
+        if self.bounds.remover
+            && (s.remover as usize) < REMOVER_STEPS.len()
+            && (s.remover != 2 || self.qrefs(s) == 0)
+        {
             out.push(Action::Remover { pc: s.remover });
         }
         for (f, &pc) in s.freezers.iter().enumerate() {
@@ -875,7 +1008,9 @@ impl Model for Quiesce {
                     && s.bios[..m.nsub()].iter().any(|b| b.done != 1);
                 !bad && !stranded
             }),
-            Property::always("no_recursion", |_: &Quiesce, s: &State| s.bios.iter().all(|b| b.depth <= 1)),
+            Property::always("no_recursion", |_: &Quiesce, s: &State| {
+                s.bios.iter().all(|b| b.depth <= 1)
+            }),
             Property::always("no_deadlock", |m: &Quiesce, s: &State| {
                 if m.all_done(s) {
                     return true;
@@ -890,7 +1025,9 @@ impl Model for Quiesce {
                 }
                 s.ctls.iter().enumerate().all(|(ci, c)| {
                     let at_rest = c.phase == Phase::Done
-                        || (c.phase == Phase::Attach && c.sub == 0 && c.pc == m.norm(Phase::Attach, 0));
+                        || (c.phase == Phase::Attach
+                            && c.sub == 0
+                            && c.pc == m.norm(Phase::Attach, 0));
                     !at_rest
                         || (c.held == 0
                             && c.ilife == ILife::Freed
@@ -898,13 +1035,20 @@ impl Model for Quiesce {
                             && s.ptr.is_none_or(|p| p.c as usize != ci))
                 })
             }),
-            Property::always("single_owner", |_: &Quiesce, s: &State| s.ctls.iter().filter(|c| c.phase == Phase::Attached).count() <= 1),
-            Property::sometimes("bio_redirected", |_: &Quiesce, s: &State| s.bios.iter().any(|b| b.depth >= 1)),
+            Property::always("single_owner", |_: &Quiesce, s: &State| {
+                s.ctls.iter().filter(|c| c.phase == Phase::Attached).count() <= 1
+            }),
+            Property::sometimes("bio_redirected", |_: &Quiesce, s: &State| {
+                s.bios.iter().any(|b| b.depth >= 1)
+            }),
             Property::sometimes("attach_under_io", |_: &Quiesce, s: &State| {
-                s.ctls.iter().any(|c| c.phase == Phase::Attached) && s.bios.iter().any(Bio::in_flight)
+                s.ctls.iter().any(|c| c.phase == Phase::Attached)
+                    && s.bios.iter().any(Bio::in_flight)
             }),
             Property::sometimes("attach_unwinds", |_: &Quiesce, s: &State| {
-                s.ctls.iter().any(|c| matches!(c.phase, Phase::AttachErr { .. }))
+                s.ctls
+                    .iter()
+                    .any(|c| matches!(c.phase, Phase::AttachErr { .. }))
             }),
         ]
     }
@@ -931,9 +1075,23 @@ impl Quiesce {
             Who::Kworker => "kworker".to_string(),
         };
         match *action {
-            Action::Submit { s, b } => format!("submitter {}: submit_bio({})", s + 1, self.bio_name(b as usize)),
-            Action::Hot { b, op, who: w } => {
+            Action::Submit { s, b } => format!(
+                "submitter {}: submit_bio({})",
+                s + 1,
+                self.bio_name(b as usize)
+            ),
+            Action::Hot {
+                b,
+                op,
+                who: w,
+                clone,
+            } => {
                 let bio = self.bio_name(b as usize);
+                let bio = if clone {
+                    format!("clone of {bio}")
+                } else {
+                    bio
+                };
                 let what = match op {
                     HotOp::QueueEnter => format!("bio_queue_enter(O) [{bio}]"),
                     HotOp::QueueExit => format!("blk_queue_exit(O) [{bio}]"),
@@ -957,12 +1115,30 @@ impl Quiesce {
                 format!("{}: {what}", who(w))
             }
             Action::Complete { b } => format!("O: bio_endio({})", self.bio_name(b as usize)),
-            Action::Ctl { c, prim, sub, unwind } => {
+            Action::Ctl {
+                c,
+                prim,
+                sub,
+                unwind,
+            } => {
                 let phases = prim.info().phases;
-                let name = phases.get(sub as usize).copied().unwrap_or(phases[phases.len() - 1]);
-                let name = if phases.len() == 1 && sub == 0 { prim.call() } else { name.to_string() };
-                let name = name.replace("(I)", &format!("(I{})", c + 1)).replace(", I)", &format!(", I{})", c + 1));
-                format!("controller {}: {name}{}", c + 1, if unwind { " [error path]" } else { "" })
+                let name = phases
+                    .get(sub as usize)
+                    .copied()
+                    .unwrap_or(phases[phases.len() - 1]);
+                let name = if phases.len() == 1 && sub == 0 {
+                    prim.call()
+                } else {
+                    name.to_string()
+                };
+                let name = name
+                    .replace("(I)", &format!("(I{})", c + 1))
+                    .replace(", I)", &format!(", I{})", c + 1));
+                format!(
+                    "controller {}: {name}{}",
+                    c + 1,
+                    if unwind { " [error path]" } else { "" }
+                )
             }
             Action::Fail { c, prim } => format!(
                 "controller {}: {} = -{} [injected]",
@@ -978,7 +1154,9 @@ impl Quiesce {
             ),
             Action::BeginDetach { c } => format!("controller {}: detach()", c + 1),
             Action::Remover { pc } => format!("remover: {}", REMOVER_STEPS[pc as usize]),
-            Action::Freezer { f, pc } => format!("freezer {}: {}", f + 1, FREEZER_STEPS[pc as usize]),
+            Action::Freezer { f, pc } => {
+                format!("freezer {}: {}", f + 1, FREEZER_STEPS[pc as usize])
+            }
         }
     }
 
@@ -1000,7 +1178,10 @@ impl Quiesce {
         if q > 0 {
             o.push(format!("refs={q}"));
         }
-        let inside: Vec<_> = (0..s.bios.len()).filter(|&b| s.bios[b].loc == Loc::InO).map(|b| self.bio_name(b)).collect();
+        let inside: Vec<_> = (0..s.bios.len())
+            .filter(|&b| s.bios[b].loc == Loc::InO)
+            .map(|b| self.bio_name(b))
+            .collect();
         if !inside.is_empty() {
             o.push(format!("inside={{{}}}", inside.join(",")));
         }
@@ -1026,7 +1207,11 @@ impl Quiesce {
             .map(|(_, n)| *n)
             .collect();
             let in_i: Vec<_> = (0..s.bios.len())
-                .filter(|&b| s.bios[b].via.is_some_and(|v| v.c as usize == ci && v.gen == c.igen))
+                .filter(|&b| {
+                    s.bios[b]
+                        .via
+                        .is_some_and(|v| v.c as usize == ci && v.gen == c.igen)
+                })
                 .map(|b| self.bio_name(b))
                 .collect();
             parts.push(format!(
@@ -1034,8 +1219,16 @@ impl Quiesce {
                 ci + 1,
                 life,
                 if c.isusp { " suspended" } else { "" },
-                if in_i.is_empty() { String::new() } else { format!(" holds={{{}}}", in_i.join(",")) },
-                if held.is_empty() { String::new() } else { format!(" ctl:{}", held.join("+")) },
+                if in_i.is_empty() {
+                    String::new()
+                } else {
+                    format!(" holds={{{}}}", in_i.join(","))
+                },
+                if held.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ctl:{}", held.join("+"))
+                },
             ));
         }
         if s.uaf {

@@ -196,7 +196,10 @@ pub const PRIMS: &[PrimInfo] = &[
 
 impl Prim {
     pub fn info(self) -> &'static PrimInfo {
-        PRIMS.iter().find(|p| p.prim == self).expect("every prim has info")
+        PRIMS
+            .iter()
+            .find(|p| p.prim == self)
+            .expect("every prim has info")
     }
     pub fn name(self) -> &'static str {
         self.info().name
@@ -209,7 +212,10 @@ impl Prim {
     /// The releasing primitive that undoes this acquiring one.
     pub fn inverse(self) -> Option<Prim> {
         let res = self.info().acquires?;
-        PRIMS.iter().find(|p| p.releases == Some(res)).map(|p| p.prim)
+        PRIMS
+            .iter()
+            .find(|p| p.releases == Some(res))
+            .map(|p| p.prim)
     }
     fn by_name(name: &str) -> Option<Prim> {
         PRIMS.iter().find(|p| p.name == name).map(|p| p.prim)
@@ -267,6 +273,8 @@ pub struct Spec {
     pub sha256: String,
     pub kinds: Vec<Kind>,
     pub expect: BTreeMap<Kind, Expect>,
+    /// Sanity properties the spec expects never to reach (say why in a comment).
+    pub unreached: Vec<&'static str>,
     pub bounds: Bounds,
     pub protocol: Protocol,
 }
@@ -387,7 +395,12 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err(&self, span: Range<usize>, msg: impl Into<String>) -> SpecError {
         let (line, col) = line_col(self.text, span.start);
-        SpecError { file: self.file.clone(), line, col, msg: msg.into() }
+        SpecError {
+            file: self.file.clone(),
+            line,
+            col,
+            msg: msg.into(),
+        }
     }
 }
 
@@ -402,18 +415,33 @@ fn parse_call(ctx: &Ctx, span: Range<usize>, text: &str) -> Result<Prim, SpecErr
         let known: Vec<_> = PRIMS.iter().map(|p| p.name).collect();
         return Err(ctx.err(
             span,
-            format!("unknown step `{}`; known primitives: {}", name.trim(), known.join(", ")),
+            format!(
+                "unknown step `{}`; known primitives: {}",
+                name.trim(),
+                known.join(", ")
+            ),
         ));
     };
     let want = prim.info().args;
-    let norm = |s: &str| s.split(',').map(|a| a.trim().to_string()).collect::<Vec<_>>();
+    let norm = |s: &str| {
+        s.split(',')
+            .map(|a| a.trim().to_string())
+            .collect::<Vec<_>>()
+    };
     if norm(args) != norm(want) {
-        return Err(ctx.err(span, format!("`{}` takes ({want}), not ({})", prim.name(), args.trim())));
+        return Err(ctx.err(
+            span,
+            format!("`{}` takes ({want}), not ({})", prim.name(), args.trim()),
+        ));
     }
     Ok(prim)
 }
 
-fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> Result<Vec<CtlStep>, SpecError> {
+fn compile_ctl(
+    ctx: &Ctx,
+    list: &Spanned<Vec<Spanned<RawCtl>>>,
+    what: &str,
+) -> Result<Vec<CtlStep>, SpecError> {
     if list.get_ref().is_empty() {
         return Err(ctx.err(list.span(), format!("`{what}` has no steps")));
     }
@@ -421,13 +449,25 @@ fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> R
     for step in list.get_ref() {
         let span = step.span();
         out.push(match step.get_ref() {
-            RawCtl::Call(c) => CtlStep { prim: parse_call(ctx, span, c)?, only: None, on_error: None },
-            RawCtl::Table { call, only, on_error } => CtlStep {
+            RawCtl::Call(c) => CtlStep {
+                prim: parse_call(ctx, span, c)?,
+                only: None,
+                on_error: None,
+            },
+            RawCtl::Table {
+                call,
+                only,
+                on_error,
+            } => CtlStep {
                 prim: parse_call(ctx, span.clone(), call)?,
                 only: *only,
                 on_error: match on_error {
                     None => None,
-                    Some(v) => Some(v.iter().map(|c| parse_call(ctx, span.clone(), c)).collect::<Result<_, _>>()?),
+                    Some(v) => Some(
+                        v.iter()
+                            .map(|c| parse_call(ctx, span.clone(), c))
+                            .collect::<Result<_, _>>()?,
+                    ),
                 },
             },
         });
@@ -453,8 +493,21 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Result<Vec<Ho
     }
     let target = |span: Range<usize>, l: &Option<String>, what: &str| -> Result<u8, SpecError> {
         match l {
-            None => Err(ctx.err(span, format!("`{what}` needs a jump target, e.g. {{ step = \"{what}\", {} = \"submit\" }}", if what == "test_marker" { "marked" } else { "null" }))),
-            Some(l) => labels.get(l.as_str()).copied().ok_or_else(|| ctx.err(span, format!("jump to unknown label `{l}`"))),
+            None => Err(ctx.err(
+                span,
+                format!(
+                    "`{what}` needs a jump target, e.g. {{ step = \"{what}\", {} = \"submit\" }}",
+                    if what == "test_marker" {
+                        "marked"
+                    } else {
+                        "null"
+                    }
+                ),
+            )),
+            Some(l) => labels
+                .get(l.as_str())
+                .copied()
+                .ok_or_else(|| ctx.err(span, format!("jump to unknown label `{l}`"))),
         }
     };
     let mut ops = Vec::new();
@@ -462,7 +515,9 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Result<Vec<Ho
         let span = s.span();
         let (name, marked, null) = match s.get_ref() {
             RawHot::Name(n) => (n.as_str(), &None, &None),
-            RawHot::Table { step, marked, null, .. } => (step.as_str(), marked, null),
+            RawHot::Table {
+                step, marked, null, ..
+            } => (step.as_str(), marked, null),
         };
         let op = match name {
             "bio_queue_enter" => HotOp::QueueEnter,
@@ -481,7 +536,9 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Result<Vec<Ho
                 ))
             }
         };
-        if (marked.is_some() && name != "test_marker") || (null.is_some() && name != "read_interposer") {
+        if (marked.is_some() && name != "test_marker")
+            || (null.is_some() && name != "read_interposer")
+        {
             return Err(ctx.err(span, format!("`{name}` takes no jump target")));
         }
         ops.push(op);
@@ -557,7 +614,10 @@ fn check_hot_flow(ctx: &Ctx, ops: &[HotOp], spans: &[Range<usize>]) -> Result<()
         }
     }
     if !ops.contains(&HotOp::DriverSubmit) {
-        return Err(ctx.err(spans[0].clone(), "`hot_path` never reaches `driver_submit`: no bio could reach O"));
+        return Err(ctx.err(
+            spans[0].clone(),
+            "`hot_path` never reaches `driver_submit`: no bio could reach O",
+        ));
     }
     Ok(())
 }
@@ -580,22 +640,35 @@ impl Spec {
 
     /// Parse spec text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecError> {
-        let ctx = Ctx { file: path.display().to_string(), text };
+        let ctx = Ctx {
+            file: path.display().to_string(),
+            text,
+        };
         let raw: RawSpec = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             ctx.err(span, e.message().trim().to_string())
         })?;
 
         let name = raw.name.get_ref().trim().to_string();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(ctx.err(raw.name.span(), "`name` must be a non-empty identifier of letters, digits, `_` and `-`"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ctx.err(
+                raw.name.span(),
+                "`name` must be a non-empty identifier of letters, digits, `_` and `-`",
+            ));
         }
 
         let mut kinds = raw.original.kinds.get_ref().clone();
         kinds.sort();
         kinds.dedup();
         if kinds.is_empty() {
-            return Err(ctx.err(raw.original.kinds.span(), "`kinds` must name at least one of \"request\", \"bio\""));
+            return Err(ctx.err(
+                raw.original.kinds.span(),
+                "`kinds` must name at least one of \"request\", \"bio\"",
+            ));
         }
 
         let b = &raw.bounds;
@@ -611,25 +684,59 @@ impl Spec {
         for (v, span, what, lo, hi) in [
             (bounds.submitters, b.submitters.span(), "submitters", 1, 4),
             (bounds.bios, b.bios.span(), "bios", 1, 4),
-            (bounds.controllers, b.controllers.span(), "controllers", 1, 3),
+            (
+                bounds.controllers,
+                b.controllers.span(),
+                "controllers",
+                1,
+                3,
+            ),
             (bounds.cycles, b.cycles.span(), "cycles", 1, 4),
-            (bounds.freezers, b.freezers.as_ref().map_or(0..0, |f| f.span()), "freezers", 0, 2),
+            (
+                bounds.freezers,
+                b.freezers.as_ref().map_or(0..0, |f| f.span()),
+                "freezers",
+                0,
+                2,
+            ),
         ] {
             if v < lo || v > hi {
-                return Err(ctx.err(span, format!("impossible bound: {what} = {v}; it must be between {lo} and {hi}")));
+                return Err(ctx.err(
+                    span,
+                    format!("impossible bound: {what} = {v}; it must be between {lo} and {hi}"),
+                ));
             }
         }
 
         let mut inject = Vec::new();
         if let Some(f) = &raw.failures {
             if *f.max.get_ref() > 4 {
-                return Err(ctx.err(f.max.span(), "impossible bound: failures.max must be at most 4"));
+                return Err(ctx.err(
+                    f.max.span(),
+                    "impossible bound: failures.max must be at most 4",
+                ));
             }
             for s in &f.inject {
-                let prim = Prim::by_name(s.get_ref()).ok_or_else(|| ctx.err(s.span(), format!("unknown primitive `{}` in failures.inject", s.get_ref())))?;
+                let prim = Prim::by_name(s.get_ref()).ok_or_else(|| {
+                    ctx.err(
+                        s.span(),
+                        format!("unknown primitive `{}` in failures.inject", s.get_ref()),
+                    )
+                })?;
                 if prim.info().injectable.is_none() {
-                    let can: Vec<_> = PRIMS.iter().filter(|p| p.injectable.is_some()).map(|p| p.name).collect();
-                    return Err(ctx.err(s.span(), format!("`{}` cannot fail in the kernel; injectable: {}", prim.name(), can.join(", "))));
+                    let can: Vec<_> = PRIMS
+                        .iter()
+                        .filter(|p| p.injectable.is_some())
+                        .map(|p| p.name)
+                        .collect();
+                    return Err(ctx.err(
+                        s.span(),
+                        format!(
+                            "`{}` cannot fail in the kernel; injectable: {}",
+                            prim.name(),
+                            can.join(", ")
+                        ),
+                    ));
                 }
                 inject.push(prim);
             }
@@ -645,25 +752,58 @@ impl Spec {
         }
 
         let mut expect = BTreeMap::new();
+        let mut unreached = Vec::new();
         for (k, v) in &raw.expect {
+            if k.get_ref() == "unreached" {
+                let RawExpect::List(props) = v.get_ref() else {
+                    return Err(ctx.err(v.span(), "`unreached` is a list of sanity properties"));
+                };
+                for p in props {
+                    let Some(n) = SANITY.iter().find(|s| *s == p) else {
+                        return Err(ctx.err(
+                            v.span(),
+                            format!(
+                                "unknown sanity property `{p}`; sanity properties: {}",
+                                SANITY.join(", ")
+                            ),
+                        ));
+                    };
+                    unreached.push(*n);
+                }
+                continue;
+            }
             let kinds_here: Vec<Kind> = match k.get_ref().as_str() {
                 "all" => kinds.clone(),
                 "request" => vec![Kind::Request],
                 "bio" => vec![Kind::Bio],
-                other => return Err(ctx.err(k.span(), format!("unknown key `{other}` in [expect]; use \"all\", \"request\" or \"bio\""))),
+                other => return Err(ctx.err(k.span(), format!("unknown key `{other}` in [expect]; use \"all\", \"request\", \"bio\" or \"unreached\""))),
             };
             let e = match v.get_ref() {
                 RawExpect::Word(w) if w == "pass" => Expect::Pass,
-                RawExpect::Word(w) => return Err(ctx.err(v.span(), format!("expected \"pass\" or a list of properties, found \"{w}\""))),
+                RawExpect::Word(w) => {
+                    return Err(ctx.err(
+                        v.span(),
+                        format!("expected \"pass\" or a list of properties, found \"{w}\""),
+                    ))
+                }
                 RawExpect::List(props) => {
                     if props.is_empty() {
-                        return Err(ctx.err(v.span(), "an empty list of violations: write \"pass\" instead"));
+                        return Err(ctx.err(
+                            v.span(),
+                            "an empty list of violations: write \"pass\" instead",
+                        ));
                     }
                     let mut names = Vec::new();
                     for p in props {
                         let Some(n) = SAFETY.iter().find(|s| *s == p) else {
                             let known: Vec<_> = all_properties().collect();
-                            return Err(ctx.err(v.span(), format!("unknown property `{p}`; safety properties: {}", known[..SAFETY.len()].join(", "))));
+                            return Err(ctx.err(
+                                v.span(),
+                                format!(
+                                    "unknown property `{p}`; safety properties: {}",
+                                    known[..SAFETY.len()].join(", ")
+                                ),
+                            ));
                         };
                         names.push(*n);
                     }
@@ -674,7 +814,12 @@ impl Spec {
             };
             for kind in kinds_here {
                 if !kinds.contains(&kind) {
-                    return Err(ctx.err(k.span(), format!("[expect] names kind `{kind}`, which [original] kinds does not check")));
+                    return Err(ctx.err(
+                        k.span(),
+                        format!(
+                            "[expect] names kind `{kind}`, which [original] kinds does not check"
+                        ),
+                    ));
                 }
                 expect.insert(kind, e.clone());
             }
@@ -692,6 +837,7 @@ impl Spec {
             sha256: hex(&Sha256::digest(text.as_bytes())),
             kinds,
             expect,
+            unreached,
             bounds,
             protocol: Protocol {
                 hot_path,
@@ -725,7 +871,9 @@ impl Bounds {
     pub fn with(mut self, o: &Overrides) -> Result<Bounds, String> {
         let check = |v: u8, what: &str, lo: u8, hi: u8| {
             if v < lo || v > hi {
-                Err(format!("impossible bound: --{what} {v}; it must be between {lo} and {hi}"))
+                Err(format!(
+                    "impossible bound: --{what} {v}; it must be between {lo} and {hi}"
+                ))
             } else {
                 Ok(v)
             }
