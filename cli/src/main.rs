@@ -90,7 +90,7 @@ enum Cmd {
     },
 }
 
-fn load(path: &PathBuf) -> Result<Spec, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Spec, ExitCode> {
     Spec::load(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
@@ -157,7 +157,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             bounds,
         } => {
             // Parse every spec before checking any: bad input fails fast.
-            let specs: Vec<Spec> = specs.iter().map(load).collect::<Result<_, _>>()?;
+            let specs: Vec<Spec> = specs.iter().map(|p| load(p)).collect::<Result<_, _>>()?;
             let opts = CheckOptions {
                 overrides: bounds.overrides(),
                 symmetry: !no_symmetry,

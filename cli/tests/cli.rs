@@ -1,0 +1,143 @@
+//! The `quiesce` binary: exit codes, text and JSON output, bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn specs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs")
+}
+
+fn quiesce(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quiesce"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn spec(name: &str) -> String {
+    specs().join(name).display().to_string()
+}
+
+#[test]
+fn check_passes_when_expectations_hold() {
+    let out = quiesce(&["check", &spec("02-freeze-inside.toml")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("freeze-inside") && text.contains("violates no_bypass"),
+        "{text}"
+    );
+    // The counterexample is printed as numbered steps, one per line, with the state after each.
+    assert!(text.contains("no_bypass violated in 13 steps"), "{text}");
+    assert!(
+        text.contains("   1. submitter 1: submit_bio(bio1.1)"),
+        "{text}"
+    );
+    assert!(text.contains("controller 1: attach() returns 0"), "{text}");
+    assert!(text.contains("#/steps/0/"), "{text}");
+}
+
+#[test]
+fn check_fails_when_an_expectation_does_not_hold() {
+    let dir = std::env::temp_dir().join(format!("quiesce-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(specs().join("02-freeze-inside.toml")).unwrap();
+    let wrong = dir.join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        text.replace("bio = [\"no_bypass\"]", "bio = \"pass\""),
+    )
+    .unwrap();
+    let out = quiesce(&["check", "-q", wrong.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        s.contains("UNEXPECTED") && s.contains("no_bypass is violated but expected to hold"),
+        "{s}"
+    );
+}
+
+#[test]
+fn json_report_is_machine_readable() {
+    let out = quiesce(&["check", "--json", &spec("06-no-marker.toml")]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["met"], true);
+    let s = &v["specs"][0];
+    assert_eq!(s["name"], "no-marker");
+    assert_eq!(s["sha256"].as_str().unwrap().len(), 64);
+    let k = &s["kinds"][0];
+    assert_eq!(k["kind"], "request");
+    assert_eq!(k["bounds"]["submitters"], 1);
+    assert!(k["unique_states"].as_u64().unwrap() > 0);
+    let rec = k["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "no_recursion")
+        .unwrap();
+    assert_eq!(rec["verdict"], "violated");
+    assert!(!rec["trace"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_input_exits_2_and_names_the_place() {
+    let dir = std::env::temp_dir().join(format!("quiesce-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\n[original\nkinds = []\n").unwrap();
+    let out = quiesce(&[
+        "check",
+        bad.to_str().unwrap(),
+        &spec("02-freeze-inside.toml"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("bad.toml:2:"), "{err}");
+    // Nothing was checked: bad input fails before any work.
+    assert!(out.stdout.is_empty());
+
+    let out = quiesce(&["check", "/nonexistent/spec.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read spec"));
+
+    let out = quiesce(&["check", &spec("02-freeze-inside.toml"), "--submitters", "9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("impossible bound: --submitters 9"));
+}
+
+#[test]
+fn explore_rejects_a_bad_address() {
+    let out = quiesce(&[
+        "explore",
+        &spec("02-freeze-inside.toml"),
+        "--addr",
+        "256.0.0.1:99999",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+}
+
+#[test]
+fn overrides_change_the_bounds() {
+    let out = quiesce(&[
+        "check",
+        "--json",
+        "--bios",
+        "2",
+        "--kind",
+        "request",
+        &spec("02-freeze-inside.toml"),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let k = &v["specs"][0]["kinds"];
+    assert_eq!(k.as_array().unwrap().len(), 1);
+    assert_eq!(k[0]["bounds"]["bios"], 2);
+    assert_eq!(k[0]["unique_states"], 16750);
+}

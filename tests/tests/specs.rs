@@ -1,0 +1,316 @@
+//! The shipped specs: pinned state counts (a regression gate on the model's
+//! semantics), the violations each must show, and the counterexamples'
+//! soundness: every trace replays through the model and ends in a state
+//! that breaks the property it names.
+
+use quiesce_model::check::{check_kind, shortest_counterexamples, CheckOptions};
+use quiesce_model::spec::{Kind, Spec, SAFETY};
+use quiesce_model::Quiesce;
+use stateright::Model;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+fn spec(file: &str) -> Spec {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/specs")
+        .join(file);
+    Spec::load(&p).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn kind(k: &str) -> Kind {
+    match k {
+        "request" => Kind::Request,
+        _ => Kind::Bio,
+    }
+}
+
+/// (spec file, kind, unique states with symmetry, violated safety properties)
+const PINNED: &[(&str, &str, usize, &[&str])] = &[
+    (
+        "01-v7-as-posted.toml",
+        "request",
+        581,
+        &[
+            "no_use_after_free",
+            "no_bypass",
+            "exactly_once",
+            "clean_exit",
+        ],
+    ),
+    (
+        "01-v7-as-posted.toml",
+        "bio",
+        581,
+        &[
+            "no_use_after_free",
+            "no_bypass",
+            "exactly_once",
+            "clean_exit",
+        ],
+    ),
+    (
+        "01b-v7-detach-during-submit.toml",
+        "request",
+        640,
+        &[
+            "no_use_after_free",
+            "no_bypass",
+            "exactly_once",
+            "clean_exit",
+        ],
+    ),
+    ("02-freeze-inside.toml", "request", 1454, &[]),
+    ("02-freeze-inside.toml", "bio", 1454, &["no_bypass"]),
+    (
+        "02b-freeze-inside-v7-hook.toml",
+        "request",
+        263,
+        &["no_bypass"],
+    ),
+    ("03-freeze-bdev-raw.toml", "bio", 1958, &["no_bypass"]),
+    ("03b-freeze-bdev-fs.toml", "bio", 1287, &[]),
+    ("04-converged.toml", "request", 265866, &[]),
+    ("04-converged.toml", "bio", 793484, &[]),
+    ("04b-converged-remove.toml", "request", 7613, &[]),
+    ("04b-converged-remove.toml", "bio", 16819, &[]),
+    (
+        "05-freeze-order-deadlock.toml",
+        "request",
+        203,
+        &["no_deadlock"],
+    ),
+    (
+        "05-freeze-order-deadlock.toml",
+        "bio",
+        206,
+        &["no_deadlock"],
+    ),
+    (
+        "06-no-marker.toml",
+        "request",
+        196,
+        &["exactly_once", "no_recursion"],
+    ),
+    (
+        "07-clone-drops-flag.toml",
+        "request",
+        224,
+        &["exactly_once", "no_recursion"],
+    ),
+    ("08-suspend-i-first.toml", "request", 1832, &[]),
+    ("08-suspend-i-first.toml", "bio", 1721, &["no_bypass"]),
+    (
+        "08b-task-marker.toml",
+        "request",
+        2812,
+        &["exactly_once", "no_recursion"],
+    ),
+    (
+        "09-suspend-i-then-free.toml",
+        "request",
+        1487,
+        &["exactly_once"],
+    ),
+    (
+        "10-store-two-controllers.toml",
+        "request",
+        6448,
+        &["no_bypass", "clean_exit", "single_owner"],
+    ),
+    (
+        "11-hand-error-path.toml",
+        "request",
+        2527,
+        &["no_deadlock", "clean_exit"],
+    ),
+    (
+        "12-detach-interruptible.toml",
+        "request",
+        2330,
+        &["clean_exit"],
+    ),
+    ("12-detach-interruptible.toml", "bio", 6052, &["clean_exit"]),
+    (
+        "13-detach-checks-alive.toml",
+        "request",
+        9278,
+        &["clean_exit"],
+    ),
+    ("13-detach-checks-alive.toml", "bio", 20913, &["clean_exit"]),
+];
+
+#[test]
+fn every_shipped_spec_is_pinned() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".toml") {
+            let s = spec(&name);
+            for k in &s.kinds {
+                assert!(
+                    PINNED
+                        .iter()
+                        .any(|(f, kk, _, _)| *f == name && kind(kk) == *k),
+                    "{name} [{k}] has no pinned state count"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn shipped_specs_meet_expectations_with_pinned_state_counts() {
+    for &(file, k, states, violated) in PINNED {
+        let s = spec(file);
+        let r = check_kind(&s, kind(k), &CheckOptions::default()).unwrap();
+        assert_eq!(
+            r.unique_states, states,
+            "{file} [{k}]: unique states changed"
+        );
+        let got: BTreeSet<_> = r.violated().into_iter().collect();
+        let want: BTreeSet<_> = violated.iter().copied().collect();
+        assert_eq!(got, want, "{file} [{k}]: violated properties");
+        assert!(r.met, "{file} [{k}]: {:?}", r.mismatch);
+        for p in &r.properties {
+            if p.verdict == "violated" {
+                let t = p.trace.as_ref().expect("a violation has a trace");
+                assert!(!t.is_empty(), "{file} [{k}] {}: empty trace", p.name);
+                assert!(p.explorer_path.as_ref().unwrap().starts_with("0/"));
+            }
+        }
+    }
+}
+
+/// Each review race is found by a shipped spec, with this many steps (the shortest).
+#[test]
+fn review_races_are_found_with_shortest_counterexamples() {
+    // (spec, kind, property, steps, what the last step does)
+    let cases: &[(&str, &str, &str, usize, &str)] = &[
+        // detach frees I while a bio is about to enter I->submit_bio
+        (
+            "01b-v7-detach-during-submit.toml",
+            "request",
+            "no_use_after_free",
+            22,
+            "I->submit_bio(bio1.1)",
+        ),
+        // a queue freeze does not quiesce a bio-based original: split-brain dual completion
+        (
+            "02-freeze-inside.toml",
+            "bio",
+            "no_bypass",
+            13,
+            "attach() returns 0",
+        ),
+        (
+            "03-freeze-bdev-raw.toml",
+            "bio",
+            "no_bypass",
+            15,
+            "attach() returns 0",
+        ),
+        // resubmitted bios recurse without a marker
+        (
+            "06-no-marker.toml",
+            "request",
+            "no_recursion",
+            15,
+            "I->submit_bio(clone of bio1.1)",
+        ),
+    ];
+    for &(file, k, prop, len, last) in cases {
+        let s = spec(file);
+        let m = Quiesce::new(s.protocol.clone(), kind(k), s.bounds);
+        let found = shortest_counterexamples(&m, &BTreeSet::from([prop]));
+        let (init, steps) = found
+            .get(prop)
+            .unwrap_or_else(|| panic!("{file}: {prop} not found"));
+        assert_eq!(
+            steps.len(),
+            len,
+            "{file} [{k}] {prop}: counterexample length"
+        );
+        let said = m.describe(&steps.last().unwrap().0);
+        assert!(
+            said.ends_with(last),
+            "{file}: the race ends with `{said}`, not `{last}`"
+        );
+        // Replay: every action is enabled where it is taken and leads to the recorded state.
+        let mut state = init.clone();
+        assert_eq!(&state, &m.init_states()[0]);
+        for (a, next) in steps {
+            let mut acts = Vec::new();
+            m.actions(&state, &mut acts);
+            assert!(acts.contains(a), "{file}: {} is not enabled", m.describe(a));
+            let n = m.next_state(&state, *a).unwrap();
+            assert_eq!(&n, next);
+            state = n;
+        }
+        let p = m.properties().into_iter().find(|p| p.name == prop).unwrap();
+        assert!(
+            !(p.condition)(&m, &state),
+            "{file}: last state does not violate {prop}"
+        );
+        // And no strict prefix violates it (the path is minimal along itself).
+        let mut st = init.clone();
+        assert!((p.condition)(&m, &st));
+        for (_, next) in &steps[..steps.len() - 1] {
+            st = next.clone();
+            assert!(
+                (p.condition)(&m, &st),
+                "{file}: {prop} violated before the end"
+            );
+        }
+    }
+}
+
+/// Symmetry reduction must not change any verdict.
+#[test]
+fn symmetry_preserves_verdicts() {
+    for file in [
+        "02-freeze-inside.toml",
+        "08b-task-marker.toml",
+        "04b-converged-remove.toml",
+        "03b-freeze-bdev-fs.toml",
+    ] {
+        let s = spec(file);
+        for &k in &s.kinds {
+            let with = check_kind(&s, k, &CheckOptions::default()).unwrap();
+            let without = check_kind(
+                &s,
+                k,
+                &CheckOptions {
+                    symmetry: false,
+                    ..CheckOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(with.violated(), without.violated(), "{file} [{k}]");
+            assert!(
+                with.unique_states < without.unique_states,
+                "{file} [{k}]: symmetry reduced nothing"
+            );
+        }
+    }
+}
+
+/// Larger bounds than the default still prove the converged protocol (one kind, kept small).
+#[test]
+fn converged_holds_with_more_bios() {
+    let s = spec("04-converged.toml");
+    let opts = CheckOptions {
+        overrides: quiesce_model::spec::Overrides {
+            bios: Some(2),
+            controllers: Some(1),
+            cycles: Some(1),
+            ..Default::default()
+        },
+        ..CheckOptions::default()
+    };
+    for k in [Kind::Request, Kind::Bio] {
+        let r = check_kind(&s, k, &opts).unwrap();
+        assert!(r.violated().is_empty(), "{k}: {:?}", r.violated());
+        assert!(r.unique_states > 1000);
+    }
+    assert_eq!(SAFETY.len(), 7);
+}
