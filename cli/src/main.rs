@@ -80,6 +80,22 @@ enum Cmd {
         #[command(flatten)]
         bounds: BoundArgs,
     },
+    /// Benchmark the checker on a scaling series of bounds: unique states, states per
+    /// second and peak memory for each size (each size runs in its own process).
+    Bench {
+        /// The spec to scale (default: the converged protocol).
+        #[arg(default_value = "model/specs/04-converged.toml")]
+        spec: PathBuf,
+        /// Also run each size without symmetry reduction.
+        #[arg(long)]
+        no_symmetry: bool,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Stop the series at this many sizes.
+        #[arg(long, default_value_t = 6)]
+        sizes: usize,
+    },
     /// Serve the Stateright Explorer on one spec.
     Explore {
         spec: PathBuf,
@@ -177,7 +193,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             }
             let met = reports.iter().all(|r| r.met);
             if json {
-                let doc = serde_json::json!({ "met": met, "specs": reports });
+                let doc = serde_json::json!({ "met": met, "peak_rss_kib": peak_rss_kib(), "specs": reports });
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&doc).expect("report serialises")
@@ -189,6 +205,7 @@ fn run() -> Result<ExitCode, ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Bench { spec, no_symmetry, json, sizes } => bench(&spec, no_symmetry, json, sizes),
         Cmd::Explore { spec, addr, bounds } => {
             let spec = load(&spec)?;
             let b = spec.bounds.with(&bounds.overrides()).map_err(|e| {
@@ -217,6 +234,97 @@ fn run() -> Result<ExitCode, ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// This process's peak resident set size (VmHWM), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The scaling series: (submitters, bios, controllers, cycles, failures).
+const SERIES: [(u8, u8, u8, u8, u8); 8] = [
+    (1, 1, 1, 1, 1),
+    (2, 1, 1, 1, 1),
+    (2, 1, 2, 2, 2),
+    (2, 2, 1, 1, 1),
+    (3, 1, 1, 2, 1),
+    (2, 2, 1, 2, 1),
+    (3, 2, 1, 1, 1),
+    (2, 2, 2, 2, 2),
+];
+
+fn bench(spec: &std::path::Path, no_symmetry: bool, json: bool, sizes: usize) -> Result<ExitCode, ExitCode> {
+    let parsed = load(spec)?;
+    let exe = std::env::current_exe().map_err(|_| ExitCode::from(2))?;
+    let mut rows = Vec::new();
+    if !json {
+        println!("{}: {}", parsed.name, parsed.path.display());
+        println!(
+            "{:<8} {:<4} {:>3} {:>3} {:>3} {:>3} {:>3} {:>12} {:>9} {:>12} {:>10}",
+            "kind", "sym", "S", "B", "C", "Y", "F", "states", "seconds", "states/s", "peak MiB"
+        );
+    }
+    for &(s, b, c, y, f) in SERIES.iter().take(sizes) {
+        for sym in [true, false] {
+            if !sym && !no_symmetry {
+                continue;
+            }
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.arg("check").arg("--json").arg(spec);
+            for (flag, v) in [("--submitters", s), ("--bios", b), ("--controllers", c), ("--cycles", y), ("--failures", f)] {
+                cmd.arg(flag).arg(v.to_string());
+            }
+            if !sym {
+                cmd.arg("--no-symmetry");
+            }
+            for &kind in &parsed.kinds {
+                let out = cmd.arg("--kind").arg(kind.name()).output().map_err(|e| {
+                    eprintln!("error: cannot run {}: {e}", exe.display());
+                    ExitCode::from(2)
+                })?;
+                // `--kind` accumulates: drop it again for the next kind.
+                cmd = rebuild(&cmd);
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+                    eprintln!("error: {}", String::from_utf8_lossy(&out.stderr));
+                    ExitCode::from(2)
+                })?;
+                let k = &v["specs"][0]["kinds"][0];
+                let states = k["unique_states"].as_u64().unwrap_or(0);
+                let secs = k["seconds"].as_f64().unwrap_or(0.0);
+                let rate = states as f64 / secs.max(1e-6);
+                let peak = v["peak_rss_kib"].as_u64().unwrap_or(0);
+                if json {
+                    rows.push(serde_json::json!({
+                        "kind": kind.name(), "symmetry": sym, "submitters": s, "bios": b,
+                        "controllers": c, "cycles": y, "failures": f, "unique_states": states,
+                        "seconds": secs, "states_per_second": rate, "peak_rss_kib": peak,
+                        "met": v["met"],
+                    }));
+                } else {
+                    println!(
+                        "{:<8} {:<4} {:>3} {:>3} {:>3} {:>3} {:>3} {:>12} {:>9.2} {:>12.0} {:>10.1}",
+                        kind.name(),
+                        if sym { "yes" } else { "no" },
+                        s, b, c, y, f, states, secs, rate, peak as f64 / 1024.0
+                    );
+                }
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialise"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A copy of a command without its trailing `--kind X`.
+fn rebuild(cmd: &std::process::Command) -> std::process::Command {
+    let args: Vec<_> = cmd.get_args().collect();
+    let mut c = std::process::Command::new(cmd.get_program());
+    c.args(&args[..args.len() - 2]);
+    c
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up and run the main job: build quiesce and check every shipped spec.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+cargo build --release --locked -q -p quiesce
+exec ./target/release/quiesce check model/specs/*.toml "$@"

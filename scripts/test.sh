@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run every test: formatting, lints, the unit/integration suites, and the
+# shipped specs' expectations through the real binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --release --locked --all-targets -q -- -D warnings
+echo "== cargo test"
+cargo test --release --locked --workspace 2>&1 | tee target/test.log
+echo "== quiesce check model/specs/*.toml"
+./target/release/quiesce check -q model/specs/*.toml
