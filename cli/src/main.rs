@@ -205,7 +205,12 @@ fn run() -> Result<ExitCode, ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Cmd::Bench { spec, no_symmetry, json, sizes } => bench(&spec, no_symmetry, json, sizes),
+        Cmd::Bench {
+            spec,
+            no_symmetry,
+            json,
+            sizes,
+        } => bench(&spec, no_symmetry, json, sizes),
         Cmd::Explore { spec, addr, bounds } => {
             let spec = load(&spec)?;
             let b = spec.bounds.with(&bounds.overrides()).map_err(|e| {
@@ -255,7 +260,12 @@ const SERIES: [(u8, u8, u8, u8, u8); 8] = [
     (2, 2, 2, 2, 2),
 ];
 
-fn bench(spec: &std::path::Path, no_symmetry: bool, json: bool, sizes: usize) -> Result<ExitCode, ExitCode> {
+fn bench(
+    spec: &std::path::Path,
+    no_symmetry: bool,
+    json: bool,
+    sizes: usize,
+) -> Result<ExitCode, ExitCode> {
     let parsed = load(spec)?;
     let exe = std::env::current_exe().map_err(|_| ExitCode::from(2))?;
     let mut rows = Vec::new();
@@ -271,21 +281,32 @@ fn bench(spec: &std::path::Path, no_symmetry: bool, json: bool, sizes: usize) ->
             if !sym && !no_symmetry {
                 continue;
             }
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.arg("check").arg("--json").arg(spec);
-            for (flag, v) in [("--submitters", s), ("--bios", b), ("--controllers", c), ("--cycles", y), ("--failures", f)] {
-                cmd.arg(flag).arg(v.to_string());
-            }
-            if !sym {
-                cmd.arg("--no-symmetry");
-            }
+            let run = |kind: Kind| {
+                let mut cmd = std::process::Command::new(&exe);
+                cmd.arg("check")
+                    .arg("--json")
+                    .arg(spec)
+                    .arg("--kind")
+                    .arg(kind.name());
+                for (flag, v) in [
+                    ("--submitters", s),
+                    ("--bios", b),
+                    ("--controllers", c),
+                    ("--cycles", y),
+                    ("--failures", f),
+                ] {
+                    cmd.arg(flag).arg(v.to_string());
+                }
+                if !sym {
+                    cmd.arg("--no-symmetry");
+                }
+                cmd.output()
+            };
             for &kind in &parsed.kinds {
-                let out = cmd.arg("--kind").arg(kind.name()).output().map_err(|e| {
+                let out = run(kind).map_err(|e| {
                     eprintln!("error: cannot run {}: {e}", exe.display());
                     ExitCode::from(2)
                 })?;
-                // `--kind` accumulates: drop it again for the next kind.
-                cmd = rebuild(&cmd);
                 let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
                     eprintln!("error: {}", String::from_utf8_lossy(&out.stderr));
                     ExitCode::from(2)
@@ -314,17 +335,12 @@ fn bench(spec: &std::path::Path, no_symmetry: bool, json: bool, sizes: usize) ->
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialise")
+        );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A copy of a command without its trailing `--kind X`.
-fn rebuild(cmd: &std::process::Command) -> std::process::Command {
-    let args: Vec<_> = cmd.get_args().collect();
-    let mut c = std::process::Command::new(cmd.get_program());
-    c.args(&args[..args.len() - 2]);
-    c
 }
 
 fn main() -> ExitCode {
