@@ -233,7 +233,18 @@ fn run() -> Result<ExitCode, ExitCode> {
             let bound = listener.local_addr().map_err(|_| ExitCode::from(2))?;
             drop(listener);
             let model = Quiesce::new(spec.protocol.clone(), kind, b);
-            eprintln!("Explorer for {} [{kind}] at http://{bound}/", spec.name);
+            // Announce the address once the server really accepts connections.
+            let name = spec.name.clone();
+            std::thread::spawn(move || {
+                for _ in 0..600 {
+                    if std::net::TcpStream::connect(bound).is_ok() {
+                        eprintln!("Explorer for {name} [{kind}] at http://{bound}/");
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                eprintln!("error: the Explorer did not start listening on {bound}");
+            });
             let checker = model.checker().threads(1).serve(bound);
             let _ = checker.unique_state_count();
             Ok(ExitCode::SUCCESS)

@@ -141,3 +141,54 @@ fn overrides_change_the_bounds() {
     assert_eq!(k[0]["bounds"]["bios"], 2);
     assert_eq!(k[0]["unique_states"], 16750);
 }
+
+/// The Explorer serves the model over HTTP: its status names the properties, and a path of
+/// action indices renders the kernel-named action that was taken.
+#[test]
+fn explore_serves_the_model() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiesce"))
+        .args([
+            "explore",
+            &spec("02-freeze-inside.toml"),
+            "--kind",
+            "bio",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    assert!(line.contains("Explorer for freeze-inside [bio]"), "{line}");
+    let get = |path: &str| {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        body
+    };
+    let status = get("/.status");
+    assert!(
+        status.contains("\"no_bypass\"") && status.contains("\"attach_unwinds\""),
+        "{status}"
+    );
+    let states = get("/.states/0");
+    assert!(
+        states.contains("submitter 1: submit_bio(bio1.1)"),
+        "{states}"
+    );
+    assert!(states.contains("controller 1: dm_create(I1)"), "{states}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
