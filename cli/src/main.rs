@@ -96,6 +96,19 @@ enum Cmd {
         #[arg(long, default_value_t = 6)]
         sizes: usize,
     },
+    /// Render a spec that passed the checker into the no_std crate in generated/.
+    Gen {
+        spec: PathBuf,
+        /// Where the crate goes.
+        #[arg(long, default_value = "generated")]
+        out: PathBuf,
+        /// Use this `quiesce check --json` report instead of running the checker.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Do not write: fail with a diff when `--out` differs from what the spec renders.
+        #[arg(long)]
+        check: bool,
+    },
     /// Serve the Stateright Explorer on one spec.
     Explore {
         spec: PathBuf,
@@ -205,6 +218,12 @@ fn run() -> Result<ExitCode, ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Gen {
+            spec,
+            out,
+            report,
+            check,
+        } => gen(&spec, &out, report.as_deref(), check),
         Cmd::Bench {
             spec,
             no_symmetry,
@@ -250,6 +269,55 @@ fn run() -> Result<ExitCode, ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn gen(
+    spec: &std::path::Path,
+    out: &std::path::Path,
+    report: Option<&std::path::Path>,
+    check: bool,
+) -> Result<ExitCode, ExitCode> {
+    use quiesce_codegen as cg;
+    let spec = load(spec)?;
+    let fail = |e: cg::GenError| {
+        eprintln!("error: {e}");
+        match e {
+            cg::GenError::Refused(_) => ExitCode::from(1),
+            _ => ExitCode::from(2),
+        }
+    };
+    let report = match report {
+        Some(r) => cg::read_report(r, &spec).map_err(fail)?,
+        None => {
+            eprintln!("checking {} ...", spec.path.display());
+            cg::check(&spec).map_err(fail)?
+        }
+    };
+    let files = cg::render(&spec, &report).map_err(fail)?;
+    if check {
+        let diffs = cg::drift(out, &files);
+        if diffs.is_empty() {
+            println!(
+                "{} is up to date with {}",
+                out.display(),
+                spec.path.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        for d in &diffs {
+            print!("{d}");
+        }
+        eprintln!(
+            "error: {} differs from what {} renders; run `quiesce gen {}`",
+            out.display(),
+            spec.path.display(),
+            spec.path.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    cg::write(out, &files).map_err(fail)?;
+    println!("wrote {} files to {}", files.len(), out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// This process's peak resident set size (VmHWM), in KiB.

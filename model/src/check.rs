@@ -309,3 +309,106 @@ pub fn check_spec(spec: &Spec, opts: &CheckOptions) -> Result<SpecReport, String
         kinds,
     })
 }
+
+fn stat(name: &str, from: &[&'static str]) -> Result<&'static str, String> {
+    from.iter()
+        .copied()
+        .find(|n| *n == name)
+        .ok_or_else(|| format!("unknown name `{name}`"))
+}
+
+impl SpecReport {
+    /// Read back one spec's entry of a `quiesce check --json` report.
+    pub fn from_json(v: &serde_json::Value) -> Result<SpecReport, String> {
+        let s = |v: &serde_json::Value, k: &str| {
+            v[k].as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("missing `{k}`"))
+        };
+        let u =
+            |v: &serde_json::Value, k: &str| v[k].as_u64().ok_or_else(|| format!("missing `{k}`"));
+        let checker = s(v, "checker")?;
+        if checker != CHECKER_VERSION {
+            return Err(format!(
+                "made by `{checker}`, not by this `{CHECKER_VERSION}`"
+            ));
+        }
+        let mut kinds = Vec::new();
+        for k in v["kinds"].as_array().ok_or("missing `kinds`")? {
+            let kind = match k["kind"].as_str() {
+                Some("request") => Kind::Request,
+                Some("bio") => Kind::Bio,
+                _ => return Err("bad `kind`".into()),
+            };
+            let b = &k["bounds"];
+            let bounds = Bounds {
+                submitters: u(b, "submitters")? as u8,
+                bios: u(b, "bios")? as u8,
+                controllers: u(b, "controllers")? as u8,
+                cycles: u(b, "cycles")? as u8,
+                failures: u(b, "failures")? as u8,
+                freezers: u(b, "freezers")? as u8,
+                remover: b["remover"].as_bool().ok_or("missing `remover`")?,
+            };
+            let names: Vec<&'static str> = crate::spec::SAFETY
+                .iter()
+                .chain(SANITY.iter())
+                .copied()
+                .collect();
+            let mut properties = Vec::new();
+            for p in k["properties"].as_array().ok_or("missing `properties`")? {
+                let trace = match p["trace"].as_array() {
+                    None => None,
+                    Some(t) => Some(
+                        t.iter()
+                            .map(|st| {
+                                Ok(TraceStep {
+                                    step: u(st, "step")? as usize,
+                                    action: s(st, "action")?,
+                                    state: s(st, "state")?,
+                                })
+                            })
+                            .collect::<Result<Vec<_>, String>>()?,
+                    ),
+                };
+                properties.push(PropReport {
+                    name: stat(&s(p, "name")?, &names)?,
+                    expectation: stat(&s(p, "expectation")?, &["always", "sometimes"])?,
+                    verdict: stat(
+                        &s(p, "verdict")?,
+                        &[
+                            "holds",
+                            "violated",
+                            "reached",
+                            "not reached",
+                            "not applicable",
+                        ],
+                    )?,
+                    trace,
+                    explorer_path: p["explorer_path"].as_str().map(str::to_string),
+                });
+            }
+            kinds.push(KindReport {
+                kind,
+                bounds,
+                symmetry: k["symmetry"].as_bool().unwrap_or(true),
+                unique_states: u(k, "unique_states")? as usize,
+                states: u(k, "states")? as usize,
+                max_depth: u(k, "max_depth")? as usize,
+                seconds: k["seconds"].as_f64().unwrap_or(0.0),
+                expected: s(k, "expected")?,
+                properties,
+                met: k["met"].as_bool().ok_or("missing `met`")?,
+                mismatch: Vec::new(),
+            });
+        }
+        Ok(SpecReport {
+            file: s(v, "file")?,
+            name: s(v, "name")?,
+            sha256: s(v, "sha256")?,
+            checker: CHECKER_VERSION,
+            met: v["met"].as_bool().ok_or("missing `met`")?,
+            kinds,
+        })
+    }
+}
