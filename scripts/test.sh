@@ -12,3 +12,5 @@ echo "== cargo test"
 cargo test --release --locked --workspace 2>&1 | tee target/test.log
 echo "== quiesce check model/specs/*.toml"
 ./target/release/quiesce check -q model/specs/*.toml
+echo "== quiesce gen --check (generated/ must match the kernel spec)"
+./target/release/quiesce gen --check model/specs/04-converged.toml
