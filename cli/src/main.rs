@@ -1,10 +1,13 @@
 //! `quiesce`: check protocol specs, browse them in the Stateright Explorer.
 
 use clap::{Args, Parser, Subcommand};
-use quiesce_model::check::{check_spec, CheckOptions, SpecReport};
+use quiesce_model::check::{
+    check_spec_with, explorer_path, shortest_counterexamples, CheckOptions, SpecReport,
+};
 use quiesce_model::spec::{Kind, Overrides, Spec};
 use quiesce_model::Quiesce;
 use stateright::{Checker, Model};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -114,6 +117,9 @@ enum Cmd {
         spec: PathBuf,
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: String,
+        /// Print the link that opens this violated property's shortest counterexample.
+        #[arg(long)]
+        counterexample: Option<String>,
         #[command(flatten)]
         bounds: BoundArgs,
     },
@@ -166,9 +172,10 @@ fn print_text(r: &SpecReport, quiet: bool) {
             }
             if let Some(path) = &p.explorer_path {
                 println!(
-                    "  explorer: quiesce explore {} --kind {} -> #/steps/{path}",
+                    "  explore: quiesce explore {} --kind {} --counterexample {}   (#/steps/{path})",
                     r.file,
-                    k.kind.name()
+                    k.kind.name(),
+                    p.name
                 );
             }
         }
@@ -194,15 +201,42 @@ fn run() -> Result<ExitCode, ExitCode> {
                 ..CheckOptions::default()
             };
             let mut reports = Vec::new();
+            // Progress on a terminal only, and never with --json.
+            let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+                let b = indicatif::ProgressBar::new_spinner();
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("template"),
+                );
+                b
+            });
             for spec in &specs {
-                let r = check_spec(spec, &opts).map_err(|e| {
+                let mut on_progress = |kind: Kind, p: quiesce_model::check::Progress| {
+                    if let Some(b) = &bar {
+                        b.set_message(format!(
+                            "{} [{kind}]: {} states, {:.0} states/s, depth {}, {:.1}s",
+                            spec.name,
+                            p.states,
+                            p.states as f64 / p.seconds.max(1e-3),
+                            p.depth,
+                            p.seconds
+                        ));
+                        b.tick();
+                    }
+                };
+                let r = check_spec_with(spec, &opts, &mut on_progress).map_err(|e| {
                     eprintln!("error: {}: {e}", spec.path.display());
                     ExitCode::from(2)
                 })?;
                 if !json {
-                    print_text(&r, quiet);
+                    match &bar {
+                        Some(b) => b.suspend(|| print_text(&r, quiet)),
+                        None => print_text(&r, quiet),
+                    }
                 }
                 reports.push(r);
+            }
+            if let Some(b) = &bar {
+                b.finish_and_clear();
             }
             let met = reports.iter().all(|r| r.met);
             if json {
@@ -230,7 +264,12 @@ fn run() -> Result<ExitCode, ExitCode> {
             json,
             sizes,
         } => bench(&spec, no_symmetry, json, sizes),
-        Cmd::Explore { spec, addr, bounds } => {
+        Cmd::Explore {
+            spec,
+            addr,
+            counterexample,
+            bounds,
+        } => {
             let spec = load(&spec)?;
             let b = spec.bounds.with(&bounds.overrides()).map_err(|e| {
                 eprintln!("error: {e}");
@@ -252,12 +291,43 @@ fn run() -> Result<ExitCode, ExitCode> {
             let bound = listener.local_addr().map_err(|_| ExitCode::from(2))?;
             drop(listener);
             let model = Quiesce::new(spec.protocol.clone(), kind, b);
-            // Announce the address once the server really accepts connections.
+            let fragment = match &counterexample {
+                None => String::new(),
+                Some(name) => {
+                    let Some(prop) = quiesce_model::spec::SAFETY.iter().find(|p| *p == name) else {
+                        eprintln!(
+                            "error: unknown property `{name}`; safety properties: {}",
+                            quiesce_model::spec::SAFETY.join(", ")
+                        );
+                        return Err(ExitCode::from(2));
+                    };
+                    let found = shortest_counterexamples(
+                        &model,
+                        &std::collections::BTreeSet::from([*prop]),
+                    );
+                    match found.get(prop) {
+                        Some(steps) => format!("#/steps/{}", explorer_path(&model, steps)),
+                        None => {
+                            eprintln!(
+                                "error: {} [{kind}] satisfies {prop}: there is no counterexample",
+                                spec.name
+                            );
+                            return Err(ExitCode::from(1));
+                        }
+                    }
+                }
+            };
+            // Announce the address once the server really accepts connections, and start
+            // the search so that the property panel fills in.
             let name = spec.name.clone();
             std::thread::spawn(move || {
                 for _ in 0..600 {
-                    if std::net::TcpStream::connect(bound).is_ok() {
-                        eprintln!("Explorer for {name} [{kind}] at http://{bound}/");
+                    if let Ok(mut c) = std::net::TcpStream::connect(bound) {
+                        use std::io::Write;
+                        let _ = c.write_all(
+                            b"POST /.runtocompletion HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+                        );
+                        eprintln!("Explorer for {name} [{kind}] at http://{bound}/{fragment}");
                         return;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(50));

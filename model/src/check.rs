@@ -187,14 +187,48 @@ pub fn shortest_counterexamples(
 
 /// Check one kind of original under the spec's (overridden) bounds.
 pub fn check_kind(spec: &Spec, kind: Kind, opts: &CheckOptions) -> Result<KindReport, String> {
+    check_kind_with(spec, kind, opts, &mut |_| {})
+}
+
+/// A running check's figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub states: usize,
+    pub depth: usize,
+    pub seconds: f64,
+}
+
+/// As [`check_kind`], reporting progress while the checker runs.
+pub fn check_kind_with(
+    spec: &Spec,
+    kind: Kind,
+    opts: &CheckOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<KindReport, String> {
     let bounds = spec.bounds.with(&opts.overrides)?;
     let model = Quiesce::new(spec.protocol.clone(), kind, bounds);
     let props = model.properties();
     let start = Instant::now();
     let builder = model.clone().checker().threads(opts.threads.max(1));
+    // Poll the running checker for progress (a display refresh, not synchronisation).
+    fn wait<M: Model, C: Checker<M>>(
+        c: C,
+        start: Instant,
+        progress: &mut dyn FnMut(Progress),
+    ) -> C {
+        while !c.is_done() {
+            progress(Progress {
+                states: c.unique_state_count(),
+                depth: c.max_depth(),
+                seconds: start.elapsed().as_secs_f64(),
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        c.join()
+    }
     let (unique, total, depth, discovered): (usize, usize, usize, BTreeSet<&'static str>) =
         if opts.symmetry {
-            let c = builder.symmetry().spawn_dfs().join();
+            let c = wait(builder.symmetry().spawn_dfs(), start, progress);
             (
                 c.unique_state_count(),
                 c.state_count(),
@@ -202,7 +236,7 @@ pub fn check_kind(spec: &Spec, kind: Kind, opts: &CheckOptions) -> Result<KindRe
                 c.discoveries().keys().copied().collect(),
             )
         } else {
-            let c = builder.spawn_bfs().join();
+            let c = wait(builder.spawn_bfs(), start, progress);
             (
                 c.unique_state_count(),
                 c.state_count(),
@@ -294,10 +328,21 @@ pub fn check_kind(spec: &Spec, kind: Kind, opts: &CheckOptions) -> Result<KindRe
 
 /// Check every kind a spec names (or those in `opts.kinds`).
 pub fn check_spec(spec: &Spec, opts: &CheckOptions) -> Result<SpecReport, String> {
+    check_spec_with(spec, opts, &mut |_, _| {})
+}
+
+/// As [`check_spec`], reporting progress per kind.
+pub fn check_spec_with(
+    spec: &Spec,
+    opts: &CheckOptions,
+    progress: &mut dyn FnMut(Kind, Progress),
+) -> Result<SpecReport, String> {
     let mut kinds = Vec::new();
     for &kind in &spec.kinds {
         if opts.kinds.is_empty() || opts.kinds.contains(&kind) {
-            kinds.push(check_kind(spec, kind, opts)?);
+            kinds.push(check_kind_with(spec, kind, opts, &mut |p| {
+                progress(kind, p)
+            })?);
         }
     }
     Ok(SpecReport {

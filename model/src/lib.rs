@@ -4,6 +4,7 @@
 pub mod check;
 pub mod model;
 pub mod spec;
+pub mod view;
 
 pub use check::{check_spec, CheckOptions, KindReport, SpecReport};
 pub use model::Quiesce;

@@ -1056,6 +1056,15 @@ impl Model for Quiesce {
     fn format_action(&self, action: &Action) -> String {
         self.describe(action)
     }
+
+    fn format_step(&self, last: &State, action: Action) -> Option<String> {
+        self.next_state(last, action)
+            .map(|s| self.describe_state(&s))
+    }
+
+    fn as_svg(&self, path: stateright::Path<State, Action>) -> Option<String> {
+        Some(self.svg_of(path))
+    }
 }
 
 impl Quiesce {

@@ -28,7 +28,11 @@ fn spec() -> &'static Spec {
 }
 
 fn model_prim(p: g::Prim) -> Prim {
-    PRIMS.iter().find(|i| i.prim.call() == p.call()).map(|i| i.prim).expect("same primitives")
+    PRIMS
+        .iter()
+        .find(|i| i.prim.call() == p.call())
+        .map(|i| i.prim)
+        .expect("same primitives")
 }
 
 fn gen_prim(p: Prim) -> Option<g::Prim> {
@@ -77,7 +81,9 @@ impl Recorder {
     fn fallible(&mut self, p: g::Prim, e: g::Errno) -> Result<(), g::Errno> {
         let n = self.calls;
         self.calls += 1;
-        let fail = self.failures_left > 0 && self.fail_at.contains(&n) && spec().protocol.inject.contains(&model_prim(p));
+        let fail = self.failures_left > 0
+            && self.fail_at.contains(&n)
+            && spec().protocol.inject.contains(&model_prim(p));
         self.log.push(Rec::Call(p, !fail));
         if fail {
             self.failures_left -= 1;
@@ -142,7 +148,12 @@ fn gkind(k: Kind) -> g::Kind {
 
 /// Run `cycles` attach/detach cycles of the generated code.
 fn drive(kind: Kind, cycles: u8, fail_at: Vec<usize>) -> Vec<Rec> {
-    let mut r = Recorder { log: Vec::new(), fail_at, calls: 0, failures_left: spec().bounds.failures };
+    let mut r = Recorder {
+        log: Vec::new(),
+        fail_at,
+        calls: 0,
+        failures_left: spec().bounds.failures,
+    };
     for _ in 0..cycles {
         let ok = g::attach(&mut r, gkind(kind)).is_ok();
         r.log.push(Rec::AttachReturned(ok));
@@ -158,7 +169,12 @@ fn drive(kind: Kind, cycles: u8, fail_at: Vec<usize>) -> Vec<Rec> {
 fn check_safety(m: &Quiesce, s: &State, what: &str) {
     for p in m.properties() {
         if p.expectation == Expectation::Always {
-            assert!((p.condition)(m, s), "{what}: {} fails in {}", p.name, m.summary(s));
+            assert!(
+                (p.condition)(m, s),
+                "{what}: {} fails in {}",
+                p.name,
+                m.summary(s)
+            );
         }
     }
 }
@@ -166,7 +182,11 @@ fn check_safety(m: &Quiesce, s: &State, what: &str) {
 /// Replay a recorded run through the model (one controller, no bios moving).
 fn replay(kind: Kind, cycles: u8, log: &[Rec]) {
     let b = spec().bounds;
-    let bounds = Bounds { controllers: 1, cycles, ..b };
+    let bounds = Bounds {
+        controllers: 1,
+        cycles,
+        ..b
+    };
     let m = Quiesce::new(spec().protocol.clone(), kind, bounds);
     let mut s = m.init_states().remove(0);
     let mut acts = Vec::new();
@@ -174,7 +194,11 @@ fn replay(kind: Kind, cycles: u8, log: &[Rec]) {
         acts.clear();
         m.actions(s, &mut acts);
         let a = *acts.iter().find(|a| want(a)).unwrap_or_else(|| {
-            panic!("{what} is not a step of the model at {} (enabled: {:?})", m.summary(s), acts.iter().map(|a| m.describe(a)).collect::<Vec<_>>())
+            panic!(
+                "{what} is not a step of the model at {} (enabled: {:?})",
+                m.summary(s),
+                acts.iter().map(|a| m.describe(a)).collect::<Vec<_>>()
+            )
         });
         *s = m.next_state(s, a).unwrap();
         check_safety(&m, s, what);
@@ -187,22 +211,46 @@ fn replay(kind: Kind, cycles: u8, log: &[Rec]) {
                     // Run every sub-step of the primitive.
                     let before = (s.ctls[0].phase, s.ctls[0].pc, s.ctls[0].cycle);
                     loop {
-                        take(&mut s, &|a| matches!(a, Action::Ctl { c: 0, prim, .. } if *prim == mp), p.call());
+                        take(
+                            &mut s,
+                            &|a| matches!(a, Action::Ctl { c: 0, prim, .. } if *prim == mp),
+                            p.call(),
+                        );
                         let c = &s.ctls[0];
                         if (c.phase, c.pc, c.cycle) != before || c.sub == 0 {
                             break;
                         }
                     }
                 } else {
-                    take(&mut s, &|a| matches!(a, Action::Fail { c: 0, prim } if *prim == mp), p.call());
+                    take(
+                        &mut s,
+                        &|a| matches!(a, Action::Fail { c: 0, prim } if *prim == mp),
+                        p.call(),
+                    );
                 }
             }
-            Rec::AttachReturned(ok) => take(&mut s, &|a| matches!(a, Action::Return { c: 0, detach: false, ok: o } if *o == ok), "attach returns"),
-            Rec::DetachBegin => take(&mut s, &|a| matches!(a, Action::BeginDetach { c: 0 }), "detach"),
-            Rec::DetachReturned(ok) => take(&mut s, &|a| matches!(a, Action::Return { c: 0, detach: true, ok: o } if *o == ok), "detach returns"),
+            Rec::AttachReturned(ok) => take(
+                &mut s,
+                &|a| matches!(a, Action::Return { c: 0, detach: false, ok: o } if *o == ok),
+                "attach returns",
+            ),
+            Rec::DetachBegin => take(
+                &mut s,
+                &|a| matches!(a, Action::BeginDetach { c: 0 }),
+                "detach",
+            ),
+            Rec::DetachReturned(ok) => take(
+                &mut s,
+                &|a| matches!(a, Action::Return { c: 0, detach: true, ok: o } if *o == ok),
+                "detach returns",
+            ),
         }
     }
-    assert_eq!(s.ctls[0].phase, Phase::Done, "the controller finished its cycles");
+    assert_eq!(
+        s.ctls[0].phase,
+        Phase::Done,
+        "the controller finished its cycles"
+    );
     check_safety(&m, &s, "end");
 }
 
@@ -217,14 +265,21 @@ fn monitor_accepts(kind: Kind, log: &[Rec]) {
             Rec::DetachBegin => g::Event::DetachBegin,
             Rec::DetachReturned(ok) => g::Event::DetachReturned(ok),
         };
-        mon.step(ev).unwrap_or_else(|v| panic!("monitor refused {:?} in {}", v.event, v.state));
+        mon.step(ev)
+            .unwrap_or_else(|v| panic!("monitor refused {:?} in {}", v.event, v.state));
     }
 }
 
 fn automaton(kind: Kind) -> &'static Automaton {
     static A: OnceLock<Vec<Automaton>> = OnceLock::new();
     let all = A.get_or_init(|| {
-        spec().kinds.iter().map(|&k| derive_automaton(&Quiesce::new(spec().protocol.clone(), k, spec().bounds)).unwrap()).collect()
+        spec()
+            .kinds
+            .iter()
+            .map(|&k| {
+                derive_automaton(&Quiesce::new(spec().protocol.clone(), k, spec().bounds)).unwrap()
+            })
+            .collect()
     });
     all.iter().find(|a| a.kind == kind).unwrap()
 }
@@ -254,7 +309,11 @@ fn monitor_accepts_prefix(kind: Kind, seq: &[MEvent]) -> usize {
         };
         let before = mon.state();
         if mon.step(ev).is_err() {
-            assert_eq!(mon.state(), before, "a refused event must not move the monitor");
+            assert_eq!(
+                mon.state(),
+                before,
+                "a refused event must not move the monitor"
+            );
             return i;
         }
     }
@@ -274,19 +333,42 @@ fn event_seq(kind: Kind) -> impl Strategy<Value = Vec<MEvent>> {
             v.push(MEvent::Ok(model_prim(p)));
             v.push(MEvent::Err(model_prim(p)));
         }
-        v.extend([MEvent::AttachReturned(true), MEvent::AttachReturned(false), MEvent::DetachBegin, MEvent::DetachReturned(true), MEvent::DetachReturned(false)]);
+        v.extend([
+            MEvent::AttachReturned(true),
+            MEvent::AttachReturned(false),
+            MEvent::DetachBegin,
+            MEvent::DetachReturned(true),
+            MEvent::DetachReturned(false),
+        ]);
         v.sort();
         v.dedup();
         v
     };
     // Each element: either "the i-th legal event from here" or any event of the alphabet.
-    proptest::collection::vec((any::<bool>(), any::<prop::sample::Index>(), any::<prop::sample::Index>()), 0..60).prop_map(move |picks| {
+    proptest::collection::vec(
+        (
+            any::<bool>(),
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+        ),
+        0..60,
+    )
+    .prop_map(move |picks| {
         let a = automaton(kind);
         let mut pos = a.init;
         let mut out = Vec::new();
         for (legal, i, j) in picks {
-            let here: Vec<(MEvent, _)> = a.edges.iter().filter(|((f, _), _)| *f == pos).map(|((_, e), t)| (*e, *t)).collect();
-            let e = if legal && !here.is_empty() { here[i.index(here.len())].0 } else { alphabet[j.index(alphabet.len())] };
+            let here: Vec<(MEvent, _)> = a
+                .edges
+                .iter()
+                .filter(|((f, _), _)| *f == pos)
+                .map(|((_, e), t)| (*e, *t))
+                .collect();
+            let e = if legal && !here.is_empty() {
+                here[i.index(here.len())].0
+            } else {
+                alphabet[j.index(alphabet.len())]
+            };
             if let Some(n) = a.edges.get(&(pos, e)) {
                 pos = *n;
             }
@@ -324,7 +406,11 @@ proptest! {
 #[test]
 fn monitor_catches_a_skipped_freeze() {
     let log = drive(Kind::Request, 1, vec![]);
-    let skipped: Vec<Rec> = log.iter().copied().filter(|r| *r != Rec::Call(g::Prim::BlkMqFreezeQueue, true)).collect();
+    let skipped: Vec<Rec> = log
+        .iter()
+        .copied()
+        .filter(|r| *r != Rec::Call(g::Prim::BlkMqFreezeQueue, true))
+        .collect();
     assert!(skipped.len() < log.len());
     let mut mon = g::Monitor::new(g::Kind::Request);
     let mut refused = None;
@@ -343,5 +429,9 @@ fn monitor_catches_a_skipped_freeze() {
     }
     let v = refused.expect("the monitor must refuse");
     assert_eq!(v.event, g::Event::Ok(g::Prim::CmpxchgInterposer));
-    assert!(v.state.contains("before blk_mq_freeze_queue(O)"), "{}", v.state);
+    assert!(
+        v.state.contains("before blk_mq_freeze_queue(O)"),
+        "{}",
+        v.state
+    );
 }

@@ -1,0 +1,459 @@
+//! How a state looks to a person: a multi-line description and an SVG with one
+//! lane per thread and device, for the Stateright Explorer and for reports.
+
+use crate::model::{
+    bf, held, Action, Bio, ILife, Loc, Phase, Quiesce, State, Who, FREEZER_STEPS, REMOVER_STEPS,
+};
+use crate::spec::{HotOp, Kind};
+use stateright::{Expectation, Model, Path};
+use std::fmt::Write;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl Quiesce {
+    fn bio_line(&self, b: usize, bio: &Bio) -> String {
+        let name = self.bio_name(b);
+        let what = if bio.via.is_some() && matches!(bio.loc, Loc::Carried | Loc::InO) {
+            format!("clone of {name}")
+        } else {
+            name
+        };
+        let pass = if bio.has(bf::PASS) {
+            let op = self
+                .protocol
+                .hot_path
+                .get(bio.pc as usize)
+                .map_or("end", |o| o.name());
+            format!(
+                " at hot-path step {} ({op}){}",
+                bio.pc,
+                if bio.has(bf::PASS_QREF) {
+                    ", holds a queue ref"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            String::new()
+        };
+        let loc = match bio.loc {
+            Loc::Unsubmitted => "not submitted".to_string(),
+            Loc::Carried => "in submit_bio_noacct".to_string(),
+            Loc::InO => format!(
+                "inside O{}",
+                if bio.via.is_none() {
+                    " (skipped I)"
+                } else {
+                    " (sent by I)"
+                }
+            ),
+            Loc::DeferredO => "deferred by suspended O".into(),
+            Loc::InI => "inside I, clone queued".into(),
+            Loc::DeferredI => "deferred by suspended I".into(),
+            Loc::Done => "completed".into(),
+            Loc::Lost => "lost (never completes)".into(),
+        };
+        format!("{what}: {loc}{pass}")
+    }
+
+    fn ctl_line(&self, s: &State, ci: usize) -> String {
+        let c = &s.ctls[ci];
+        let step = |list: &[crate::spec::CtlStep], i: u8| {
+            list.get(i as usize)
+                .map_or("return".to_string(), |st| st.prim.call())
+        };
+        let at = match c.phase {
+            Phase::Attach => format!(
+                "attach step {}: {}",
+                c.pc,
+                step(&self.protocol.attach, c.pc)
+            ),
+            Phase::AttachErr { failed } => format!(
+                "attach failed at {}; error path",
+                step(&self.protocol.attach, failed)
+            ),
+            Phase::Attached => "attached".into(),
+            Phase::Detach => format!(
+                "detach step {}: {}",
+                c.pc,
+                step(&self.protocol.detach, c.pc)
+            ),
+            Phase::DetachErr { failed } => format!(
+                "detach failed at {}; error path",
+                step(&self.protocol.detach, failed)
+            ),
+            Phase::Done => "done".into(),
+        };
+        let holds: Vec<&str> = [
+            (held::MUTEX, "open_mutex"),
+            (held::FS_FROZEN, "fs freeze"),
+            (held::Q_FROZEN, "queue freeze"),
+            (held::O_SUSPENDED, "O suspend"),
+        ]
+        .iter()
+        .filter(|(b, _)| c.held & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+        format!(
+            "cycle {}/{}, {at}{}{}",
+            (c.cycle + 1).min(self.bounds.cycles),
+            self.bounds.cycles,
+            if c.sub > 0 {
+                format!(" (sub-step {})", c.sub)
+            } else {
+                String::new()
+            },
+            if holds.is_empty() {
+                String::new()
+            } else {
+                format!("; holds {}", holds.join(", "))
+            }
+        )
+    }
+
+    fn failing(&self, s: &State) -> Vec<&'static str> {
+        self.properties()
+            .into_iter()
+            .filter(|p| p.expectation == Expectation::Always && !(p.condition)(self, s))
+            .map(|p| p.name)
+            .collect()
+    }
+
+    /// A state as a person reads it, one line per device and thread.
+    pub fn describe_state(&self, s: &State) -> String {
+        let mut out = String::new();
+        let mut o = Vec::new();
+        let fd = self.freeze_depth(s);
+        if fd > 0 {
+            o.push(format!("frozen x{fd}"));
+        }
+        if self.o_suspended(s) {
+            o.push("suspended".into());
+        }
+        if s.o_dead {
+            o.push("removed".into());
+        }
+        o.push(format!("{} queue refs", self.qrefs(s)));
+        let kind = match self.kind {
+            Kind::Request => "blk-mq",
+            Kind::Bio => "bio-based",
+        };
+        let _ = writeln!(out, "O ({kind}): {}", o.join(", "));
+        let _ = writeln!(
+            out,
+            "O->bd_interposer = {}",
+            s.ptr.map_or("NULL".to_string(), |p| p.to_string())
+        );
+        for (ci, c) in s.ctls.iter().enumerate() {
+            let life = match c.ilife {
+                ILife::Freed => "freed",
+                ILife::Created => "created",
+                ILife::Open => "open",
+            };
+            let _ = writeln!(
+                out,
+                "I{} (instance #{}): {life}{}",
+                ci + 1,
+                c.igen + 1,
+                if c.isusp { ", suspended" } else { "" }
+            );
+        }
+        let k = self.bounds.bios as usize;
+        for sub in 0..self.bounds.submitters as usize {
+            let lines: Vec<String> = (0..k)
+                .map(|j| self.bio_line(sub * k + j, &s.bios[sub * k + j]))
+                .collect();
+            let _ = writeln!(out, "submitter {}: {}", sub + 1, lines.join("; "));
+        }
+        for ci in 0..s.ctls.len() {
+            let _ = writeln!(out, "controller {}: {}", ci + 1, self.ctl_line(s, ci));
+            let sb = &s.bios[self.nsub() + ci];
+            if sb.loc != Loc::Unsubmitted {
+                let _ = writeln!(
+                    out,
+                    "  superblock write {}",
+                    self.bio_line(self.nsub() + ci, sb)
+                );
+            }
+        }
+        if self.bounds.remover {
+            let _ = writeln!(
+                out,
+                "remover: {}",
+                REMOVER_STEPS
+                    .get(s.remover as usize)
+                    .map_or("done".to_string(), |x| format!("before {x}"))
+            );
+        }
+        for (f, &pc) in s.freezers.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "freezer {}: {}",
+                f + 1,
+                FREEZER_STEPS
+                    .get(pc as usize)
+                    .map_or("done".to_string(), |x| format!("before {x}"))
+            );
+        }
+        let bad = self.failing(s);
+        if !bad.is_empty() {
+            let _ = writeln!(out, "VIOLATED here: {}", bad.join(", "));
+        }
+        out
+    }
+
+    fn lane_of(&self, a: &Action) -> (usize, Option<usize>) {
+        let ns = self.bounds.submitters as usize;
+        let nc = self.bounds.controllers as usize;
+        let extra = usize::from(self.bounds.remover) + self.bounds.freezers as usize;
+        let kworker = ns + nc + extra;
+        let o_lane = kworker + 1;
+        let i_lane = |c: usize| o_lane + 1 + c;
+        match *a {
+            Action::Submit { s, .. } => (s as usize, None),
+            Action::Hot { op, who, .. } => {
+                let lane = match who {
+                    Who::Submitter(s) => s as usize,
+                    Who::Controller(c) => ns + c as usize,
+                    Who::Kworker => kworker,
+                };
+                let to = match op {
+                    HotOp::DriverSubmit => Some(o_lane),
+                    _ => None,
+                };
+                (lane, to)
+            }
+            Action::Complete { .. } => (o_lane, None),
+            Action::Ctl { c, .. }
+            | Action::Fail { c, .. }
+            | Action::Return { c, .. }
+            | Action::BeginDetach { c } => (ns + c as usize, None),
+            Action::Remover { .. } => (ns + nc, None),
+            Action::Freezer { f, .. } => (
+                ns + nc + usize::from(self.bounds.remover) + f as usize,
+                None,
+            ),
+        }
+        .pipe(|(l, t)| {
+            (
+                l,
+                t.or(
+                    if let Action::Hot {
+                        op: HotOp::Redirect,
+                        ..
+                    } = a
+                    {
+                        Some(i_lane(0))
+                    } else {
+                        None
+                    },
+                ),
+            )
+        })
+    }
+
+    /// The SVG view: a lane per thread and device with each one's condition in the last
+    /// state, and the path's most recent steps placed in the lane of whoever took them.
+    pub fn svg(&self, path: &[(State, Option<Action>)]) -> String {
+        let Some((last, _)) = path.last() else {
+            return String::new();
+        };
+        let ns = self.bounds.submitters as usize;
+        let nc = self.bounds.controllers as usize;
+        let mut lanes: Vec<(String, Vec<String>)> = Vec::new();
+        let k = self.bounds.bios as usize;
+        for sub in 0..ns {
+            lanes.push((
+                format!("submitter {}", sub + 1),
+                (0..k)
+                    .map(|j| self.bio_line(sub * k + j, &last.bios[sub * k + j]))
+                    .collect(),
+            ));
+        }
+        for ci in 0..nc {
+            lanes.push((
+                format!("controller {}", ci + 1),
+                vec![self.ctl_line(last, ci)],
+            ));
+        }
+        if self.bounds.remover {
+            lanes.push((
+                "remover".into(),
+                vec![REMOVER_STEPS
+                    .get(last.remover as usize)
+                    .map_or("done".to_string(), |x| format!("before {x}"))],
+            ));
+        }
+        for (f, &pc) in last.freezers.iter().enumerate() {
+            lanes.push((
+                format!("freezer {}", f + 1),
+                vec![FREEZER_STEPS
+                    .get(pc as usize)
+                    .map_or("done".to_string(), |x| format!("before {x}"))],
+            ));
+        }
+        let kw: Vec<String> = (0..last.bios.len())
+            .filter(|&b| last.bios[b].has(bf::KWORKER))
+            .map(|b| self.bio_line(b, &last.bios[b]))
+            .collect();
+        lanes.push((
+            "kworker".into(),
+            if kw.is_empty() {
+                vec!["idle".into()]
+            } else {
+                kw
+            },
+        ));
+        let d = self.describe_state(last);
+        let mut dl = d.lines();
+        lanes.push((
+            "O (original)".into(),
+            vec![
+                dl.next().unwrap_or("").trim_start_matches("O ").to_string(),
+                dl.next().unwrap_or("").to_string(),
+            ],
+        ));
+        for (ci, c) in last.ctls.iter().enumerate() {
+            let inside: Vec<String> = (0..last.bios.len())
+                .filter(|&b| {
+                    last.bios[b]
+                        .via
+                        .is_some_and(|v| v.c as usize == ci && v.gen == c.igen)
+                })
+                .map(|b| format!("holds {}", self.bio_name(b)))
+                .collect();
+            let mut lines = vec![d.lines().nth(2 + ci).unwrap_or("").to_string()];
+            lines.extend(inside);
+            lanes.push((format!("I{} (interposer)", ci + 1), lines));
+        }
+
+        let lw = 200usize;
+        let width = lw * lanes.len() + 20;
+        let head = 26usize;
+        let box_lines = lanes
+            .iter()
+            .map(|l| l.1.iter().map(|t| wrap(t, 30).len()).sum::<usize>())
+            .max()
+            .unwrap_or(1);
+        let box_h = 14 * box_lines + 12;
+        let steps: Vec<&(State, Option<Action>)> =
+            path.iter().filter(|(_, a)| a.is_some()).collect();
+        let shown = &steps[steps.len().saturating_sub(40)..];
+        let top = head + box_h + 20;
+        let row = 20usize;
+        let height = top + row * shown.len() + 20;
+        let bad = self.failing(last);
+        let mut svg = String::new();
+        let _ = write!(
+            svg,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" class="quiesce-lanes" width="{width}" height="{height}" font-family="monospace" font-size="11">"#
+        );
+        if !bad.is_empty() {
+            let _ = write!(
+                svg,
+                r##"<rect x="0" y="0" width="{width}" height="{height}" fill="#3a1010"/>"##
+            );
+        }
+        for (i, (name, lines)) in lanes.iter().enumerate() {
+            let x = 10 + i * lw;
+            let _ = write!(
+                svg,
+                r##"<line x1="{cx}" y1="{head}" x2="{cx}" y2="{height}" stroke="#666" stroke-dasharray="3,3"/>"##,
+                cx = x + lw / 2
+            );
+            let _ = write!(
+                svg,
+                r##"<text x="{}" y="16" text-anchor="middle" font-weight="bold" fill="#eee">{}</text>"##,
+                x + lw / 2,
+                esc(name)
+            );
+            let _ = write!(
+                svg,
+                r##"<rect x="{}" y="{head}" width="{}" height="{box_h}" rx="4" fill="#223" stroke="#88a"/>"##,
+                x + 2,
+                lw - 4
+            );
+            let mut y = head + 14;
+            for t in lines {
+                for part in wrap(t, 30) {
+                    let _ = write!(
+                        svg,
+                        r##"<text x="{}" y="{y}" fill="#dde">{}</text>"##,
+                        x + 6,
+                        esc(&part)
+                    );
+                    y += 14;
+                }
+            }
+        }
+        for (r, (_, a)) in shown.iter().enumerate() {
+            let a = a.as_ref().expect("filtered");
+            let (lane, to) = self.lane_of(a);
+            let y = top + r * row;
+            let cx = 10 + lane * lw + lw / 2;
+            let n = steps.len() - shown.len() + r + 1;
+            let label = self.describe(a);
+            let label = label
+                .split_once(": ")
+                .map_or(label.as_str(), |x| x.1)
+                .to_string();
+            if let Some(t) = to {
+                let tx = 10 + t * lw + lw / 2;
+                let _ = write!(
+                    svg,
+                    r##"<line x1="{cx}" y1="{y}" x2="{tx}" y2="{y}" stroke="#7ac" marker-end="none"/><circle cx="{tx}" cy="{y}" r="3" fill="#7ac"/>"##
+                );
+            }
+            let _ = write!(
+                svg,
+                r##"<circle cx="{cx}" cy="{y}" r="4" fill="#fc6"/><text x="{}" y="{}" fill="#fc6">{n}. {}</text>"##,
+                cx + 8,
+                y + 4,
+                esc(&label)
+            );
+        }
+        if !bad.is_empty() {
+            let _ = write!(
+                svg,
+                r##"<text x="10" y="{}" fill="#f66" font-weight="bold">VIOLATED: {}</text>"##,
+                height - 6,
+                bad.join(", ")
+            );
+        }
+        svg.push_str("</svg>");
+        svg
+    }
+
+    pub fn svg_of(&self, path: Path<State, Action>) -> String {
+        self.svg(&path.into_vec())
+    }
+}
+
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+fn wrap(s: &str, w: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for word in s.split(' ') {
+        if !cur.is_empty() && cur.len() + 1 + word.len() > w {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
