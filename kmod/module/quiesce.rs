@@ -1,0 +1,841 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! quiesce: a block device interposer that runs the model-checked protocol.
+//!
+//! Attach, detach, their unwinding and the runtime monitor are the generated,
+//! checked code of `generated/src/protocol.rs`, included below unchanged. This
+//! module implements its `Primitives` over the kernel API, feeds the monitor
+//! every event it performs, and provides the interposer's payload: every bio
+//! sent to the original is passed through to it as a marked clone, and the
+//! 4 KiB blocks written while attached are recorded in a changed-block map.
+//!
+//! Control: write `attach <path>`, `detach` or `fault <primitive>|none` to
+//! `/dev/quiesce`; read it for the state, counters and changed-block map.
+
+use core::ffi::{c_char, c_void};
+use core::fmt::Write;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use kernel::alloc::flags::GFP_KERNEL;
+use kernel::alloc::{KBox, KVVec, KVec};
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::sync::Mutex;
+use kernel::types::Opaque;
+use kernel::{c_str, new_mutex};
+
+#[allow(dead_code, missing_docs, unreachable_pub, clippy::all)]
+#[path = "../../generated/src/protocol.rs"]
+mod protocol;
+use protocol::{Errno, Event, Kind, Monitor, Prim, Primitives};
+
+module! {
+    type: QuiesceModule,
+    name: "quiesce",
+    author: "quiesce",
+    description: "Block device interposer running the model-checked quiesce protocol",
+    license: "GPL",
+}
+
+// Values of kernel macros that bindgen does not translate.
+const BLK_OPEN_READ: bindings::blk_mode_t = 1 << 0;
+const BLK_OPEN_WRITE: bindings::blk_mode_t = 1 << 1;
+const BLK_STS_RESOURCE: bindings::blk_status_t = 9;
+const REQ_OP_MASK: u32 = (1 << 8) - 1;
+const REQ_OP_WRITE: u32 = 1;
+const REQ_OP_DISCARD: u32 = 3;
+const REQ_OP_WRITE_ZEROES: u32 = 9;
+/// `GFP_NOIO`: `GFP_KERNEL` without `__GFP_IO` (bit 6) and `__GFP_FS` (bit 7).
+const GFP_NOIO: bindings::gfp_t = bindings::GFP_KERNEL & !(0x40 | 0x80);
+const MISC_DYNAMIC_MINOR: i32 = 255;
+/// Changed-block map granularity: 4 KiB, i.e. 8 sectors.
+const SECTORS_PER_BLOCK_SHIFT: u32 = 3;
+/// Front padding of each clone: where the clone's interposer is kept.
+const PAD: usize = core::mem::size_of::<usize>();
+
+extern "C" {
+    // Exported by drivers/md/dm.c, declared only in its private header.
+    fn dm_internal_suspend_fast(md: *mut bindings::mapped_device);
+    fn dm_internal_resume_fast(md: *mut bindings::mapped_device);
+}
+
+fn is_err<T>(p: *mut T) -> bool {
+    (p as usize) >= (-4095isize) as usize
+}
+
+/// The interposer I: takes over the bios sent to the original.
+#[repr(C)]
+struct Interposer {
+    /// First field: the block layer hands us a pointer to it.
+    hook: Opaque<bindings::blk_interposer>,
+    bs: Opaque<bindings::bio_set>,
+    orig: *mut bindings::block_device,
+    inflight: AtomicUsize,
+    suspended: AtomicBool,
+    /// Bios that arrived while suspended (a stack linked through `bi_next`).
+    deferred: AtomicPtr<bindings::bio>,
+    redirected: AtomicU64,
+    completed: AtomicU64,
+    map: KVVec<AtomicU64>,
+}
+
+impl Interposer {
+    fn mark_written(&self, bio: *mut bindings::bio) {
+        // SAFETY: `bio` is a valid bio owned by this call chain.
+        let (opf, sector, size) = unsafe { ((*bio).bi_opf, (*bio).bi_iter.bi_sector, (*bio).bi_iter.bi_size) };
+        let op = opf & REQ_OP_MASK;
+        if op != REQ_OP_WRITE && op != REQ_OP_DISCARD && op != REQ_OP_WRITE_ZEROES {
+            return;
+        }
+        let first = sector >> SECTORS_PER_BLOCK_SHIFT;
+        let last = (sector + (u64::from(size) >> 9) + (1 << SECTORS_PER_BLOCK_SHIFT) - 1) >> SECTORS_PER_BLOCK_SHIFT;
+        for b in first..last {
+            if let Some(w) = self.map.get((b / 64) as usize) {
+                w.fetch_or(1 << (b % 64), Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn defer(&self, bio: *mut bindings::bio) {
+        let mut head = self.deferred.load(Ordering::Acquire);
+        loop {
+            // SAFETY: we own `bio` until it is on the list.
+            unsafe { (*bio).bi_next = head };
+            match self.deferred.compare_exchange(head, bio, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Send a marked clone of `bio` to the original; complete `bio` when it completes.
+    ///
+    /// # Safety
+    /// `bio` is a valid bio that the caller hands over.
+    unsafe fn issue(&self, bio: *mut bindings::bio) {
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        if self.suspended.load(Ordering::SeqCst) {
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            self.defer(bio);
+            return;
+        }
+        self.mark_written(bio);
+        // SAFETY: `orig` is held open while the interposer exists; `bs` was set up by
+        // bioset_init(); `bio` is valid. The clone copies BIO_INTERPOSED (patch 1).
+        let clone = unsafe { bindings::bio_alloc_clone(self.orig, bio, GFP_NOIO, self.bs.get()) };
+        if clone.is_null() {
+            // SAFETY: we own `bio`; ending it with an error hands it back.
+            unsafe {
+                (*bio).bi_status = BLK_STS_RESOURCE;
+                bindings::bio_endio(bio);
+            }
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        // SAFETY: clones come from `bs`, set up with PAD bytes of front padding that are
+        // ours; `clone` is a fresh bio we own until submit_bio_noacct().
+        unsafe {
+            *clone.cast::<u8>().sub(PAD).cast::<*const Interposer>() = self;
+            (*clone).bi_end_io = Some(clone_endio);
+            (*clone).bi_private = bio.cast();
+        }
+        self.redirected.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `clone` is a fully set-up bio for the original device.
+        unsafe { bindings::submit_bio_noacct(clone) };
+    }
+}
+
+/// The hook the block layer calls for each bio sent to the original.
+///
+/// # Safety
+/// Called by the block layer with a live interposer's `hook` and a bio it hands over,
+/// under the original's queue usage counter.
+unsafe extern "C" fn ip_submit(hook: *mut bindings::blk_interposer, bio: *mut bindings::bio) {
+    // SAFETY: `hook` is the first field of a `#[repr(C)]` Interposer that stays allocated
+    // while it is set on a device: detach clears the pointer under a queue freeze, which
+    // waits for this call (it runs under the queue usage counter), before freeing it.
+    let ip = unsafe { &*hook.cast::<Interposer>() };
+    // SAFETY: the block layer handed `bio` over to us.
+    unsafe { ip.issue(bio) };
+}
+
+/// Completion of a clone: complete the original bio.
+///
+/// # Safety
+/// Called by the block layer for a clone made by `Interposer::issue`.
+unsafe extern "C" fn clone_endio(clone: *mut bindings::bio) {
+    // SAFETY: `issue` stored the interposer in the clone's front padding and the original
+    // bio in `bi_private`; the interposer outlives its in-flight clones (dm_suspend(I)
+    // waits for `inflight` to drain before dm_destroy(I) frees it).
+    unsafe {
+        let ip = &**clone.cast::<u8>().sub(PAD).cast::<*const Interposer>();
+        let orig = (*clone).bi_private.cast::<bindings::bio>();
+        (*orig).bi_status = (*clone).bi_status;
+        bindings::bio_put(clone);
+        bindings::bio_endio(orig);
+        ip.completed.fetch_add(1, Ordering::Relaxed);
+        // The last touch of `ip`.
+        ip.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One attachment of an interposer to an original device.
+struct Attachment {
+    file: *mut bindings::file,
+    bdev: *mut bindings::block_device,
+    kind: Kind,
+    md: *mut bindings::mapped_device,
+    ip: Option<KBox<Interposer>>,
+    claimed: bool,
+    path: KVec<u8>,
+    /// What `fault` made this attachment skip (its inverse is skipped too).
+    skipped: Option<Prim>,
+}
+
+struct CtlInner {
+    att: Option<Attachment>,
+    monitor: Option<Monitor>,
+    fault: Option<Prim>,
+    violations: u64,
+    last_violation: KVec<u8>,
+    attaches: u64,
+    detaches: u64,
+    redirected: u64,
+    completed: u64,
+    last_map: KVec<u64>,
+}
+
+// SAFETY: the raw pointers in an Attachment are only used under the controller's mutex,
+// from process context; the objects they point to are not tied to a thread.
+unsafe impl Send for CtlInner {}
+
+fn inverse(p: Prim) -> Option<Prim> {
+    Some(match p {
+        Prim::BlkMqFreezeQueue => Prim::BlkMqUnfreezeQueue,
+        Prim::DmInternalSuspendFast => Prim::DmInternalResumeFast,
+        Prim::DmSuspend => Prim::DmResume,
+        Prim::MutexLock => Prim::MutexUnlock,
+        Prim::CmpxchgInterposer => Prim::ClearInterposer,
+        _ => return None,
+    })
+}
+
+fn prim_by_name(name: &[u8]) -> Option<Prim> {
+    const ALL: [Prim; 14] = [
+        Prim::MutexLock,
+        Prim::MutexUnlock,
+        Prim::DmCreate,
+        Prim::DmDestroy,
+        Prim::BlkdevGetExcl,
+        Prim::BlkdevPut,
+        Prim::BlkMqFreezeQueue,
+        Prim::BlkMqUnfreezeQueue,
+        Prim::DmInternalSuspendFast,
+        Prim::DmInternalResumeFast,
+        Prim::DmSuspend,
+        Prim::DmResume,
+        Prim::CmpxchgInterposer,
+        Prim::ClearInterposer,
+    ];
+    ALL.into_iter().find(|p| {
+        let call = p.call().as_bytes();
+        let n = call.iter().position(|&c| c == b'(').unwrap_or(call.len());
+        &call[..n] == name
+    })
+}
+
+impl CtlInner {
+    fn report(&mut self, ev: Event) {
+        let Some(m) = self.monitor.as_mut() else { return };
+        if let Err(v) = m.step(ev) {
+            self.violations += 1;
+            pr_err!("quiesce: MONITOR VIOLATION: {:?} is illegal in state \"{}\"; refused\n", v.event, v.state);
+            self.last_violation.clear();
+            let mut w = Buf(&mut self.last_violation);
+            let _ = write!(w, "{:?} in \"{}\"", v.event, v.state);
+        }
+    }
+
+    fn att(&mut self) -> &mut Attachment {
+        self.att.as_mut().expect("primitives run only while an attachment exists")
+    }
+
+    /// Whether a test-only fault makes this primitive do nothing.
+    fn skip(&mut self, p: Prim) -> bool {
+        let f = self.fault;
+        let att = self.att();
+        if f == Some(p) {
+            att.skipped = Some(p);
+            pr_warn!("quiesce: fault injection: skipping {}\n", p.call());
+            return true;
+        }
+        if let Some(s) = att.skipped {
+            if inverse(s) == Some(p) {
+                pr_warn!("quiesce: fault injection: skipping {}\n", p.call());
+                return true;
+            }
+        }
+        false
+    }
+
+    fn queue(&mut self) -> *mut bindings::request_queue {
+        // SAFETY: the attachment holds the original open.
+        unsafe { (*self.att().bdev).bd_queue }
+    }
+
+    fn done(&mut self, p: Prim, r: Result<(), Errno>) -> Result<(), Errno> {
+        self.report(if r.is_ok() { Event::Ok(p) } else { Event::Err(p) });
+        r
+    }
+}
+
+struct Buf<'a>(&'a mut KVec<u8>);
+
+impl Write for Buf<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| core::fmt::Error)
+    }
+}
+
+impl Primitives for CtlInner {
+    fn mutex_lock(&mut self) {
+        if !self.skip(Prim::MutexLock) {
+            // SAFETY: the original is held open.
+            unsafe { bindings::blk_interposer_lock(self.att().bdev) };
+            self.report(Event::Ok(Prim::MutexLock));
+        }
+    }
+
+    fn mutex_unlock(&mut self) {
+        if !self.skip(Prim::MutexUnlock) {
+            // SAFETY: the original is held open; this thread holds its open_mutex.
+            unsafe { bindings::blk_interposer_unlock(self.att().bdev) };
+            self.report(Event::Ok(Prim::MutexUnlock));
+        }
+    }
+
+    fn dm_create(&mut self) -> Result<(), Errno> {
+        let r = (|| {
+            if self.att().ip.is_some() {
+                return Err(Errno::EEXIST);
+            }
+            let bdev = self.att().bdev;
+            // SAFETY: the original is held open.
+            let sectors = unsafe { (*bdev).bd_nr_sectors };
+            let words = ((sectors >> SECTORS_PER_BLOCK_SHIFT) as usize).div_ceil(64);
+            let mut map = KVVec::with_capacity(words, GFP_KERNEL).map_err(|_| Errno::ENOMEM)?;
+            for _ in 0..words {
+                map.push(AtomicU64::new(0), GFP_KERNEL).map_err(|_| Errno::ENOMEM)?;
+            }
+            let ip = KBox::new(
+                Interposer {
+                    hook: Opaque::new(bindings::blk_interposer { submit_bio: Some(ip_submit) }),
+                    // SAFETY: an all-zero bio_set is its state before bioset_init().
+                    bs: Opaque::new(unsafe { core::mem::zeroed() }),
+                    orig: bdev,
+                    inflight: AtomicUsize::new(0),
+                    suspended: AtomicBool::new(false),
+                    deferred: AtomicPtr::new(ptr::null_mut()),
+                    redirected: AtomicU64::new(0),
+                    completed: AtomicU64::new(0),
+                    map,
+                },
+                GFP_KERNEL,
+            )
+            .map_err(|_| Errno::ENOMEM)?;
+            // SAFETY: `bs` is zeroed, boxed (it never moves) and not yet in use.
+            if unsafe { bindings::bioset_init(ip.bs.get(), 64, PAD as u32, 0) } != 0 {
+                return Err(Errno::ENOMEM);
+            }
+            self.att().ip = Some(ip);
+            Ok(())
+        })();
+        self.done(Prim::DmCreate, r)
+    }
+
+    fn dm_destroy(&mut self) {
+        if let Some(ip) = self.att().ip.take() {
+            self.redirected += ip.redirected.load(Ordering::Relaxed);
+            self.completed += ip.completed.load(Ordering::Relaxed);
+            self.last_map.clear();
+            for w in ip.map.iter() {
+                let _ = self.last_map.push(w.load(Ordering::Relaxed), GFP_KERNEL);
+            }
+            // SAFETY: no clone is in flight (dm_suspend(I) drained them) and no bio can
+            // reach the interposer (its pointer was cleared under a queue freeze).
+            unsafe { bindings::bioset_exit(ip.bs.get()) };
+        }
+        self.report(Event::Ok(Prim::DmDestroy));
+    }
+
+    fn blkdev_get_excl(&mut self) -> Result<(), Errno> {
+        // I has no device node: exclusive open means one attachment per interposer.
+        let att = self.att();
+        let r = match (&att.ip, att.claimed) {
+            (None, _) => Err(Errno::ENXIO),
+            (Some(_), true) => Err(Errno::EBUSY),
+            (Some(_), false) => {
+                att.claimed = true;
+                Ok(())
+            }
+        };
+        self.done(Prim::BlkdevGetExcl, r)
+    }
+
+    fn blkdev_put(&mut self) {
+        self.att().claimed = false;
+        self.report(Event::Ok(Prim::BlkdevPut));
+    }
+
+    fn blk_mq_freeze_queue(&mut self) {
+        if !self.skip(Prim::BlkMqFreezeQueue) {
+            let q = self.queue();
+            // SAFETY: the original's queue lives while the original is held open.
+            unsafe { bindings::blk_mq_freeze_queue(q) };
+            self.report(Event::Ok(Prim::BlkMqFreezeQueue));
+        }
+    }
+
+    fn blk_mq_unfreeze_queue(&mut self) {
+        if !self.skip(Prim::BlkMqUnfreezeQueue) {
+            let q = self.queue();
+            // SAFETY: this thread froze the queue.
+            unsafe { bindings::blk_mq_unfreeze_queue(q) };
+            self.report(Event::Ok(Prim::BlkMqUnfreezeQueue));
+        }
+    }
+
+    fn dm_internal_suspend_fast(&mut self) -> Result<(), Errno> {
+        if self.skip(Prim::DmInternalSuspendFast) {
+            return Ok(());
+        }
+        let (kind, md) = (self.att().kind, self.att().md);
+        let r = match kind {
+            Kind::Request => Err(Errno::EINVAL),
+            Kind::Bio => {
+                if md.is_null() {
+                    // A bio-based device that is not device-mapper (brd): its bios
+                    // complete inside ->submit_bio, so draining its queue usage counter
+                    // blocks new bios at its entry and waits for every bio inside it.
+                    let q = self.queue();
+                    // SAFETY: the original's queue lives while it is held open.
+                    unsafe { bindings::blk_mq_freeze_queue(q) };
+                } else {
+                    // SAFETY: `md` is a referenced mapped_device (dm_get_md()).
+                    unsafe { dm_internal_suspend_fast(md) };
+                }
+                Ok(())
+            }
+        };
+        self.done(Prim::DmInternalSuspendFast, r)
+    }
+
+    fn dm_internal_resume_fast(&mut self) {
+        if !self.skip(Prim::DmInternalResumeFast) {
+            let md = self.att().md;
+            if md.is_null() {
+                let q = self.queue();
+                // SAFETY: dm_internal_suspend_fast() froze the queue for a plain bio-based device.
+                unsafe { bindings::blk_mq_unfreeze_queue(q) };
+            } else {
+                // SAFETY: `md` was suspended by dm_internal_suspend_fast().
+                unsafe { dm_internal_resume_fast(md) };
+            }
+            self.report(Event::Ok(Prim::DmInternalResumeFast));
+        }
+    }
+
+    fn dm_suspend(&mut self) -> Result<(), Errno> {
+        if self.skip(Prim::DmSuspend) {
+            return Ok(());
+        }
+        if let Some(ip) = self.att().ip.as_ref() {
+            ip.suspended.store(true, Ordering::SeqCst);
+            // Wait for every clone inside I (a sleep-poll, as dm does for its holders).
+            while ip.inflight.load(Ordering::SeqCst) != 0 {
+                // SAFETY: process context; sleeping is allowed here.
+                unsafe { bindings::msleep(1) };
+            }
+        }
+        self.done(Prim::DmSuspend, Ok(()))
+    }
+
+    fn dm_resume(&mut self) {
+        if !self.skip(Prim::DmResume) {
+            if let Some(ip) = self.att().ip.as_ref() {
+                ip.suspended.store(false, Ordering::SeqCst);
+                // Take the deferred bios, oldest first, and issue them from here.
+                let mut list = ip.deferred.swap(ptr::null_mut(), Ordering::AcqRel);
+                let mut rev: *mut bindings::bio = ptr::null_mut();
+                while !list.is_null() {
+                    // SAFETY: the list holds bios deferred by `issue`, linked by bi_next.
+                    unsafe {
+                        let next = (*list).bi_next;
+                        (*list).bi_next = rev;
+                        rev = list;
+                        list = next;
+                    }
+                }
+                while !rev.is_null() {
+                    // SAFETY: as above; each bio is unlinked before it is issued.
+                    unsafe {
+                        let next = (*rev).bi_next;
+                        (*rev).bi_next = ptr::null_mut();
+                        ip.issue(rev);
+                        rev = next;
+                    }
+                }
+            }
+            self.report(Event::Ok(Prim::DmResume));
+        }
+    }
+
+    fn cmpxchg_interposer(&mut self) -> Result<(), Errno> {
+        if self.skip(Prim::CmpxchgInterposer) {
+            return Ok(());
+        }
+        let att = self.att();
+        let r = match att.ip.as_ref() {
+            None => Err(Errno::ENXIO),
+            // SAFETY: the original is held open; the interposer is boxed and outlives the
+            // pointer (detach clears it before dm_destroy).
+            Some(ip) => match unsafe { bindings::blk_interposer_set(att.bdev, ip.hook.get()) } {
+                0 => Ok(()),
+                _ => Err(Errno::EBUSY),
+            },
+        };
+        self.done(Prim::CmpxchgInterposer, r)
+    }
+
+    fn clear_interposer(&mut self) {
+        if !self.skip(Prim::ClearInterposer) {
+            // SAFETY: the original is held open.
+            unsafe { bindings::blk_interposer_clear(self.att().bdev) };
+            self.report(Event::Ok(Prim::ClearInterposer));
+        }
+    }
+}
+
+impl CtlInner {
+    fn attach(&mut self, path: &[u8]) -> Result<(), i32> {
+        if let Some(a) = &self.att {
+            pr_info!("quiesce: attach: already attached to {}\n", BStrDisplay(&a.path));
+            return Err(-(bindings::EBUSY as i32));
+        }
+        let mut cpath = KVec::new();
+        cpath.extend_from_slice(path, GFP_KERNEL).map_err(|_| -(bindings::ENOMEM as i32))?;
+        cpath.push(0, GFP_KERNEL).map_err(|_| -(bindings::ENOMEM as i32))?;
+        let mut dev: bindings::dev_t = 0;
+        // SAFETY: `cpath` is NUL-terminated; `dev` is a valid out-parameter.
+        let r = unsafe { bindings::lookup_bdev(cpath.as_ptr().cast::<c_char>(), &mut dev) };
+        if r != 0 {
+            pr_info!("quiesce: attach: {}: not a block device ({})\n", BStrDisplay(path), r);
+            return Err(r);
+        }
+        // SAFETY: opening a block device by number, without a holder.
+        let file = unsafe { bindings::bdev_file_open_by_dev(dev, BLK_OPEN_READ | BLK_OPEN_WRITE, ptr::null_mut(), ptr::null()) };
+        if is_err(file) {
+            pr_info!("quiesce: attach: {}: cannot open ({})\n", BStrDisplay(path), file as isize);
+            return Err(file as isize as i32);
+        }
+        // SAFETY: `file` is an open block device file.
+        let bdev = unsafe { bindings::file_bdev(file) };
+        // SAFETY: an open block device has a live queue.
+        let kind = if unsafe { (*(*bdev).bd_queue).mq_ops.is_null() } { Kind::Bio } else { Kind::Request };
+        let md = match kind {
+            // SAFETY: looking up a device-mapper device by number; NULL if it is not one.
+            Kind::Bio => unsafe { bindings::dm_get_md(dev) },
+            Kind::Request => ptr::null_mut(),
+        };
+        let mut name = KVec::new();
+        let _ = name.extend_from_slice(path, GFP_KERNEL);
+        self.att = Some(Attachment { file, bdev, kind, md, ip: None, claimed: false, path: name, skipped: None });
+        self.monitor = Some(Monitor::new(kind));
+        let r = protocol::attach(self, kind);
+        self.report(Event::AttachReturned(r.is_ok()));
+        match r {
+            Ok(()) => {
+                self.attaches += 1;
+                pr_info!(
+                    "quiesce: attached to {} ({}{})\n",
+                    BStrDisplay(path),
+                    if kind == Kind::Request { "blk-mq" } else { "bio-based" },
+                    if md.is_null() { "" } else { ", device-mapper" }
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.release();
+                pr_info!("quiesce: attach to {} failed: {}\n", BStrDisplay(path), e.to_kernel());
+                Err(e.to_kernel())
+            }
+        }
+    }
+
+    fn detach(&mut self) -> Result<(), i32> {
+        let Some(kind) = self.att.as_ref().map(|a| a.kind) else {
+            pr_info!("quiesce: detach: not attached\n");
+            return Err(-(bindings::EINVAL as i32));
+        };
+        self.report(Event::DetachBegin);
+        let r = protocol::detach(self, kind);
+        self.report(Event::DetachReturned(r.is_ok()));
+        match r {
+            Ok(()) => {
+                self.detaches += 1;
+                self.release();
+                pr_info!("quiesce: detached\n");
+                Ok(())
+            }
+            Err(e) => Err(e.to_kernel()),
+        }
+    }
+
+    /// Drop the attachment's hold on the original.
+    fn release(&mut self) {
+        if let Some(a) = self.att.take() {
+            if !a.md.is_null() {
+                // SAFETY: the reference dm_get_md() took.
+                unsafe { bindings::dm_put(a.md) };
+            }
+            // SAFETY: the file bdev_file_open_by_dev() opened.
+            unsafe { bindings::fput(a.file) };
+            if a.ip.is_some() {
+                pr_err!("quiesce: the interposer outlived its attachment\n");
+            }
+        }
+    }
+
+    fn status(&self, out: &mut KVec<u8>) {
+        let mut w = Buf(out);
+        let (red, comp, infl, map): (u64, u64, usize, KVec<u64>) = match self.att.as_ref().and_then(|a| a.ip.as_ref()) {
+            Some(ip) => {
+                let mut m = KVec::new();
+                for x in ip.map.iter() {
+                    let _ = m.push(x.load(Ordering::Relaxed), GFP_KERNEL);
+                }
+                (
+                    self.redirected + ip.redirected.load(Ordering::Relaxed),
+                    self.completed + ip.completed.load(Ordering::Relaxed),
+                    ip.inflight.load(Ordering::Relaxed),
+                    m,
+                )
+            }
+            None => {
+                let mut m = KVec::new();
+                let _ = m.extend_from_slice(&self.last_map, GFP_KERNEL);
+                (self.redirected, self.completed, 0, m)
+            }
+        };
+        let _ = match &self.att {
+            Some(a) => writeln!(
+                w,
+                "state: attached\ndevice: {}\nkind: {}{}",
+                BStrDisplay(&a.path),
+                if a.kind == Kind::Request { "request" } else { "bio" },
+                if a.md.is_null() { "" } else { " (device-mapper)" }
+            ),
+            None => writeln!(w, "state: detached"),
+        };
+        let _ = writeln!(w, "attaches: {}\ndetaches: {}\nredirected: {red}\ncompleted: {comp}\ninflight: {infl}", self.attaches, self.detaches);
+        let _ = writeln!(w, "monitor: {}", self.monitor.as_ref().map_or("idle", |m| m.state()));
+        let _ = writeln!(w, "violations: {}", self.violations);
+        if self.violations > 0 {
+            let _ = writeln!(w, "last_violation: {}", BStrDisplay(&self.last_violation));
+        }
+        let _ = writeln!(w, "fault: {}", self.fault.map_or("none", |p| p.call()));
+        let count: u32 = map.iter().map(|x| x.count_ones()).sum();
+        let _ = writeln!(w, "changed_blocks: {count}");
+        let _ = write!(w, "changed:");
+        let total = map.len() as u64 * 64;
+        let bit = |b: u64| map[(b / 64) as usize] & (1 << (b % 64)) != 0;
+        let mut b = 0;
+        let mut first = true;
+        while b < total {
+            if bit(b) {
+                let start = b;
+                while b + 1 < total && bit(b + 1) {
+                    b += 1;
+                }
+                let _ = if start == b { write!(w, "{}{start}", if first { " " } else { "," }) } else { write!(w, "{}{start}-{b}", if first { " " } else { "," }) };
+                first = false;
+            }
+            b += 1;
+        }
+        let _ = writeln!(w);
+    }
+
+    fn command(&mut self, line: &[u8]) -> Result<(), i32> {
+        let line = trim(line);
+        let (cmd, arg) = match line.iter().position(|&c| c == b' ') {
+            Some(i) => (&line[..i], trim(&line[i + 1..])),
+            None => (line, &line[line.len()..]),
+        };
+        match cmd {
+            b"attach" if !arg.is_empty() => self.attach(arg),
+            b"detach" if arg.is_empty() => self.detach(),
+            b"fault" if arg == b"none" => {
+                self.fault = None;
+                self.violations = 0;
+                self.last_violation.clear();
+                Ok(())
+            }
+            b"fault" => match prim_by_name(arg) {
+                Some(p) if self.att.is_none() => {
+                    self.fault = Some(p);
+                    pr_warn!("quiesce: fault injection armed: {} will be skipped (tests only)\n", p.call());
+                    Ok(())
+                }
+                Some(_) => Err(-(bindings::EBUSY as i32)),
+                None => {
+                    pr_info!("quiesce: fault: unknown primitive {}\n", BStrDisplay(arg));
+                    Err(-(bindings::EINVAL as i32))
+                }
+            },
+            _ => {
+                pr_info!("quiesce: unknown command \"{}\"; use attach <path>, detach, fault <primitive>|none\n", BStrDisplay(line));
+                Err(-(bindings::EINVAL as i32))
+            }
+        }
+    }
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let a = s.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(s.len());
+    let b = s.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(a, |i| i + 1);
+    &s[a..b]
+}
+
+struct BStrDisplay<'a>(&'a [u8]);
+
+impl core::fmt::Display for BStrDisplay<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for &c in self.0 {
+            f.write_char(if c.is_ascii_graphic() || c == b' ' { c as char } else { '?' })?;
+        }
+        Ok(())
+    }
+}
+
+static CTL: AtomicPtr<Mutex<CtlInner>> = AtomicPtr::new(ptr::null_mut());
+
+fn with_ctl<R>(f: impl FnOnce(&mut CtlInner) -> R) -> Option<R> {
+    let p = CTL.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: CTL points to the module's controller from init until the misc device is
+    // deregistered in drop, which waits for every file operation to return.
+    let m = unsafe { &*p };
+    let mut g = m.lock();
+    Some(f(&mut g))
+}
+
+/// `write(2)` on /dev/quiesce: one command.
+///
+/// # Safety
+/// Called by the VFS with a user buffer of `count` bytes.
+unsafe extern "C" fn ctl_write(_f: *mut bindings::file, buf: *const c_char, count: usize, _pos: *mut bindings::loff_t) -> isize {
+    if count > 4096 {
+        return -(bindings::EINVAL as isize);
+    }
+    let mut v = KVec::new();
+    let reader = kernel::uaccess::UserSlice::new(buf as usize, count).reader();
+    if reader.read_all(&mut v, GFP_KERNEL).is_err() {
+        return -(bindings::EFAULT as isize);
+    }
+    match with_ctl(|c| c.command(&v)) {
+        Some(Ok(())) => count as isize,
+        Some(Err(e)) => e as isize,
+        None => -(bindings::ENODEV as isize),
+    }
+}
+
+/// `read(2)` on /dev/quiesce: the state, counters and changed-block map.
+///
+/// # Safety
+/// Called by the VFS with a user buffer of `count` bytes and a file position.
+unsafe extern "C" fn ctl_read(_f: *mut bindings::file, buf: *mut c_char, count: usize, pos: *mut bindings::loff_t) -> isize {
+    let mut out = KVec::new();
+    if with_ctl(|c| c.status(&mut out)).is_none() {
+        return -(bindings::ENODEV as isize);
+    }
+    // SAFETY: `buf` and `pos` come from the VFS; `out` is a valid buffer.
+    unsafe { bindings::simple_read_from_buffer(buf.cast::<c_void>(), count, pos, out.as_ptr().cast::<c_void>(), out.len()) }
+}
+
+struct QuiesceModule {
+    misc: KBox<Opaque<bindings::miscdevice>>,
+    _fops: KBox<bindings::file_operations>,
+    ctl: Pin<KBox<Mutex<CtlInner>>>,
+}
+
+// SAFETY: the misc device and file operations are only touched at init and exit; the
+// controller is behind a mutex.
+unsafe impl Sync for QuiesceModule {}
+// SAFETY: as above.
+unsafe impl Send for QuiesceModule {}
+
+impl kernel::Module for QuiesceModule {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let ctl = KBox::pin_init(
+            new_mutex!(CtlInner {
+                att: None,
+                monitor: None,
+                fault: None,
+                violations: 0,
+                last_violation: KVec::new(),
+                attaches: 0,
+                detaches: 0,
+                redirected: 0,
+                completed: 0,
+                last_map: KVec::new(),
+            }),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: an all-zero file_operations has every operation unset.
+        let mut fops: bindings::file_operations = unsafe { core::mem::zeroed() };
+        fops.owner = module.as_ptr();
+        fops.write = Some(ctl_write);
+        fops.read = Some(ctl_read);
+        let fops = KBox::new(fops, GFP_KERNEL)?;
+        // SAFETY: an all-zero miscdevice is unregistered.
+        let mut md: bindings::miscdevice = unsafe { core::mem::zeroed() };
+        md.minor = MISC_DYNAMIC_MINOR;
+        md.name = c_str!("quiesce").as_char_ptr();
+        md.fops = &*fops;
+        md.mode = 0o600;
+        let misc = KBox::new(Opaque::new(md), GFP_KERNEL)?;
+        CTL.store(ptr::from_ref(&*ctl).cast_mut(), Ordering::Release);
+        // SAFETY: `misc` and `fops` are boxed and live until drop deregisters the device.
+        let r = unsafe { bindings::misc_register(misc.get()) };
+        if r != 0 {
+            CTL.store(ptr::null_mut(), Ordering::Release);
+            return Err(Error::from_errno(r));
+        }
+        pr_info!(
+            "quiesce: loaded; protocol {} (sha256 {}), checked by {}\n",
+            protocol::SPEC_NAME,
+            protocol::SPEC_SHA256,
+            protocol::CHECKER
+        );
+        Ok(QuiesceModule { misc, _fops: fops, ctl })
+    }
+}
+
+impl Drop for QuiesceModule {
+    fn drop(&mut self) {
+        // SAFETY: registered in init; this waits for no new opens (the module is going).
+        unsafe { bindings::misc_deregister(self.misc.get()) };
+        let mut g = self.ctl.lock();
+        if g.att.is_some() {
+            pr_info!("quiesce: unloading while attached: detaching\n");
+            if g.detach().is_err() {
+                pr_err!("quiesce: detach on unload failed\n");
+            }
+        }
+        drop(g);
+        CTL.store(ptr::null_mut(), Ordering::Release);
+        pr_info!("quiesce: unloaded\n");
+    }
+}
