@@ -206,16 +206,16 @@ impl Quiesce {
         out
     }
 
-    fn lane_of(&self, a: &Action) -> (usize, Option<usize>) {
+    /// The lane of whoever took an action, and the lane it handed a bio to, if any.
+    fn lane_of(&self, before: &State, a: &Action) -> (usize, Option<usize>) {
         let ns = self.bounds.submitters as usize;
         let nc = self.bounds.controllers as usize;
         let extra = usize::from(self.bounds.remover) + self.bounds.freezers as usize;
         let kworker = ns + nc + extra;
         let o_lane = kworker + 1;
-        let i_lane = |c: usize| o_lane + 1 + c;
         match *a {
             Action::Submit { s, .. } => (s as usize, None),
-            Action::Hot { op, who, .. } => {
+            Action::Hot { b, op, who, .. } => {
                 let lane = match who {
                     Who::Submitter(s) => s as usize,
                     Who::Controller(c) => ns + c as usize,
@@ -223,6 +223,9 @@ impl Quiesce {
                 };
                 let to = match op {
                     HotOp::DriverSubmit => Some(o_lane),
+                    HotOp::Redirect => before.bios[b as usize]
+                        .ip
+                        .map(|ip| o_lane + 1 + ip.c as usize),
                     _ => None,
                 };
                 (lane, to)
@@ -238,22 +241,6 @@ impl Quiesce {
                 None,
             ),
         }
-        .pipe(|(l, t)| {
-            (
-                l,
-                t.or(
-                    if let Action::Hot {
-                        op: HotOp::Redirect,
-                        ..
-                    } = a
-                    {
-                        Some(i_lane(0))
-                    } else {
-                        None
-                    },
-                ),
-            )
-        })
     }
 
     /// The SVG view: a lane per thread and device with each one's condition in the last
@@ -390,9 +377,8 @@ impl Quiesce {
                 }
             }
         }
-        for (r, (_, a)) in shown.iter().enumerate() {
-            let a = a.as_ref().expect("filtered");
-            let (lane, to) = self.lane_of(a);
+        for (r, (before, a)) in shown.iter().enumerate() {
+            let (lane, to) = self.lane_of(before, a);
             let y = top + r * row;
             let cx = 10 + lane * lw + lw / 2;
             let n = steps.len() - shown.len() + r + 1;
@@ -432,13 +418,6 @@ impl Quiesce {
         self.svg(&path.into_vec())
     }
 }
-
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}
 
 fn wrap(s: &str, w: usize) -> Vec<String> {
     let mut out = Vec::new();
