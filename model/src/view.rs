@@ -327,8 +327,11 @@ impl Quiesce {
             .max()
             .unwrap_or(1);
         let box_h = 14 * box_lines + 12;
-        let steps: Vec<&(State, Option<Action>)> =
-            path.iter().filter(|(_, a)| a.is_some()).collect();
+        // (state before, action) for each step.
+        let steps: Vec<(&State, &Action)> = path
+            .iter()
+            .filter_map(|(s, a)| a.as_ref().map(|a| (s, a)))
+            .collect();
         let shown = &steps[steps.len().saturating_sub(40)..];
         let top = head + box_h + 20;
         let row = 20usize;
