@@ -14,3 +14,5 @@ echo "== quiesce check model/specs/*.toml"
 ./target/release/quiesce check -q model/specs/*.toml
 echo "== quiesce gen --check (generated/ must match the kernel spec)"
 ./target/release/quiesce gen --check model/specs/04-converged.toml
+echo "== kernel: build the patched kernel and quiesce.ko, boot under qemu, run the boot test"
+bash kmod/scripts/boottest.sh

@@ -12,7 +12,10 @@
 //! Control: write `attach <path>`, `detach` or `fault <primitive>|none` to
 //! `/dev/quiesce`; read it for the state, counters and changed-block map.
 
-use core::ffi::{c_char, c_void};
+use core::ffi::c_void;
+
+/// The kernel's `char` (built with -funsigned-char).
+type CChar = u8;
 use core::fmt::Write;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -250,7 +253,7 @@ impl CtlInner {
         if let Err(v) = m.step(ev) {
             self.violations += 1;
             pr_err!("quiesce: MONITOR VIOLATION: {:?} is illegal in state \"{}\"; refused\n", v.event, v.state);
-            self.last_violation.clear();
+            self.last_violation = KVec::new();
             let mut w = Buf(&mut self.last_violation);
             let _ = write!(w, "{:?} in \"{}\"", v.event, v.state);
         }
@@ -357,7 +360,7 @@ impl Primitives for CtlInner {
         if let Some(ip) = self.att().ip.take() {
             self.redirected += ip.redirected.load(Ordering::Relaxed);
             self.completed += ip.completed.load(Ordering::Relaxed);
-            self.last_map.clear();
+            self.last_map = KVec::new();
             for w in ip.map.iter() {
                 let _ = self.last_map.push(w.load(Ordering::Relaxed), GFP_KERNEL);
             }
@@ -527,7 +530,7 @@ impl CtlInner {
         cpath.push(0, GFP_KERNEL).map_err(|_| -(bindings::ENOMEM as i32))?;
         let mut dev: bindings::dev_t = 0;
         // SAFETY: `cpath` is NUL-terminated; `dev` is a valid out-parameter.
-        let r = unsafe { bindings::lookup_bdev(cpath.as_ptr().cast::<c_char>(), &mut dev) };
+        let r = unsafe { bindings::lookup_bdev(cpath.as_ptr().cast::<CChar>(), &mut dev) };
         if r != 0 {
             pr_info!("quiesce: attach: {}: not a block device ({})\n", BStrDisplay(path), r);
             return Err(r);
@@ -677,7 +680,7 @@ impl CtlInner {
             b"fault" if arg == b"none" => {
                 self.fault = None;
                 self.violations = 0;
-                self.last_violation.clear();
+                self.last_violation = KVec::new();
                 Ok(())
             }
             b"fault" => match prim_by_name(arg) {
@@ -735,7 +738,7 @@ fn with_ctl<R>(f: impl FnOnce(&mut CtlInner) -> R) -> Option<R> {
 ///
 /// # Safety
 /// Called by the VFS with a user buffer of `count` bytes.
-unsafe extern "C" fn ctl_write(_f: *mut bindings::file, buf: *const c_char, count: usize, _pos: *mut bindings::loff_t) -> isize {
+unsafe extern "C" fn ctl_write(_f: *mut bindings::file, buf: *const CChar, count: usize, _pos: *mut bindings::loff_t) -> isize {
     if count > 4096 {
         return -(bindings::EINVAL as isize);
     }
@@ -755,7 +758,7 @@ unsafe extern "C" fn ctl_write(_f: *mut bindings::file, buf: *const c_char, coun
 ///
 /// # Safety
 /// Called by the VFS with a user buffer of `count` bytes and a file position.
-unsafe extern "C" fn ctl_read(_f: *mut bindings::file, buf: *mut c_char, count: usize, pos: *mut bindings::loff_t) -> isize {
+unsafe extern "C" fn ctl_read(_f: *mut bindings::file, buf: *mut CChar, count: usize, pos: *mut bindings::loff_t) -> isize {
     let mut out = KVec::new();
     if with_ctl(|c| c.status(&mut out)).is_none() {
         return -(bindings::ENODEV as isize);
