@@ -398,14 +398,13 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 /// The scaling series: (submitters, bios, controllers, cycles, failures).
-const SERIES: [(u8, u8, u8, u8, u8); 8] = [
+const SERIES: [(u8, u8, u8, u8, u8); 7] = [
     (1, 1, 1, 1, 1),
     (2, 1, 1, 1, 1),
     (2, 1, 2, 2, 2),
     (2, 2, 1, 1, 1),
     (3, 1, 1, 2, 1),
     (2, 2, 1, 2, 1),
-    (3, 2, 1, 1, 1),
     (2, 2, 2, 2, 2),
 ];
 

@@ -210,19 +210,24 @@ pub fn check_kind_with(
     let props = model.properties();
     let start = Instant::now();
     let builder = model.clone().checker().threads(opts.threads.max(1));
-    // Poll the running checker for progress (a display refresh, not synchronisation).
+    // Poll the running checker for progress: a display refresh every 200 ms, checked
+    // every 5 ms so that small checks are not held up.
     fn wait<M: Model, C: Checker<M>>(
         c: C,
         start: Instant,
         progress: &mut dyn FnMut(Progress),
     ) -> C {
+        let mut last = Instant::now();
         while !c.is_done() {
-            progress(Progress {
-                states: c.unique_state_count(),
-                depth: c.max_depth(),
-                seconds: start.elapsed().as_secs_f64(),
-            });
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            if last.elapsed() >= std::time::Duration::from_millis(200) {
+                last = Instant::now();
+                progress(Progress {
+                    states: c.unique_state_count(),
+                    depth: c.max_depth(),
+                    seconds: start.elapsed().as_secs_f64(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
         c.join()
     }
