@@ -78,10 +78,10 @@ fn hook_runs_under_the_queue_reference_on_both_paths() {
     let hook = pos(core, "+\t\tif (blk_interposer_submit_bio(bio)) {");
     let driver = pos(core, "+\t\t} else if ((bio->bi_opf & REQ_POLLED) &&");
     assert!(enter < hook && hook < driver, "__submit_bio order");
-    // blk-mq: after bio_queue_enter() (or a cached request's reference), a taken bio
-    // leaves through queue_exit, which drops the reference.
+    // blk-mq: right after the block that takes bio_queue_enter() (or uses a cached
+    // request's reference), a taken bio leaves through queue_exit, which drops it.
     let mq = &text[pos(&text, "diff --git a/block/blk-mq.c")..];
-    let enter = pos(mq, "if (unlikely(bio_queue_enter(bio)))");
+    let enter = pos(mq, "return;\n \t}\n");
     let hook = pos(
         mq,
         "+\tif (blk_interposer_submit_bio(bio))\n+\t\tgoto queue_exit;",
