@@ -206,6 +206,51 @@ struct CtlInner {
     redirected: u64,
     completed: u64,
     last_map: KVec<u64>,
+    stall: Stall,
+}
+
+/// The I/O stall attach and detach cause: from the first freeze or suspend of O to the
+/// release of the last one, while new bios to O wait.
+struct Stall {
+    start: i64,
+    depth: u32,
+    in_detach: bool,
+    attach_ns: KVec<u64>,
+    detach_ns: KVec<u64>,
+}
+
+impl Stall {
+    fn begin(&mut self) {
+        if self.depth == 0 {
+            // SAFETY: ktime_get() may be called from any context.
+            self.start = unsafe { bindings::ktime_get() };
+        }
+        self.depth += 1;
+    }
+
+    fn end(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+        if self.depth == 0 {
+            // SAFETY: as above.
+            let ns = (unsafe { bindings::ktime_get() } - self.start).max(0) as u64;
+            let v = if self.in_detach { &mut self.detach_ns } else { &mut self.attach_ns };
+            if v.len() < 4096 {
+                let _ = v.push(ns, GFP_KERNEL);
+            }
+        }
+    }
+
+    /// `n=… p50=… p99=… max=…` in microseconds.
+    fn summary(v: &[u64], w: &mut Buf<'_>) {
+        let mut s = KVec::new();
+        if s.extend_from_slice(v, GFP_KERNEL).is_err() || s.is_empty() {
+            let _ = write!(w, "n=0");
+            return;
+        }
+        s.sort_unstable();
+        let at = |q: usize| s[((s.len() - 1) * q) / 100] / 1000;
+        let _ = write!(w, "n={} p50={} p99={} max={}", s.len(), at(50), at(99), s[s.len() - 1] / 1000);
+    }
 }
 
 // SAFETY: the raw pointers in an Attachment are only used under the controller's mutex,
@@ -393,6 +438,7 @@ impl Primitives for CtlInner {
     fn blk_mq_freeze_queue(&mut self) {
         if !self.skip(Prim::BlkMqFreezeQueue) {
             let q = self.queue();
+            self.stall.begin();
             // SAFETY: the original's queue lives while the original is held open.
             unsafe { bindings::blk_mq_freeze_queue(q) };
             self.report(Event::Ok(Prim::BlkMqFreezeQueue));
@@ -404,6 +450,7 @@ impl Primitives for CtlInner {
             let q = self.queue();
             // SAFETY: this thread froze the queue.
             unsafe { bindings::blk_mq_unfreeze_queue(q) };
+            self.stall.end();
             self.report(Event::Ok(Prim::BlkMqUnfreezeQueue));
         }
     }
@@ -416,6 +463,7 @@ impl Primitives for CtlInner {
         let r = match kind {
             Kind::Request => Err(Errno::EINVAL),
             Kind::Bio => {
+                self.stall.begin();
                 if md.is_null() {
                     // A bio-based device that is not device-mapper (brd): its bios
                     // complete inside ->submit_bio, so draining its queue usage counter
@@ -444,6 +492,7 @@ impl Primitives for CtlInner {
                 // SAFETY: `md` was suspended by dm_internal_suspend_fast().
                 unsafe { dm_internal_resume_fast(md) };
             }
+            self.stall.end();
             self.report(Event::Ok(Prim::DmInternalResumeFast));
         }
     }
@@ -581,7 +630,9 @@ impl CtlInner {
             return Err(-(bindings::EINVAL as i32));
         };
         self.report(Event::DetachBegin);
+        self.stall.in_detach = true;
         let r = protocol::detach(self, kind);
+        self.stall.in_detach = false;
         self.report(Event::DetachReturned(r.is_ok()));
         match r {
             Ok(()) => {
@@ -647,6 +698,11 @@ impl CtlInner {
             let _ = writeln!(w, "last_violation: {}", BStrDisplay(&self.last_violation));
         }
         let _ = writeln!(w, "fault: {}", self.fault.map_or("none", |p| p.call()));
+        let _ = write!(w, "stall_attach_us: ");
+        Stall::summary(&self.stall.attach_ns, &mut w);
+        let _ = write!(w, "\nstall_detach_us: ");
+        Stall::summary(&self.stall.detach_ns, &mut w);
+        let _ = writeln!(w);
         let count: u32 = map.iter().map(|x| x.count_ones()).sum();
         let _ = writeln!(w, "changed_blocks: {count}");
         let _ = write!(w, "changed:");
@@ -677,6 +733,11 @@ impl CtlInner {
         match cmd {
             b"attach" if !arg.is_empty() => self.attach(arg),
             b"detach" if arg.is_empty() => self.detach(),
+            b"reset-stats" if arg.is_empty() => {
+                self.stall.attach_ns = KVec::new();
+                self.stall.detach_ns = KVec::new();
+                Ok(())
+            }
             b"fault" if arg == b"none" => {
                 self.fault = None;
                 self.violations = 0;
@@ -793,6 +854,7 @@ impl kernel::Module for QuiesceModule {
                 redirected: 0,
                 completed: 0,
                 last_map: KVec::new(),
+                stall: Stall { start: 0, depth: 0, in_detach: false, attach_ns: KVec::new(), detach_ns: KVec::new() },
             }),
             GFP_KERNEL,
         )?;

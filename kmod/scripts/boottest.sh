@@ -4,6 +4,7 @@
 # exits non-zero unless everything passed.
 #
 # Env: QUIESCE_CYCLES (default 100) attach/detach cycles per device under stress.
+#      QUIESCE_MODE=bench runs kmod/bench/bench.sh instead and prints a table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 TC=$(bash "$here/scripts/toolchain.sh")
@@ -19,6 +20,9 @@ for a in $(chroot "$TC" /bin/busybox --list); do
 done
 cp "$here/test/init" "$TC$R/init"
 cp "$KO" "$TC$R/quiesce.ko"
+cp "$here/bench/bench.sh" "$TC$R/bench.sh"
+cp "$here/bench/iobench.c" "$TC/build/iobench.c"
+chroot "$TC" clang -O2 -static -o "$R/iobench" /build/iobench.c
 mknod -m 600 "$TC$R/dev/console" c 5 1
 chroot "$TC" sh -c "cd $R && find . | cpio -o -H newc --quiet | gzip -1 >/build/initramfs.gz"
 
@@ -26,7 +30,7 @@ out=$(mktemp)
 cycles=${QUIESCE_CYCLES:-100}
 append="console=ttyS0 panic=-1 oops=panic null_blk.nr_devices=0 brd.rd_nr=2 brd.rd_size=65536"
 append="$append dm-mod.create=\"lin,,,rw,0 131072 linear /dev/ram1 0\" dm-mod.waitfor=/dev/ram1"
-append="$append quiesce.cycles=$cycles"
+append="$append quiesce.cycles=$cycles quiesce.mode=${QUIESCE_MODE:-test}"
 log "booting under qemu (TCG); console log: $out"
 start=$(date +%s)
 set +e
@@ -36,6 +40,11 @@ timeout 1500 chroot "$TC" qemu-system-x86_64 -accel tcg -cpu max -m 1024M -smp 2
 rc=$?
 set -e
 log "qemu exited ($rc) after $(( $(date +%s) - start ))s"
+if [ "${QUIESCE_MODE:-test}" = bench ]; then
+	grep -a '^bench: ' "$out" | tr -d '\r' | awk -f "$here/bench/table.awk"
+	grep -aq '^bench: cycles' "$out" || { tail -n 40 "$out" >&2; exit 1; }
+	exit 0
+fi
 grep -E '^(PASS|FAIL): |^quiesce-boot: ' "$out" | tr -d '\r' || true
 line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$out" | tr -d '\r' | tail -n1 || true)
 if [ -z "$line" ]; then
