@@ -1169,9 +1169,8 @@ impl Quiesce {
         }
     }
 
-    /// The relevant state after a step, in one line.
-    pub fn summary(&self, s: &State) -> String {
-        let mut parts = Vec::new();
+    /// O's condition: frozen (with depth), suspended, removed.
+    pub fn o_conditions(&self, s: &State) -> Vec<String> {
         let mut o = Vec::new();
         let fd = self.freeze_depth(s);
         if fd > 0 {
@@ -1183,6 +1182,27 @@ impl Quiesce {
         if s.o_dead {
             o.push("removed".into());
         }
+        o
+    }
+
+    /// What a controller holds, by name.
+    pub fn held_names(c: &Ctl) -> Vec<&'static str> {
+        [
+            (held::MUTEX, "open_mutex"),
+            (held::FS_FROZEN, "fs freeze"),
+            (held::Q_FROZEN, "queue freeze"),
+            (held::O_SUSPENDED, "O suspend"),
+        ]
+        .iter()
+        .filter(|(b, _)| c.held & b != 0)
+        .map(|(_, n)| *n)
+        .collect()
+    }
+
+    /// The relevant state after a step, in one line.
+    pub fn summary(&self, s: &State) -> String {
+        let mut parts = Vec::new();
+        let mut o = self.o_conditions(s);
         let q = self.qrefs(s);
         if q > 0 {
             o.push(format!("refs={q}"));
@@ -1205,16 +1225,7 @@ impl Quiesce {
                 ILife::Created => "created",
                 ILife::Open => "open",
             };
-            let held: Vec<&str> = [
-                (held::MUTEX, "mutex"),
-                (held::FS_FROZEN, "fsfreeze"),
-                (held::Q_FROZEN, "qfreeze"),
-                (held::O_SUSPENDED, "O-suspend"),
-            ]
-            .iter()
-            .filter(|(b, _)| c.held & b != 0)
-            .map(|(_, n)| *n)
-            .collect();
+            let held = Self::held_names(c);
             let in_i: Vec<_> = (0..s.bios.len())
                 .filter(|&b| {
                     s.bios[b]

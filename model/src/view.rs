@@ -2,7 +2,7 @@
 //! lane per thread and device, for the Stateright Explorer and for reports.
 
 use crate::model::{
-    bf, held, Action, Bio, ILife, Loc, Phase, Quiesce, State, Who, FREEZER_STEPS, REMOVER_STEPS,
+    bf, Action, Bio, ILife, Loc, Phase, Quiesce, State, Who, FREEZER_STEPS, REMOVER_STEPS,
 };
 use crate::spec::{HotOp, Kind};
 use stateright::{Expectation, Model, Path};
@@ -88,16 +88,7 @@ impl Quiesce {
             ),
             Phase::Done => "done".into(),
         };
-        let holds: Vec<&str> = [
-            (held::MUTEX, "open_mutex"),
-            (held::FS_FROZEN, "fs freeze"),
-            (held::Q_FROZEN, "queue freeze"),
-            (held::O_SUSPENDED, "O suspend"),
-        ]
-        .iter()
-        .filter(|(b, _)| c.held & b != 0)
-        .map(|(_, n)| *n)
-        .collect();
+        let holds = Self::held_names(c);
         format!(
             "cycle {}/{}, {at}{}{}",
             (c.cycle + 1).min(self.bounds.cycles),
@@ -126,17 +117,7 @@ impl Quiesce {
     /// A state as a person reads it, one line per device and thread.
     pub fn describe_state(&self, s: &State) -> String {
         let mut out = String::new();
-        let mut o = Vec::new();
-        let fd = self.freeze_depth(s);
-        if fd > 0 {
-            o.push(format!("frozen x{fd}"));
-        }
-        if self.o_suspended(s) {
-            o.push("suspended".into());
-        }
-        if s.o_dead {
-            o.push("removed".into());
-        }
+        let mut o = self.o_conditions(s);
         o.push(format!("{} queue refs", self.qrefs(s)));
         let kind = match self.kind {
             Kind::Request => "blk-mq",

@@ -254,18 +254,22 @@ fn replay(kind: Kind, cycles: u8, log: &[Rec]) {
     check_safety(&m, &s, "end");
 }
 
+/// The event the module reports for a recorded call or return.
+fn event_of(r: Rec) -> g::Event {
+    match r {
+        Rec::Call(p, true) => g::Event::Ok(p),
+        Rec::Call(p, false) => g::Event::Err(p),
+        Rec::AttachReturned(ok) => g::Event::AttachReturned(ok),
+        Rec::DetachBegin => g::Event::DetachBegin,
+        Rec::DetachReturned(ok) => g::Event::DetachReturned(ok),
+    }
+}
+
 /// The generated monitor accepts the recorded run.
 fn monitor_accepts(kind: Kind, log: &[Rec]) {
     let mut mon = g::Monitor::new(gkind(kind));
     for r in log {
-        let ev = match *r {
-            Rec::Call(p, true) => g::Event::Ok(p),
-            Rec::Call(p, false) => g::Event::Err(p),
-            Rec::AttachReturned(ok) => g::Event::AttachReturned(ok),
-            Rec::DetachBegin => g::Event::DetachBegin,
-            Rec::DetachReturned(ok) => g::Event::DetachReturned(ok),
-        };
-        mon.step(ev)
+        mon.step(event_of(*r))
             .unwrap_or_else(|v| panic!("monitor refused {:?} in {}", v.event, v.state));
     }
 }
@@ -415,14 +419,7 @@ fn monitor_catches_a_skipped_freeze() {
     let mut mon = g::Monitor::new(g::Kind::Request);
     let mut refused = None;
     for r in &skipped {
-        let ev = match *r {
-            Rec::Call(p, true) => g::Event::Ok(p),
-            Rec::Call(p, false) => g::Event::Err(p),
-            Rec::AttachReturned(ok) => g::Event::AttachReturned(ok),
-            Rec::DetachBegin => g::Event::DetachBegin,
-            Rec::DetachReturned(ok) => g::Event::DetachReturned(ok),
-        };
-        if let Err(v) = mon.step(ev) {
+        if let Err(v) = mon.step(event_of(*r)) {
             refused = Some(v);
             break;
         }
