@@ -132,7 +132,8 @@ fn load(path: &std::path::Path) -> Result<Spec, ExitCode> {
     })
 }
 
-fn print_text(r: &SpecReport, quiet: bool) {
+/// One line per spec and kind.
+fn print_summary(r: &SpecReport) {
     for k in &r.kinds {
         let verdict = if k.violated().is_empty() {
             "pass".to_string()
@@ -152,9 +153,10 @@ fn print_text(r: &SpecReport, quiet: bool) {
             println!("    {m}");
         }
     }
-    if quiet {
-        return;
-    }
+}
+
+/// The counterexamples: a numbered trace per violated property.
+fn print_traces(r: &SpecReport) {
     for k in &r.kinds {
         for p in k.properties.iter().filter(|p| p.trace.is_some()) {
             let t = p.trace.as_ref().expect("filtered");
@@ -229,14 +231,17 @@ fn run() -> Result<ExitCode, ExitCode> {
                 })?;
                 if !json {
                     match &bar {
-                        Some(b) => b.suspend(|| print_text(&r, quiet)),
-                        None => print_text(&r, quiet),
+                        Some(b) => b.suspend(|| print_summary(&r)),
+                        None => print_summary(&r),
                     }
                 }
                 reports.push(r);
             }
             if let Some(b) = &bar {
                 b.finish_and_clear();
+            }
+            if !json && !quiet {
+                reports.iter().for_each(print_traces);
             }
             let met = reports.iter().all(|r| r.met);
             if json {
@@ -492,6 +497,12 @@ fn bench(
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`quiesce check ... | head`), as Unix tools do.
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any
+    // other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run() {
         Ok(c) | Err(c) => c,
     }
