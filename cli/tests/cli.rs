@@ -192,3 +192,38 @@ fn explore_serves_the_model() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Progress shows on a terminal (states, states/s, depth, elapsed) and not otherwise.
+#[test]
+fn progress_only_on_a_terminal() {
+    let exe = env!("CARGO_BIN_EXE_quiesce");
+    let spec = spec("04-converged.toml");
+    let args = format!("{exe} check -q {spec} --bios 2 --controllers 1 --cycles 1 --kind bio");
+    // `script` runs the command on a pseudo-terminal and copies what it shows.
+    let tty = Command::new("script")
+        .args(["-qec", &args, "/dev/null"])
+        .output()
+        .expect("script(1) runs");
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{shown}");
+    assert!(
+        shown.contains("converged [bio]: ") && shown.contains("states/s, depth "),
+        "{shown}"
+    );
+    let plain = quiesce(&[
+        "check",
+        "-q",
+        &spec,
+        "--bios",
+        "2",
+        "--controllers",
+        "1",
+        "--cycles",
+        "1",
+        "--kind",
+        "bio",
+    ]);
+    assert!(plain.status.success());
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("states/s"));
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("states/s"));
+}
