@@ -227,3 +227,50 @@ fn progress_only_on_a_terminal() {
     assert!(!String::from_utf8_lossy(&plain.stderr).contains("states/s"));
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("states/s"));
 }
+
+/// `gen` refuses a spec that violates a property: exit 1, the property named, nothing written.
+#[test]
+fn gen_refuses_a_flawed_spec_and_writes_nothing() {
+    let out = std::env::temp_dir().join(format!("quiesce-gen-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let r = quiesce(&[
+        "gen",
+        &spec("02-freeze-inside.toml"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("refusing to generate") && err.contains("violates no_bypass"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing may be written");
+}
+
+/// `gen --check` fails with a diff when the committed crate drifted from the spec.
+#[test]
+fn gen_check_reports_drift_with_a_diff() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::env::temp_dir().join(format!("quiesce-gen-drift-{}", std::process::id()));
+    std::fs::create_dir_all(out.join("src")).unwrap();
+    for f in ["Cargo.toml", "README.md", "src/lib.rs", "src/protocol.rs"] {
+        std::fs::copy(root.join("generated").join(f), out.join(f)).unwrap();
+    }
+    let spec = spec("04-converged.toml");
+    let ok = quiesce(&["gen", "--check", &spec, "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let p = out.join("src/protocol.rs");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replacen("    p.blk_mq_freeze_queue();\n", "", 1)).unwrap();
+    let drift = quiesce(&["gen", "--check", &spec, "--out", out.to_str().unwrap()]);
+    assert_eq!(drift.status.code(), Some(1));
+    let diff = String::from_utf8_lossy(&drift.stdout);
+    assert!(diff.contains("+    p.blk_mq_freeze_queue();"), "{diff}");
+    assert!(String::from_utf8_lossy(&drift.stderr).contains("differs from what"));
+}
