@@ -322,6 +322,7 @@ fn prim_variant(p: Prim) -> String {
 #[derive(Serialize)]
 struct PrimCtx {
     variant: String,
+    inverse: Option<String>,
     method: &'static str,
     call: String,
     doc: &'static str,
@@ -491,6 +492,11 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
         .filter(|p| used.contains(&p.prim))
         .map(|p| PrimCtx {
             variant: prim_variant(p.prim),
+            inverse: p
+                .prim
+                .inverse()
+                .filter(|i| used.contains(i))
+                .map(prim_variant),
             method: p.name,
             call: p.prim.call(),
             doc: p.doc,

@@ -257,39 +257,8 @@ impl Stall {
 // from process context; the objects they point to are not tied to a thread.
 unsafe impl Send for CtlInner {}
 
-fn inverse(p: Prim) -> Option<Prim> {
-    Some(match p {
-        Prim::BlkMqFreezeQueue => Prim::BlkMqUnfreezeQueue,
-        Prim::DmInternalSuspendFast => Prim::DmInternalResumeFast,
-        Prim::DmSuspend => Prim::DmResume,
-        Prim::MutexLock => Prim::MutexUnlock,
-        Prim::CmpxchgInterposer => Prim::ClearInterposer,
-        _ => return None,
-    })
-}
-
 fn prim_by_name(name: &[u8]) -> Option<Prim> {
-    const ALL: [Prim; 14] = [
-        Prim::MutexLock,
-        Prim::MutexUnlock,
-        Prim::DmCreate,
-        Prim::DmDestroy,
-        Prim::BlkdevGetExcl,
-        Prim::BlkdevPut,
-        Prim::BlkMqFreezeQueue,
-        Prim::BlkMqUnfreezeQueue,
-        Prim::DmInternalSuspendFast,
-        Prim::DmInternalResumeFast,
-        Prim::DmSuspend,
-        Prim::DmResume,
-        Prim::CmpxchgInterposer,
-        Prim::ClearInterposer,
-    ];
-    ALL.into_iter().find(|p| {
-        let call = p.call().as_bytes();
-        let n = call.iter().position(|&c| c == b'(').unwrap_or(call.len());
-        &call[..n] == name
-    })
+    Prim::ALL.iter().copied().find(|p| p.name().as_bytes() == name)
 }
 
 impl CtlInner {
@@ -318,7 +287,7 @@ impl CtlInner {
             return true;
         }
         if let Some(s) = att.skipped {
-            if inverse(s) == Some(p) {
+            if s.inverse() == Some(p) {
                 pr_warn!("quiesce: fault injection: skipping {}\n", p.call());
                 return true;
             }

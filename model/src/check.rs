@@ -96,12 +96,6 @@ pub struct SpecReport {
     pub met: bool,
 }
 
-impl serde::Serialize for Kind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
 /// A path: the initial state, then each action with the state it leads to.
 pub type Steps = (State, Vec<(Action, State)>);
 

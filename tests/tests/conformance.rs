@@ -36,25 +36,8 @@ fn model_prim(p: g::Prim) -> Prim {
 }
 
 fn gen_prim(p: Prim) -> Option<g::Prim> {
-    GEN_PRIMS.iter().copied().find(|g| g.call() == p.call())
+    g::Prim::ALL.iter().copied().find(|g| g.call() == p.call())
 }
-
-const GEN_PRIMS: [g::Prim; 14] = [
-    g::Prim::MutexLock,
-    g::Prim::MutexUnlock,
-    g::Prim::DmCreate,
-    g::Prim::DmDestroy,
-    g::Prim::BlkdevGetExcl,
-    g::Prim::BlkdevPut,
-    g::Prim::BlkMqFreezeQueue,
-    g::Prim::BlkMqUnfreezeQueue,
-    g::Prim::DmInternalSuspendFast,
-    g::Prim::DmInternalResumeFast,
-    g::Prim::DmSuspend,
-    g::Prim::DmResume,
-    g::Prim::CmpxchgInterposer,
-    g::Prim::ClearInterposer,
-];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Rec {
@@ -333,7 +316,7 @@ fn event_seq(kind: Kind) -> impl Strategy<Value = Vec<MEvent>> {
     let a = automaton(kind);
     let alphabet: Vec<MEvent> = {
         let mut v: Vec<MEvent> = a.edges.keys().map(|(_, e)| *e).collect();
-        for p in GEN_PRIMS {
+        for &p in g::Prim::ALL {
             v.push(MEvent::Ok(model_prim(p)));
             v.push(MEvent::Err(model_prim(p)));
         }

@@ -75,6 +75,20 @@ pub enum Prim {
 }
 
 impl Prim {
+    /// Every primitive attach and detach use.
+    pub const ALL: &'static [Prim] = &[
+        Prim::DmCreate,
+        Prim::DmDestroy,
+        Prim::BlkdevGetExcl,
+        Prim::BlkdevPut,
+        Prim::BlkMqFreezeQueue,
+        Prim::BlkMqUnfreezeQueue,
+        Prim::DmSuspend,
+        Prim::DmResume,
+        Prim::CmpxchgInterposer,
+        Prim::ClearInterposer,
+    ];
+
     /// The call as the spec writes it.
     pub const fn call(self) -> &'static str {
         match self {
@@ -88,6 +102,38 @@ impl Prim {
             Prim::DmResume => "dm_resume(I)",
             Prim::CmpxchgInterposer => "cmpxchg_interposer(O, I)",
             Prim::ClearInterposer => "clear_interposer(O)",
+        }
+    }
+
+    /// The kernel function's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Prim::DmCreate => "dm_create",
+            Prim::DmDestroy => "dm_destroy",
+            Prim::BlkdevGetExcl => "blkdev_get_excl",
+            Prim::BlkdevPut => "blkdev_put",
+            Prim::BlkMqFreezeQueue => "blk_mq_freeze_queue",
+            Prim::BlkMqUnfreezeQueue => "blk_mq_unfreeze_queue",
+            Prim::DmSuspend => "dm_suspend",
+            Prim::DmResume => "dm_resume",
+            Prim::CmpxchgInterposer => "cmpxchg_interposer",
+            Prim::ClearInterposer => "clear_interposer",
+        }
+    }
+
+    /// The primitive that gives back what this one takes, if it takes anything.
+    pub const fn inverse(self) -> Option<Prim> {
+        match self {
+            Prim::DmCreate => Some(Prim::DmDestroy),
+            Prim::DmDestroy => None,
+            Prim::BlkdevGetExcl => Some(Prim::BlkdevPut),
+            Prim::BlkdevPut => None,
+            Prim::BlkMqFreezeQueue => Some(Prim::BlkMqUnfreezeQueue),
+            Prim::BlkMqUnfreezeQueue => None,
+            Prim::DmSuspend => Some(Prim::DmResume),
+            Prim::DmResume => None,
+            Prim::CmpxchgInterposer => Some(Prim::ClearInterposer),
+            Prim::ClearInterposer => None,
         }
     }
 }
