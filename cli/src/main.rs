@@ -112,6 +112,25 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Render one spec, kind and bounds as a Promela model for SPIN (the same
+    /// protocol, state for state), and optionally run SPIN on it.
+    Promela {
+        spec: PathBuf,
+        /// Write the model here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run SPIN's exhaustive safety search on it and print its figures.
+        #[arg(long)]
+        spin: bool,
+        /// With --spin: ignore assertion and end-state errors, count every state.
+        #[arg(long)]
+        count_only: bool,
+        /// With --spin: print SPIN's figures as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        bounds: BoundArgs,
+    },
     /// Serve the Stateright Explorer on one spec.
     Explore {
         spec: PathBuf,
@@ -269,6 +288,14 @@ fn run() -> Result<ExitCode, ExitCode> {
             json,
             sizes,
         } => bench(&spec, no_symmetry, json, sizes),
+        Cmd::Promela {
+            spec,
+            out,
+            spin,
+            count_only,
+            json,
+            bounds,
+        } => promela(&spec, out.as_deref(), spin, count_only, json, &bounds),
         Cmd::Explore {
             spec,
             addr,
@@ -393,6 +420,95 @@ fn gen(
     cg::write(out, &files).map_err(fail)?;
     println!("wrote {} files to {}", files.len(), out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn promela(
+    path: &std::path::Path,
+    out: Option<&std::path::Path>,
+    spin: bool,
+    count_only: bool,
+    json: bool,
+    bounds: &BoundArgs,
+) -> Result<ExitCode, ExitCode> {
+    let spec = load(path)?;
+    let kind = match bounds.kind {
+        Some(k) if spec.kinds.contains(&k) => k,
+        Some(k) => {
+            eprintln!("error: {} does not check kind `{k}`", path.display());
+            return Err(ExitCode::from(2));
+        }
+        None if spec.kinds.len() == 1 => spec.kinds[0],
+        None => {
+            eprintln!(
+                "error: {} checks {} kinds; choose one with --kind",
+                path.display(),
+                spec.kinds.len()
+            );
+            return Err(ExitCode::from(2));
+        }
+    };
+    let b = spec.bounds.with(&bounds.overrides()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })?;
+    let fail = |e: quiesce_codegen::GenError| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    };
+    let pml = quiesce_codegen::promela::render(&spec, kind, b).map_err(fail)?;
+    match out {
+        Some(o) => std::fs::write(o, &pml).map_err(|e| {
+            eprintln!("error: {}: {e}", o.display());
+            ExitCode::from(2)
+        })?,
+        None if !spin => print!("{pml}"),
+        None => {}
+    }
+    if !spin {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = tempdir("spin")?;
+    let opts = quiesce_codegen::promela::SpinOptions {
+        count_only,
+        hash_bits: None,
+    };
+    let run = quiesce_codegen::promela::run_spin(&pml, &dir, &opts);
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = run.map_err(fail)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&run).expect("serialises")
+        );
+    } else {
+        println!(
+            "spin: {} states, {} transitions, depth {}, {:.2}s, peak {:.1} MiB, {}",
+            run.states,
+            run.transitions,
+            run.depth,
+            run.seconds,
+            run.peak_rss_kib as f64 / 1024.0,
+            run.error.as_deref().unwrap_or("no errors")
+        );
+    }
+    Ok(if run.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A fresh private directory under the system's temporary folder.
+fn tempdir(what: &str) -> Result<PathBuf, ExitCode> {
+    let base = std::env::temp_dir();
+    for i in 0..1000u32 {
+        let d = base.join(format!("quiesce-{what}-{}-{i}", std::process::id()));
+        if std::fs::create_dir(&d).is_ok() {
+            return Ok(d);
+        }
+    }
+    eprintln!("error: cannot create a directory in {}", base.display());
+    Err(ExitCode::from(2))
 }
 
 /// This process's peak resident set size (VmHWM), in KiB.

@@ -3,6 +3,8 @@
 //! check report and the model's reachable state graph; nothing about the
 //! protocol is written here by hand.
 
+pub mod promela;
+
 use quiesce_model::check::{check_spec, CheckOptions, SpecReport};
 use quiesce_model::model::{Action, Phase, Quiesce, State};
 use quiesce_model::spec::{CtlStep, HotOp, Kind, MarkerKind, Prim, Spec, PRIMS, SAFETY};
@@ -23,6 +25,8 @@ pub enum GenError {
     Template { template: String, msg: String },
     #[error("{0}")]
     Io(String),
+    #[error("spin: {0}")]
+    Spin(String),
 }
 
 /// Why a report does not allow generation, if it does not: every kind must pass every
@@ -636,7 +640,7 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
 }
 
 /// The spec's path as written in the header: relative to the workspace when possible.
-fn spec_path_display(p: &Path) -> String {
+pub(crate) fn spec_path_display(p: &Path) -> String {
     let s = p.display().to_string();
     match s.find("model/specs/") {
         Some(i) => s[i..].to_string(),

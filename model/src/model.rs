@@ -268,11 +268,11 @@ impl Quiesce {
             _ => &self.protocol.detach,
         }
     }
-    fn applies(&self, step: &CtlStep) -> bool {
+    pub fn applies(&self, step: &CtlStep) -> bool {
         step.only.is_none_or(|k| k == self.kind)
     }
     /// First applicable step at or after `pc`.
-    fn norm(&self, phase: Phase, pc: usize) -> u8 {
+    pub fn norm(&self, phase: Phase, pc: usize) -> u8 {
         let steps = self.steps(phase);
         let mut i = pc;
         while i < steps.len() && !self.applies(&steps[i]) {

@@ -1,0 +1,405 @@
+//! The Promela backend: the same spec, kind and bounds as one quiesce check, rendered
+//! for SPIN. One Stateright action is one `d_step` of a single-process loop, every
+//! variable of the Rust `State` is a global, and temporaries are `hidden`, so SPIN's
+//! stored states are in one-to-one correspondence with quiesce's unique states
+//! (without symmetry reduction). The kernel meaning of each primitive lives in
+//! `templates/promela.pml.tera`; this file only turns the spec's step tables into
+//! the template's data.
+//!
+//! Unlike `gen`, this backend renders flawed specs too: SPIN is a second checker,
+//! and it must find the same violations.
+
+use crate::GenError;
+use quiesce_model::model::{Phase, Quiesce};
+use quiesce_model::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Res, Spec};
+use serde::Serialize;
+use std::path::Path;
+
+/// One place a controller can stand with a primitive to run.
+#[derive(Serialize)]
+struct Pos {
+    /// `ATTACH`, `DETACH`, `ATTACHERR`, `DETACHERR`.
+    phase: &'static str,
+    /// The failed step, for a hand-written error path.
+    failed: Option<u8>,
+    pc: u8,
+    prim: &'static str,
+    /// For the forward phases: the step after this one (`norm(pc + 1)`).
+    next: u8,
+    /// For the forward phases: the primitive's failure may be injected here.
+    inject: bool,
+    /// For the forward phases: on failure, the hand-written error path starts
+    /// (`true`) or the default unwind runs from this step (`false`).
+    on_error: bool,
+    /// The error phase this forward phase fails into.
+    err_phase: &'static str,
+}
+
+/// A step whose resource the default unwind looks for.
+#[derive(Serialize)]
+struct Acq {
+    /// The unwind cursor value resting on this step (its index + 1).
+    cursor: u8,
+    res: &'static str,
+}
+
+/// One phase's table: attach or detach.
+#[derive(Serialize)]
+struct Table {
+    name: &'static str,
+    phase: &'static str,
+    err_phase: &'static str,
+    /// Index past the last step.
+    len: u8,
+    /// The first applicable step.
+    first: u8,
+    acq: Vec<Acq>,
+    /// Steps with a hand-written error path, and that path's length.
+    on_error: Vec<(u8, u8)>,
+}
+
+#[derive(Serialize)]
+struct Hot {
+    idx: u8,
+    op: &'static str,
+    target: u8,
+}
+
+fn res_name(r: Res) -> &'static str {
+    match r {
+        Res::Mutex => "MUTEX",
+        Res::ICreated => "ICREATED",
+        Res::IOpen => "IOPEN",
+        Res::FsFrozen => "FSFROZEN",
+        Res::QFrozen => "QFROZEN",
+        Res::OSuspended => "OSUSPENDED",
+        Res::ISuspended => "ISUSPENDED",
+        Res::Pointer => "POINTER",
+    }
+}
+
+fn hot(i: usize, op: HotOp) -> Hot {
+    let (op, target) = match op {
+        HotOp::QueueEnter => ("queue_enter", 0),
+        HotOp::QueueExit => ("queue_exit", 0),
+        HotOp::TestMarker { marked } => ("test_marker", marked),
+        HotOp::ReadInterposer { null } => ("read_interposer", null),
+        HotOp::SetMarker => ("set_marker", 0),
+        HotOp::Redirect => ("redirect", 0),
+        HotOp::DriverSubmit => ("driver_submit", 0),
+        HotOp::Return => ("return", 0),
+        HotOp::Restart => ("restart", 0),
+    };
+    Hot {
+        idx: i as u8,
+        op,
+        target,
+    }
+}
+
+/// The forward positions of one table, and its error-path positions.
+fn positions(
+    q: &Quiesce,
+    steps: &[CtlStep],
+    phase: Phase,
+    names: (&'static str, &'static str),
+) -> (Vec<Pos>, Vec<Pos>, Table) {
+    let (fwd_name, err_name) = names;
+    let mut fwd = Vec::new();
+    let mut err = Vec::new();
+    let mut acq = Vec::new();
+    let mut on_error = Vec::new();
+    for (i, st) in steps.iter().enumerate() {
+        if !q.applies(st) {
+            continue;
+        }
+        fwd.push(Pos {
+            phase: fwd_name,
+            failed: None,
+            pc: i as u8,
+            prim: st.prim.name(),
+            next: q.norm(phase, i + 1),
+            inject: q.protocol.inject.contains(&st.prim),
+            on_error: st.on_error.is_some(),
+            err_phase: err_name,
+        });
+        if let Some(r) = st.prim.info().acquires {
+            acq.push(Acq {
+                cursor: i as u8 + 1,
+                res: res_name(r),
+            });
+            // The default unwind at cursor i + 1 runs the inverse of step i.
+            let inv = st
+                .prim
+                .inverse()
+                .expect("every acquired resource has a release");
+            err.push(Pos {
+                phase: err_name,
+                failed: None,
+                pc: i as u8 + 1,
+                prim: inv.name(),
+                next: 0,
+                inject: false,
+                on_error: false,
+                err_phase: err_name,
+            });
+        }
+        if let Some(list) = &st.on_error {
+            on_error.push((i as u8, list.len() as u8));
+            for (j, p) in list.iter().enumerate() {
+                err.push(Pos {
+                    phase: err_name,
+                    failed: Some(i as u8),
+                    pc: j as u8,
+                    prim: p.name(),
+                    next: j as u8 + 1,
+                    inject: false,
+                    on_error: true,
+                    err_phase: err_name,
+                });
+            }
+        }
+    }
+    let table = Table {
+        name: if phase == Phase::Attach {
+            "attach"
+        } else {
+            "detach"
+        },
+        phase: fwd_name,
+        err_phase: err_name,
+        len: steps.len() as u8,
+        first: q.norm(phase, 0),
+        acq,
+        on_error,
+    };
+    (fwd, err, table)
+}
+
+/// Render `spec` for `kind` under `bounds` as a Promela model.
+pub fn render(spec: &Spec, kind: Kind, bounds: Bounds) -> Result<String, GenError> {
+    let q = Quiesce::new(spec.protocol.clone(), kind, bounds);
+    let p = &spec.protocol;
+    let (mut fwd, mut err, ta) = positions(&q, &p.attach, Phase::Attach, ("ATTACH", "ATTACHERR"));
+    let (f2, e2, td) = positions(&q, &p.detach, Phase::Detach, ("DETACH", "DETACHERR"));
+    fwd.extend(f2);
+    err.extend(e2);
+    let nsub = bounds.submitters as usize * bounds.bios as usize;
+    let mut ctx = tera::Context::new();
+    ctx.insert("name", &spec.name);
+    ctx.insert("spec_path", &crate::spec_path_display(&spec.path));
+    ctx.insert("sha256", &spec.sha256);
+    ctx.insert("kind", kind.name());
+    ctx.insert("request", &(kind == Kind::Request));
+    ctx.insert("bounds", &bounds);
+    ctx.insert("nsub", &nsub);
+    ctx.insert("nb", &(nsub + bounds.controllers as usize));
+    ctx.insert("submitters", &(0..bounds.submitters).collect::<Vec<_>>());
+    ctx.insert("sub_bios", &(0..nsub).collect::<Vec<_>>());
+    ctx.insert(
+        "bios",
+        &(0..nsub + bounds.controllers as usize).collect::<Vec<_>>(),
+    );
+    ctx.insert("per", &(0..bounds.bios).collect::<Vec<_>>());
+    ctx.insert("ctls", &(0..bounds.controllers).collect::<Vec<_>>());
+    ctx.insert("freezers", &(0..bounds.freezers).collect::<Vec<_>>());
+    ctx.insert(
+        "marker",
+        match p.marker {
+            MarkerKind::BioFlag => "bio",
+            MarkerKind::Task => "task",
+            MarkerKind::None => "none",
+        },
+    );
+    ctx.insert("clone_inherits", &p.clone_inherits);
+    ctx.insert("filesystem", &p.filesystem);
+    let hot_path: Vec<Hot> = p
+        .hot_path
+        .iter()
+        .enumerate()
+        .map(|(i, &o)| hot(i, o))
+        .collect();
+    ctx.insert("hot", &hot_path);
+    ctx.insert("fwd", &fwd);
+    ctx.insert("err", &err);
+    ctx.insert("tables", &[ta, td]);
+    ctx.insert(
+        "prims",
+        &quiesce_model::spec::PRIMS
+            .iter()
+            .map(|i| i.name)
+            .collect::<Vec<_>>(),
+    );
+    crate::render_template("promela.pml.tera", &ctx)
+}
+
+/// How to run SPIN.
+#[derive(Debug, Clone, Default)]
+pub struct SpinOptions {
+    /// Ignore assertion violations and invalid end states (`pan -A -E`): explore and
+    /// count every reachable state, as quiesce does when it checks a flawed spec.
+    pub count_only: bool,
+    /// log2 of the hash table's slots (`pan -wN`); SPIN's default is 24.
+    pub hash_bits: Option<u32>,
+}
+
+/// SPIN's figures for one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpinRun {
+    /// Unique states stored.
+    pub states: u64,
+    pub transitions: u64,
+    pub depth: u64,
+    pub state_vector_bytes: u64,
+    pub errors: u64,
+    /// SPIN's first error line, if any.
+    pub error: Option<String>,
+    /// Wall time of the search (`./pan`) alone.
+    pub seconds: f64,
+    /// Wall time of `spin -a` and the C compile.
+    pub compile_seconds: f64,
+    /// Peak resident set of the `pan` process.
+    pub peak_rss_kib: u64,
+    /// SPIN's own count of the memory it used ("total actual memory usage").
+    pub pan_memory_mib: f64,
+}
+
+fn spin_err(msg: impl Into<String>) -> GenError {
+    GenError::Spin(msg.into())
+}
+
+fn run_tool(cmd: &mut std::process::Command, what: &str) -> Result<String, GenError> {
+    let out = cmd.output().map_err(|e| {
+        spin_err(format!(
+            "cannot run {what}: {e} (is SPIN installed? run scripts/setup.sh)"
+        ))
+    })?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let tail: Vec<&str> = text.lines().rev().take(12).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(spin_err(format!("{what} failed: {}", tail.join("\n"))));
+    }
+    Ok(text)
+}
+
+/// Run `pan` and measure its wall time and peak resident set.
+fn run_pan(dir: &Path, args: &[String]) -> Result<(String, f64, u64), GenError> {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    let mut child = std::process::Command::new(dir.join("pan"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| spin_err(format!("cannot run pan: {e}")))?;
+    let mut text = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut text)
+        .map_err(|e| spin_err(format!("reading pan's output: {e}")))?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `child.id()` is our own unreaped child; `status` and `usage` are valid
+    // out-pointers for the duration of the call.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let seconds = start.elapsed().as_secs_f64();
+    if pid < 0 {
+        return Err(spin_err("waiting for pan failed"));
+    }
+    Ok((text, seconds, usage.ru_maxrss.max(0) as u64))
+}
+
+fn field(text: &str, suffix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.trim_end().ends_with(suffix))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Compile `pml` with SPIN in `dir` and run the exhaustive safety search
+/// (`-DSAFETY -DNOREDUCE`).
+pub fn run_spin(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, GenError> {
+    std::fs::create_dir_all(dir).map_err(|e| spin_err(format!("{}: {e}", dir.display())))?;
+    let model = dir.join("model.pml");
+    std::fs::write(&model, pml).map_err(|e| spin_err(format!("{}: {e}", model.display())))?;
+    let t0 = std::time::Instant::now();
+    run_tool(
+        std::process::Command::new("spin")
+            .args(["-a", "-o2", "model.pml"])
+            .current_dir(dir),
+        "spin -a",
+    )?;
+    run_tool(
+        std::process::Command::new("cc")
+            .args([
+                "-O2",
+                "-w",
+                "-DSAFETY",
+                "-DNOREDUCE",
+                "-DMEMLIM=16384",
+                "-o",
+                "pan",
+                "pan.c",
+            ])
+            .current_dir(dir),
+        "cc pan.c",
+    )?;
+    let compile_seconds = t0.elapsed().as_secs_f64();
+    let mut depth_limit: u64 = 100_000;
+    loop {
+        let mut args = vec![format!("-m{depth_limit}")];
+        if let Some(w) = opts.hash_bits {
+            args.push(format!("-w{w}"));
+        }
+        if opts.count_only {
+            args.push("-A".into());
+            args.push("-E".into());
+        }
+        let (text, seconds, peak_rss_kib) = run_pan(dir, &args)?;
+        if text.contains("max search depth too small") && depth_limit < 100_000_000 {
+            depth_limit *= 10;
+            continue;
+        }
+        if text.contains("out of memory") {
+            return Err(spin_err("pan ran out of memory"));
+        }
+        let head = text
+            .lines()
+            .find(|l| l.starts_with("State-vector"))
+            .ok_or_else(|| spin_err(format!("unexpected pan output:\n{text}")))?;
+        let num = |key: &str| -> u64 {
+            head.split(',')
+                .find_map(|part| {
+                    let part = part.trim();
+                    part.strip_prefix(key)
+                        .map(|rest| rest.trim().split_whitespace().next().unwrap_or("0"))
+                        .and_then(|n| n.parse().ok())
+                })
+                .unwrap_or(0)
+        };
+        let error = text
+            .lines()
+            .find(|l| {
+                l.starts_with("pan:") && (l.contains("violated") || l.contains("invalid end state"))
+            })
+            .map(|l| l.trim().to_string());
+        return Ok(SpinRun {
+            states: field(&text, "states, stored").unwrap_or(0.0) as u64,
+            transitions: field(&text, "transitions (= stored+matched)").unwrap_or(0.0) as u64,
+            depth: num("depth reached"),
+            state_vector_bytes: num("State-vector"),
+            errors: num("errors:"),
+            error,
+            seconds,
+            compile_seconds,
+            peak_rss_kib,
+            pan_memory_mib: field(&text, "total actual memory usage").unwrap_or(0.0),
+        });
+    }
+}
