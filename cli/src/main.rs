@@ -122,9 +122,6 @@ enum Cmd {
         /// Run SPIN's exhaustive safety search on it and print its figures.
         #[arg(long)]
         spin: bool,
-        /// With --spin: ignore assertion and end-state errors, count every state.
-        #[arg(long)]
-        count_only: bool,
         /// With --spin: print SPIN's figures as JSON.
         #[arg(long)]
         json: bool,
@@ -292,10 +289,9 @@ fn run() -> Result<ExitCode, ExitCode> {
             spec,
             out,
             spin,
-            count_only,
             json,
             bounds,
-        } => promela(&spec, out.as_deref(), spin, count_only, json, &bounds),
+        } => promela(&spec, out.as_deref(), spin, json, &bounds),
         Cmd::Explore {
             spec,
             addr,
@@ -426,7 +422,6 @@ fn promela(
     path: &std::path::Path,
     out: Option<&std::path::Path>,
     spin: bool,
-    count_only: bool,
     json: bool,
     bounds: &BoundArgs,
 ) -> Result<ExitCode, ExitCode> {
@@ -469,8 +464,8 @@ fn promela(
     }
     let dir = tempdir("spin")?;
     let opts = quiesce_codegen::promela::SpinOptions {
-        count_only,
         hash_bits: None,
+        quick_compile: false,
     };
     let run = quiesce_codegen::promela::run_spin(&pml, &dir, &opts);
     let _ = std::fs::remove_dir_all(&dir);
@@ -488,10 +483,14 @@ fn promela(
             run.depth,
             run.seconds,
             run.peak_rss_kib as f64 / 1024.0,
-            run.error.as_deref().unwrap_or("no errors")
+            if run.violated.is_empty() {
+                "no errors".to_string()
+            } else {
+                format!("violates {}", run.violated.join(", "))
+            }
         );
     }
-    Ok(if run.errors > 0 {
+    Ok(if !run.violated.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -518,17 +517,6 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The scaling series: (submitters, bios, controllers, cycles, failures).
-const SERIES: [(u8, u8, u8, u8, u8); 7] = [
-    (1, 1, 1, 1, 1),
-    (2, 1, 1, 1, 1),
-    (2, 1, 2, 2, 2),
-    (2, 2, 1, 1, 1),
-    (3, 1, 1, 2, 1),
-    (2, 2, 1, 2, 1),
-    (2, 2, 2, 2, 2),
-];
-
 fn bench(
     spec: &std::path::Path,
     no_symmetry: bool,
@@ -545,7 +533,7 @@ fn bench(
             "kind", "sym", "S", "B", "C", "Y", "F", "states", "seconds", "states/s", "peak MiB"
         );
     }
-    for &(s, b, c, y, f) in SERIES.iter().take(sizes) {
+    for &(s, b, c, y, f) in quiesce_model::check::SERIES.iter().take(sizes) {
         for sym in [true, false] {
             if !sym && !no_symmetry {
                 continue;

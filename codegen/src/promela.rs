@@ -15,6 +15,17 @@ use quiesce_model::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Res, Spec};
 use serde::Serialize;
 use std::path::Path;
 
+/// The safety properties the template checks after each step, and the macro that
+/// holds each; `no_deadlock` is SPIN's own invalid-end-state check.
+pub const PROPERTIES: [(&str, &str); 6] = [
+    ("no_use_after_free", "NO_USE_AFTER_FREE"),
+    ("no_bypass", "NO_BYPASS"),
+    ("exactly_once", "EXACTLY_ONCE"),
+    ("no_recursion", "NO_RECURSION"),
+    ("clean_exit", "CLEAN_EXIT"),
+    ("single_owner", "SINGLE_OWNER"),
+];
+
 /// One place a controller can stand with a primitive to run.
 #[derive(Serialize)]
 struct Pos {
@@ -230,17 +241,22 @@ pub fn render(spec: &Spec, kind: Kind, bounds: Bounds) -> Result<String, GenErro
             .map(|i| i.name)
             .collect::<Vec<_>>(),
     );
+    let props: Vec<(u8, &str, &str)> = PROPERTIES
+        .iter()
+        .enumerate()
+        .map(|(i, (name, mac))| (1u8 << i, *mac, *name))
+        .collect();
+    ctx.insert("props", &props);
     crate::render_template("promela.pml.tera", &ctx)
 }
 
 /// How to run SPIN.
 #[derive(Debug, Clone, Default)]
 pub struct SpinOptions {
-    /// Ignore assertion violations and invalid end states (`pan -A -E`): explore and
-    /// count every reachable state, as quiesce does when it checks a flawed spec.
-    pub count_only: bool,
     /// log2 of the hash table's slots (`pan -wN`); SPIN's default is 24.
     pub hash_bits: Option<u32>,
+    /// Compile pan with `-O0` (fast to build, for tests) instead of `-O2`.
+    pub quick_compile: bool,
 }
 
 /// SPIN's figures for one run.
@@ -252,8 +268,8 @@ pub struct SpinRun {
     pub depth: u64,
     pub state_vector_bytes: u64,
     pub errors: u64,
-    /// SPIN's first error line, if any.
-    pub error: Option<String>,
+    /// The safety properties SPIN found violated, by quiesce's names.
+    pub violated: Vec<String>,
     /// Wall time of the search (`./pan`) alone.
     pub seconds: f64,
     /// Wall time of `spin -a` and the C compile.
@@ -357,10 +373,8 @@ pub fn run_spin(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Ge
         if let Some(w) = opts.hash_bits {
             args.push(format!("-w{w}"));
         }
-        if opts.count_only {
-            args.push("-A".into());
-            args.push("-E".into());
-        }
+        // Go on past errors: every state is counted and every violation named.
+        args.push("-c0".into());
         let (text, seconds, peak_rss_kib) = run_pan(dir, &args)?;
         if text.contains("max search depth too small") && depth_limit < 100_000_000 {
             depth_limit *= 10;
@@ -378,24 +392,31 @@ pub fn run_spin(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Ge
                 .find_map(|part| {
                     let part = part.trim();
                     part.strip_prefix(key)
-                        .map(|rest| rest.trim().split_whitespace().next().unwrap_or("0"))
+                        .map(|rest| rest.split_whitespace().next().unwrap_or("0"))
                         .and_then(|n| n.parse().ok())
                 })
                 .unwrap_or(0)
         };
-        let error = text
+        let mut violated: Vec<String> = text
             .lines()
-            .find(|l| {
-                l.starts_with("pan:") && (l.contains("violated") || l.contains("invalid end state"))
-            })
-            .map(|l| l.trim().to_string());
+            .filter_map(|l| l.strip_prefix("quiesce: violated "))
+            .map(|n| n.trim().to_string())
+            .collect();
+        if text
+            .lines()
+            .any(|l| l.starts_with("pan:") && l.contains("invalid end state"))
+        {
+            violated.push("no_deadlock".into());
+        }
+        violated.sort();
+        violated.dedup();
         return Ok(SpinRun {
             states: field(&text, "states, stored").unwrap_or(0.0) as u64,
             transitions: field(&text, "transitions (= stored+matched)").unwrap_or(0.0) as u64,
             depth: num("depth reached"),
             state_vector_bytes: num("State-vector"),
             errors: num("errors:"),
-            error,
+            violated,
             seconds,
             compile_seconds,
             peak_rss_kib,

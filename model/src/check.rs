@@ -179,6 +179,18 @@ pub fn shortest_counterexamples(
     found
 }
 
+/// The scaling series of `quiesce bench` and of the SPIN agreement test:
+/// (submitters, bios per submitter, controllers, cycles, injected failures).
+pub const SERIES: [(u8, u8, u8, u8, u8); 7] = [
+    (1, 1, 1, 1, 1),
+    (2, 1, 1, 1, 1),
+    (2, 1, 2, 2, 2),
+    (2, 2, 1, 1, 1),
+    (3, 1, 1, 2, 1),
+    (2, 2, 1, 2, 1),
+    (2, 2, 2, 2, 2),
+];
+
 /// Check one kind of original under the spec's (overridden) bounds.
 pub fn check_kind(spec: &Spec, kind: Kind, opts: &CheckOptions) -> Result<KindReport, String> {
     check_kind_with(spec, kind, opts, &mut |_| {})

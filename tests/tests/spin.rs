@@ -1,0 +1,224 @@
+//! quiesce and SPIN on the same protocol: for every shipped spec and kind, at the
+//! spec's own bounds and at every size of the benchmark series, the Promela
+//! rendering must have exactly quiesce's unique states (without symmetry
+//! reduction) and SPIN must find exactly the safety properties quiesce finds
+//! violated. Two independent checkers agreeing state for state is the evidence
+//! that the Promela backend renders the model's semantics, and that neither
+//! checker drops or invents states.
+//!
+//! To keep the test suite to minutes, each spec and kind runs the series' first six
+//! sizes in order and stops after the first size past [`STATE_BUDGET`] states; the
+//! last size (2 submitters x 2 bios, 2 controllers x 2 cycles, 2 failures: 2 M to
+//! 35 M states per spec) runs with `QUIESCE_SPIN_FULL=1` (about 10 minutes on
+//! 2 cores, 11 GB), and `quiesce bench --spin` fails on any disagreement too.
+
+use quiesce_codegen::promela::{render, run_spin, SpinOptions};
+use quiesce_model::check::{check_kind, CheckOptions, SERIES};
+use quiesce_model::spec::{Overrides, Spec};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+fn specs() -> Vec<Spec> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("model/specs")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| Spec::load(p).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+/// A spec and kind runs no series size after the first one past this many states.
+const STATE_BUDGET: usize = 1_500_000;
+
+fn full() -> bool {
+    std::env::var_os("QUIESCE_SPIN_FULL").is_some_and(|v| v == "1")
+}
+
+struct Case {
+    spec: Spec,
+    kind: quiesce_model::spec::Kind,
+    overrides: Overrides,
+    label: String,
+}
+
+/// One group per spec and kind: its own bounds, then the series in order.
+fn cases() -> Vec<Vec<Case>> {
+    let mut groups = Vec::new();
+    for spec in specs() {
+        for &kind in &spec.kinds {
+            let mut out = Vec::new();
+            let mut sizes = vec![(Overrides::default(), "spec bounds".to_string())];
+            let n = if full() {
+                SERIES.len()
+            } else {
+                SERIES.len() - 1
+            };
+            for &(s, b, c, y, f) in SERIES.iter().take(n) {
+                sizes.push((
+                    Overrides {
+                        submitters: Some(s),
+                        bios: Some(b),
+                        controllers: Some(c),
+                        cycles: Some(y),
+                        failures: Some(f),
+                    },
+                    format!("S{s} B{b} C{c} Y{y} F{f}"),
+                ));
+            }
+            for (overrides, size) in sizes {
+                // A spec may cap a bound (one controller, say): sizes it cannot take are skipped.
+                if spec.bounds.with(&overrides).is_err() {
+                    continue;
+                }
+                out.push(Case {
+                    label: format!("{} [{}] {size}", spec.name, kind.name()),
+                    spec: spec.clone(),
+                    kind,
+                    overrides,
+                });
+            }
+            groups.push(out);
+        }
+    }
+    groups
+}
+
+/// The case's figures, or what disagreed; and its state count.
+fn run_case(case: &Case, dir: &std::path::Path) -> (Result<String, String>, usize) {
+    match compare(case, dir) {
+        Ok((line, n)) => (Ok(line), n),
+        Err(e) => (Err(e), 0),
+    }
+}
+
+fn compare(case: &Case, dir: &std::path::Path) -> Result<(String, usize), String> {
+    let opts = CheckOptions {
+        overrides: case.overrides.clone(),
+        symmetry: false,
+        threads: 1,
+        kinds: vec![case.kind],
+    };
+    let q = check_kind(&case.spec, case.kind, &opts).map_err(|e| format!("quiesce: {e}"))?;
+    let bounds = case.spec.bounds.with(&case.overrides).expect("filtered");
+    let pml = render(&case.spec, case.kind, bounds).map_err(|e| e.to_string())?;
+    let spin = run_spin(
+        &pml,
+        dir,
+        &SpinOptions {
+            hash_bits: None,
+            quick_compile: true,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let mut qv: Vec<String> = q.violated().iter().map(|s| s.to_string()).collect();
+    qv.sort();
+    let mut problems = Vec::new();
+    if spin.states as usize != q.unique_states {
+        problems.push(format!(
+            "states: quiesce {} vs SPIN {}",
+            q.unique_states, spin.states
+        ));
+    }
+    if spin.violated != qv {
+        problems.push(format!(
+            "violated: quiesce {qv:?} vs SPIN {:?}",
+            spin.violated
+        ));
+    }
+    if problems.is_empty() {
+        Ok((
+            format!(
+                "{}: {} states, violated {:?}",
+                case.label, q.unique_states, qv
+            ),
+            q.unique_states,
+        ))
+    } else {
+        Err(format!("{}: {}", case.label, problems.join("; ")))
+    }
+}
+
+#[test]
+fn spin_agrees_with_quiesce_on_every_spec_and_size() {
+    let cases = cases();
+    assert_eq!(cases.len(), 26, "every shipped spec and kind");
+    let next = Mutex::new(0usize);
+    let results = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    std::thread::scope(|scope| {
+        for w in 0..workers {
+            let (next, results, cases) = (&next, &results, &cases);
+            scope.spawn(move || {
+                let dir = std::env::temp_dir()
+                    .join(format!("quiesce-spin-test-{}-{w}", std::process::id()));
+                loop {
+                    let i = {
+                        let mut n = next.lock().expect("lock");
+                        *n += 1;
+                        *n - 1
+                    };
+                    let Some(group) = cases.get(i) else { break };
+                    for case in group {
+                        let (r, states) = run_case(case, &dir);
+                        let failed = r.is_err();
+                        results.lock().expect("lock").push(r);
+                        if failed || (states > STATE_BUDGET && !full()) {
+                            break;
+                        }
+                    }
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+            });
+        }
+    });
+    let results = results.into_inner().expect("lock");
+    // Every spec and kind ran its own bounds and at least the smallest two series sizes.
+    assert!(results.len() >= 3 * cases.len(), "{} runs", results.len());
+    let mut bad = Vec::new();
+    for r in &results {
+        match r {
+            Ok(line) => println!("agree: {line}"),
+            Err(line) => bad.push(line.clone()),
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "SPIN and quiesce disagree:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn spin_sees_a_broken_protocol() {
+    // The agreement test would pass vacuously if the Promela never reached a bad
+    // state: the v7 protocol as posted must violate in SPIN what it violates in quiesce.
+    let spec = specs()
+        .into_iter()
+        .find(|s| s.name == "v7-as-posted")
+        .expect("01-v7-as-posted.toml");
+    let kind = spec.kinds[0];
+    let pml = render(&spec, kind, spec.bounds).expect("renders");
+    let dir = std::env::temp_dir().join(format!("quiesce-spin-v7-{}", std::process::id()));
+    let run = run_spin(
+        &pml,
+        &dir,
+        &SpinOptions {
+            hash_bits: None,
+            quick_compile: true,
+        },
+    )
+    .expect("spin runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        run.violated.iter().any(|v| v == "no_use_after_free"),
+        "{run:?}"
+    );
+    assert_eq!(run.states, 581, "{run:?}");
+}
