@@ -98,7 +98,7 @@ fn run_case(case: &Case, dir: &std::path::Path) -> (Result<String, String>, usiz
 
 fn compare(case: &Case, dir: &std::path::Path) -> Result<(String, usize), String> {
     let opts = CheckOptions {
-        overrides: case.overrides.clone(),
+        overrides: case.overrides,
         symmetry: false,
         threads: 1,
         kinds: vec![case.kind],
