@@ -662,19 +662,8 @@ fn bench(
     if !plan.json {
         println!("{}: {}", parsed.name, parsed.path.display());
         println!(
-            "{:<8} {:<13} {:>2} {:>2} {:>2} {:>2} {:>2} {:>12} {:>9} {:>11} {:>9}  {}",
-            "kind",
-            "checker",
-            "S",
-            "B",
-            "C",
-            "Y",
-            "F",
-            "states",
-            "seconds",
-            "states/s",
-            "peak MiB",
-            "vs SPIN"
+            "{:<8} {:<13} {:>2} {:>2} {:>2} {:>2} {:>2} {:>12} {:>9} {:>11} {:>9}  vs SPIN",
+            "kind", "checker", "S", "B", "C", "Y", "F", "states", "seconds", "states/s", "peak MiB"
         );
     }
     for &size in series {
