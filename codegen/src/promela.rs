@@ -338,6 +338,19 @@ fn field(text: &str, suffix: &str) -> Option<f64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// SPIN's memory cap: 90% of this machine's memory, in MiB (pan stops at its cap).
+fn memlim_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
+        .map_or(16_384, |kib| kib / 1024 * 9 / 10)
+}
+
 /// Compile `pml` with SPIN in `dir` and run the exhaustive safety search
 /// (`-DSAFETY -DNOREDUCE`).
 pub fn run_spin(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, GenError> {
@@ -353,16 +366,10 @@ pub fn run_spin(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Ge
     )?;
     run_tool(
         std::process::Command::new("cc")
-            .args([
-                "-O2",
-                "-w",
-                "-DSAFETY",
-                "-DNOREDUCE",
-                "-DMEMLIM=16384",
-                "-o",
-                "pan",
-                "pan.c",
-            ])
+            .arg(if opts.quick_compile { "-O0" } else { "-O2" })
+            .args(["-w", "-DSAFETY", "-DNOREDUCE"])
+            .arg(format!("-DMEMLIM={}", memlim_mib()))
+            .args(["-o", "pan", "pan.c"])
             .current_dir(dir),
         "cc pan.c",
     )?;
