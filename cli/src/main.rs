@@ -526,8 +526,13 @@ fn promela(
         );
     } else {
         println!(
-            "spin: {} states, {} transitions, depth {}, {:.2}s, peak {:.1} MiB, {}",
+            "spin: {} states{}, {} transitions, depth {}, {:.2}s, peak {:.1} MiB, {}",
             run.states,
+            if run.complete {
+                ""
+            } else {
+                " (incomplete: pan reached its memory cap)"
+            },
             run.transitions,
             run.depth,
             run.seconds,
@@ -726,13 +731,18 @@ fn bench(
                 );
                 let _ = std::fs::remove_dir_all(&dir);
                 let run = run.map_err(fail)?;
-                let sr = row("spin", run.states, run.seconds, run.peak_rss_kib);
+                let sr = row(
+                    if run.complete { "spin" } else { "spin (OOM)" },
+                    run.states,
+                    run.seconds,
+                    run.peak_rss_kib,
+                );
                 for r in &mut here {
                     if r.checker == "quiesce" {
                         r.vs_spin = Some(r.states_per_second / sr.states_per_second.max(1e-9));
                         r.memory_vs_spin =
                             Some(r.peak_rss_kib as f64 / sr.peak_rss_kib.max(1) as f64);
-                        if r.unique_states != run.states {
+                        if run.complete && r.unique_states != run.states {
                             disagree.push(format!(
                                 "{} S{s} B{b} C{c} Y{y} F{f}: quiesce {} states, SPIN {}",
                                 kind.name(),
@@ -783,6 +793,12 @@ fn bench(
         );
     } else {
         println!("machine: {}", machine());
+        if rows.iter().any(|r| r.checker == "spin (OOM)") {
+            println!(
+                "spin (OOM): pan reached its memory cap (90% of RAM) and stopped; its states and \
+                 time are how far it got, so the ratios beside it are lower bounds"
+            );
+        }
         for d in &disagree {
             println!("DISAGREE: {d}");
         }

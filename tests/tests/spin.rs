@@ -118,6 +118,9 @@ fn compare(case: &Case, dir: &std::path::Path) -> Result<(String, usize), String
     let mut qv: Vec<String> = q.violated().iter().map(|s| s.to_string()).collect();
     qv.sort();
     let mut problems = Vec::new();
+    if !spin.complete {
+        problems.push("SPIN did not complete its search".to_string());
+    }
     if spin.states as usize != q.unique_states {
         problems.push(format!(
             "states: quiesce {} vs SPIN {}",
