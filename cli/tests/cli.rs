@@ -274,3 +274,35 @@ fn gen_check_reports_drift_with_a_diff() {
     assert!(diff.contains("+    p.blk_mq_freeze_queue();"), "{diff}");
     assert!(String::from_utf8_lossy(&drift.stderr).contains("differs from what"));
 }
+
+#[test]
+fn promela_names_the_kind_it_needs_and_spin_finds_the_violations() {
+    let two = spec("04-converged.toml");
+    let out = quiesce(&["promela", &two]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose one with --kind"));
+
+    let one = spec("06-no-marker.toml");
+    let out = quiesce(&["promela", &one, "--kind", "bio"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not check kind `bio`"));
+
+    // The rendering is Promela with one d_step per action, and SPIN on it finds
+    // what quiesce finds in the protocol without a marker: exit 1, by name.
+    let out = quiesce(&["promela", &one, "--kind", "request"]);
+    assert!(out.status.success());
+    let pml = String::from_utf8_lossy(&out.stdout);
+    assert!(pml.contains("active proctype quiesce()") && pml.contains("d_step"));
+    let out = quiesce(&["promela", &one, "--kind", "request", "--spin", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["states"], 196);
+    assert_eq!(v["complete"], true);
+    let violated: Vec<&str> = v["violated"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|x| x.as_str())
+        .collect();
+    assert_eq!(violated, ["exactly_once", "no_recursion"]);
+}
