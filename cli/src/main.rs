@@ -170,10 +170,7 @@ enum Cmd {
 }
 
 fn load(path: &std::path::Path) -> Result<Spec, ExitCode> {
-    Spec::load(path).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })
+    Spec::load(path).map_err(exit2)
 }
 
 /// One line per spec and kind.
@@ -348,10 +345,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             bounds,
         } => {
             let spec = load(&spec)?;
-            let b = spec.bounds.with(&bounds.overrides()).map_err(|e| {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            })?;
+            let b = spec.bounds.with(&bounds.overrides()).map_err(exit2)?;
             let kind = bounds.kind.unwrap_or(spec.kinds[0]);
             if !spec.kinds.contains(&kind) {
                 eprintln!(
@@ -491,15 +485,8 @@ fn promela(
             return Err(ExitCode::from(2));
         }
     };
-    let b = spec.bounds.with(&bounds.overrides()).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })?;
-    let fail = |e: quiesce_codegen::GenError| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    };
-    let pml = quiesce_codegen::promela::render(&spec, kind, b).map_err(fail)?;
+    let b = spec.bounds.with(&bounds.overrides()).map_err(exit2)?;
+    let pml = quiesce_codegen::promela::render(&spec, kind, b).map_err(exit2)?;
     match out {
         Some(o) => std::fs::write(o, &pml).map_err(|e| {
             eprintln!("error: {}: {e}", o.display());
@@ -511,14 +498,11 @@ fn promela(
     if !spin {
         return Ok(ExitCode::SUCCESS);
     }
-    let dir = tempdir("spin")?;
     let opts = quiesce_codegen::promela::SpinOptions {
         hash_bits: None,
         quick_compile: false,
     };
-    let run = quiesce_codegen::promela::run_spin(&pml, &dir, &opts);
-    let _ = std::fs::remove_dir_all(&dir);
-    let run = run.map_err(fail)?;
+    let run = quiesce_codegen::promela::run_spin(&pml, &opts).map_err(exit2)?;
     if json {
         println!(
             "{}",
@@ -551,17 +535,10 @@ fn promela(
     })
 }
 
-/// A fresh private directory under the system's temporary folder.
-fn tempdir(what: &str) -> Result<PathBuf, ExitCode> {
-    let base = std::env::temp_dir();
-    for i in 0..1000u32 {
-        let d = base.join(format!("quiesce-{what}-{}-{i}", std::process::id()));
-        if std::fs::create_dir(&d).is_ok() {
-            return Ok(d);
-        }
-    }
-    eprintln!("error: cannot create a directory in {}", base.display());
-    Err(ExitCode::from(2))
+/// Report a bad input or a failed tool, and exit 2.
+fn exit2(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
 }
 
 /// This process's peak resident set size (VmHWM), in KiB.
@@ -698,39 +675,20 @@ fn bench(
             let (n, t, m) = bench_quiesce(&exe, spec, kind, size, true)?;
             here.push(row("quiesce+sym", n, t, m));
             if plan.spin {
-                let bounds = parsed
-                    .bounds
-                    .with(&Overrides {
-                        submitters: Some(s),
-                        bios: Some(b),
-                        controllers: Some(c),
-                        cycles: Some(y),
-                        failures: Some(f),
-                    })
-                    .map_err(|e| {
-                        eprintln!("error: {e}");
-                        ExitCode::from(2)
-                    })?;
-                let fail = |e: quiesce_codegen::GenError| {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                };
-                let pml = quiesce_codegen::promela::render(&parsed, kind, bounds).map_err(fail)?;
+                let bounds = parsed.bounds.with(&Overrides::size(size)).map_err(exit2)?;
+                let pml = quiesce_codegen::promela::render(&parsed, kind, bounds).map_err(exit2)?;
                 // A hash table with at least twice as many slots as quiesce's states (at
                 // least SPIN's default), as a SPIN user sizes -w.
                 let expect = here.first().map_or(0, |r| r.unique_states).max(1);
                 let bits = (64 - expect.leading_zeros() + 1).clamp(24, 32);
-                let dir = tempdir("bench")?;
                 let run = quiesce_codegen::promela::run_spin(
                     &pml,
-                    &dir,
                     &quiesce_codegen::promela::SpinOptions {
                         hash_bits: Some(bits),
                         quick_compile: false,
                     },
-                );
-                let _ = std::fs::remove_dir_all(&dir);
-                let run = run.map_err(fail)?;
+                )
+                .map_err(exit2)?;
                 let sr = row(
                     if run.complete { "spin" } else { "spin (OOM)" },
                     run.states,
@@ -822,14 +780,7 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
+    let mem = quiesce_codegen::promela::mem_total_kib()
         .map_or("?".into(), |k| format!("{:.0} GiB", k as f64 / 1048576.0));
     format!("{cpu}, {cores} cores, {mem}")
 }

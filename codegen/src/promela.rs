@@ -58,7 +58,6 @@ struct Acq {
 #[derive(Serialize)]
 struct Table {
     name: &'static str,
-    phase: &'static str,
     err_phase: &'static str,
     /// Index past the last step.
     len: u8,
@@ -177,7 +176,6 @@ fn positions(
         } else {
             "detach"
         },
-        phase: fwd_name,
         err_phase: err_name,
         len: steps.len() as u8,
         first: q.norm(phase, 0),
@@ -341,23 +339,35 @@ fn field(text: &str, suffix: &str) -> Option<f64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// SPIN's memory cap: 90% of this machine's memory, in MiB (pan stops at its cap).
-fn memlim_mib() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<u64>().ok())
-        })
-        .map_or(16_384, |kib| kib / 1024 * 9 / 10)
+/// This machine's memory (`MemTotal`), in KiB.
+pub fn mem_total_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|k| k.parse::<u64>().ok())
+    })
 }
 
-/// Compile `pml` with SPIN in `dir` and run the exhaustive safety search
-/// (`-DSAFETY -DNOREDUCE`).
-pub fn run_spin(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, GenError> {
-    std::fs::create_dir_all(dir).map_err(|e| spin_err(format!("{}: {e}", dir.display())))?;
+/// SPIN's memory cap: 90% of this machine's memory, in MiB (pan stops at its cap).
+fn memlim_mib() -> u64 {
+    mem_total_kib().map_or(16_384, |kib| kib / 1024 * 9 / 10)
+}
+
+/// Compile `pml` with SPIN in a private temporary directory (removed afterwards) and
+/// run the exhaustive safety search (`-DSAFETY -DNOREDUCE`).
+pub fn run_spin(pml: &str, opts: &SpinOptions) -> Result<SpinRun, GenError> {
+    let base = std::env::temp_dir();
+    let dir = (0..1000u32)
+        .map(|i| base.join(format!("quiesce-spin-{}-{i}", std::process::id())))
+        .find(|d| std::fs::create_dir(d).is_ok())
+        .ok_or_else(|| spin_err(format!("cannot create a directory in {}", base.display())))?;
+    let run = run_spin_in(pml, &dir, opts);
+    let _ = std::fs::remove_dir_all(&dir);
+    run
+}
+
+fn run_spin_in(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, GenError> {
     let model = dir.join("model.pml");
     std::fs::write(&model, pml).map_err(|e| spin_err(format!("{}: {e}", model.display())))?;
     let t0 = std::time::Instant::now();

@@ -874,6 +874,20 @@ pub struct Overrides {
     pub failures: Option<u8>,
 }
 
+impl Overrides {
+    /// All five bounds of one benchmark-series size:
+    /// (submitters, bios, controllers, cycles, failures).
+    pub fn size((s, b, c, y, f): (u8, u8, u8, u8, u8)) -> Self {
+        Overrides {
+            submitters: Some(s),
+            bios: Some(b),
+            controllers: Some(c),
+            cycles: Some(y),
+            failures: Some(f),
+        }
+    }
+}
+
 impl Bounds {
     /// Apply overrides; an impossible bound is an error naming the option.
     pub fn with(mut self, o: &Overrides) -> Result<Bounds, String> {

@@ -58,17 +58,9 @@ fn cases() -> Vec<Vec<Case>> {
             } else {
                 SERIES.len() - 1
             };
-            for &(s, b, c, y, f) in SERIES.iter().take(n) {
-                sizes.push((
-                    Overrides {
-                        submitters: Some(s),
-                        bios: Some(b),
-                        controllers: Some(c),
-                        cycles: Some(y),
-                        failures: Some(f),
-                    },
-                    format!("S{s} B{b} C{c} Y{y} F{f}"),
-                ));
+            for &size in SERIES.iter().take(n) {
+                let (s, b, c, y, f) = size;
+                sizes.push((Overrides::size(size), format!("S{s} B{b} C{c} Y{y} F{f}")));
             }
             for (overrides, size) in sizes {
                 // A spec may cap a bound (one controller, say): sizes it cannot take are skipped.
@@ -89,14 +81,14 @@ fn cases() -> Vec<Vec<Case>> {
 }
 
 /// The case's figures, or what disagreed; and its state count.
-fn run_case(case: &Case, dir: &std::path::Path) -> (Result<String, String>, usize) {
-    match compare(case, dir) {
+fn run_case(case: &Case) -> (Result<String, String>, usize) {
+    match compare(case) {
         Ok((line, n)) => (Ok(line), n),
         Err(e) => (Err(e), 0),
     }
 }
 
-fn compare(case: &Case, dir: &std::path::Path) -> Result<(String, usize), String> {
+fn compare(case: &Case) -> Result<(String, usize), String> {
     let opts = CheckOptions {
         overrides: case.overrides,
         symmetry: false,
@@ -108,7 +100,6 @@ fn compare(case: &Case, dir: &std::path::Path) -> Result<(String, usize), String
     let pml = render(&case.spec, case.kind, bounds).map_err(|e| e.to_string())?;
     let spin = run_spin(
         &pml,
-        dir,
         &SpinOptions {
             hash_bits: None,
             quick_compile: true,
@@ -156,28 +147,23 @@ fn spin_agrees_with_quiesce_on_every_spec_and_size() {
         .map_or(1, |n| n.get())
         .min(4);
     std::thread::scope(|scope| {
-        for w in 0..workers {
+        for _ in 0..workers {
             let (next, results, cases) = (&next, &results, &cases);
-            scope.spawn(move || {
-                let dir = std::env::temp_dir()
-                    .join(format!("quiesce-spin-test-{}-{w}", std::process::id()));
-                loop {
-                    let i = {
-                        let mut n = next.lock().expect("lock");
-                        *n += 1;
-                        *n - 1
-                    };
-                    let Some(group) = cases.get(i) else { break };
-                    for case in group {
-                        let (r, states) = run_case(case, &dir);
-                        let failed = r.is_err();
-                        results.lock().expect("lock").push(r);
-                        if failed || (states > STATE_BUDGET && !full()) {
-                            break;
-                        }
+            scope.spawn(move || loop {
+                let i = {
+                    let mut n = next.lock().expect("lock");
+                    *n += 1;
+                    *n - 1
+                };
+                let Some(group) = cases.get(i) else { break };
+                for case in group {
+                    let (r, states) = run_case(case);
+                    let failed = r.is_err();
+                    results.lock().expect("lock").push(r);
+                    if failed || (states > STATE_BUDGET && !full()) {
+                        break;
                     }
                 }
-                let _ = std::fs::remove_dir_all(&dir);
             });
         }
     });
@@ -208,17 +194,14 @@ fn spin_sees_a_broken_protocol() {
         .expect("01-v7-as-posted.toml");
     let kind = spec.kinds[0];
     let pml = render(&spec, kind, spec.bounds).expect("renders");
-    let dir = std::env::temp_dir().join(format!("quiesce-spin-v7-{}", std::process::id()));
     let run = run_spin(
         &pml,
-        &dir,
         &SpinOptions {
             hash_bits: None,
             quick_compile: true,
         },
     )
     .expect("spin runs");
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         run.violated.iter().any(|v| v == "no_use_after_free"),
         "{run:?}"
