@@ -1,5 +1,7 @@
 //! `quiesce`: check protocol specs, browse them in the Stateright Explorer.
 
+mod gate;
+
 use clap::{Args, Parser, Subcommand};
 use quiesce_model::check::{
     check_spec_with, explorer_path, shortest_counterexamples, CheckOptions, SpecReport,
@@ -126,6 +128,26 @@ enum Cmd {
         /// Only this kind of original.
         #[arg(long, value_parser = parse_kind)]
         kind: Option<Kind>,
+    },
+    /// The mutation gate: each mutant of the kernel side is checked by the model and
+    /// booted in the kernel as a test-only module build; fails (exit 1) when a mutant
+    /// the model condemns survives every kernel check.
+    Mutants {
+        /// The kernel spec the module runs.
+        #[arg(long, default_value = "model/specs/04-converged.toml")]
+        spec: PathBuf,
+        /// The mutants beyond one per primitive of attach and detach.
+        #[arg(long, default_value = "kmod/mutants.toml")]
+        list: PathBuf,
+        /// Only these mutants (e.g. skip:detach:dm_suspend); repeatable.
+        #[arg(long)]
+        only: Vec<String>,
+        /// Run the model side only (no kernel boots).
+        #[arg(long)]
+        model_only: bool,
+        /// Print the rows as JSON (see cli/README or `gate::Row`).
+        #[arg(long)]
+        json: bool,
     },
     /// Render a spec that passed the checker into the no_std crate in generated/.
     Gen {
@@ -296,6 +318,27 @@ fn run() -> Result<ExitCode, ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
+            })
+        }
+        Cmd::Mutants {
+            spec,
+            list,
+            only,
+            model_only,
+            json,
+        } => {
+            let root = std::env::current_dir().map_err(exit2)?;
+            let rows = gate::run(&root, &spec, &list, &only, model_only).map_err(exit2)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows).map_err(exit2)?);
+            } else {
+                gate::print(&rows);
+            }
+            let survived = rows.iter().any(|r| r.verdict == "survived");
+            Ok(if survived {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
             })
         }
         Cmd::Gen {

@@ -331,6 +331,8 @@ struct PrimCtx {
     call: String,
     doc: &'static str,
     fallible: bool,
+    /// The errno a failure the spec injects returns; `None` if the spec injects none here.
+    injected: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -505,6 +507,9 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
             call: p.prim.call(),
             doc: p.doc,
             fallible: !p.errors.is_empty(),
+            injected: p
+                .injectable
+                .filter(|_| spec.protocol.inject.contains(&p.prim)),
         })
         .collect();
     let mut errnos: BTreeSet<&str> = BTreeSet::new();

@@ -9,8 +9,9 @@
 //! sent to the original is passed through to it as a marked clone, and the
 //! 4 KiB blocks written while attached are recorded in a changed-block map.
 //!
-//! Control: write `attach <path>`, `detach` or `fault <primitive>|none` to
-//! `/dev/quiesce`; read it for the state, counters and changed-block map.
+//! Control: write `attach <path>` or `detach` to `/dev/quiesce` (and, in the
+//! boot test's build, `inject <primitive>`); read it for the state, counters
+//! and changed-block map.
 
 use core::ffi::c_void;
 
@@ -32,6 +33,12 @@ use kernel::{c_str, new_mutex};
 mod protocol;
 use protocol::{Errno, Event, Kind, Monitor, Prim, Primitives};
 
+mod prims;
+use prims::{Mutant, Proc, MUTANT, TEST_BUILD};
+
+/// Interposers allocated and not yet freed (a leak check for the tests).
+static ALIVE: AtomicUsize = AtomicUsize::new(0);
+
 module! {
     type: QuiesceModule,
     name: "quiesce",
@@ -44,6 +51,9 @@ module! {
 const BLK_OPEN_READ: bindings::blk_mode_t = 1 << 0;
 const BLK_OPEN_WRITE: bindings::blk_mode_t = 1 << 1;
 const BLK_STS_RESOURCE: bindings::blk_status_t = 9;
+const BLK_STS_IOERR: bindings::blk_status_t = 10;
+/// The `unmarked_clone` mutant (see prims.rs).
+const MUTANT_UNMARKED_CLONE: bool = matches!(MUTANT.as_bytes(), b"unmarked_clone");
 const REQ_OP_MASK: u32 = (1 << 8) - 1;
 const REQ_OP_WRITE: u32 = 1;
 const REQ_OP_DISCARD: u32 = 3;
@@ -74,6 +84,8 @@ struct Interposer {
     bs: Opaque<bindings::bio_set>,
     orig: *mut bindings::block_device,
     inflight: AtomicUsize,
+    /// Held by `blkdev_get_excl(I)` until `blkdev_put(I)`.
+    open: AtomicBool,
     suspended: AtomicBool,
     /// Bios that arrived while suspended (a stack linked through `bi_next`).
     deferred: AtomicPtr<bindings::bio>,
@@ -83,6 +95,102 @@ struct Interposer {
 }
 
 impl Interposer {
+    /// `dm_create(I)` for original `bdev`: the interposer, its bio_set and its map.
+    fn new(bdev: *mut bindings::block_device) -> Result<KBox<Interposer>> {
+        // SAFETY: the original is held open.
+        let sectors = unsafe { (*bdev).bd_nr_sectors };
+        let words = ((sectors >> SECTORS_PER_BLOCK_SHIFT) as usize).div_ceil(64);
+        let mut map = KVVec::with_capacity(words, GFP_KERNEL)?;
+        for _ in 0..words {
+            map.push(AtomicU64::new(0), GFP_KERNEL)?;
+        }
+        let ip = KBox::new(
+            Interposer {
+                hook: Opaque::new(bindings::blk_interposer { submit_bio: Some(ip_submit) }),
+                // SAFETY: an all-zero bio_set is its state before bioset_init(), and
+                // bioset_exit() of one is a no-op.
+                bs: Opaque::new(unsafe { core::mem::zeroed() }),
+                orig: bdev,
+                inflight: AtomicUsize::new(0),
+                open: AtomicBool::new(false),
+                suspended: AtomicBool::new(false),
+                deferred: AtomicPtr::new(ptr::null_mut()),
+                redirected: AtomicU64::new(0),
+                completed: AtomicU64::new(0),
+                map,
+            },
+            GFP_KERNEL,
+        )?;
+        ALIVE.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `bs` is zeroed, boxed (it never moves) and not yet in use.
+        if unsafe { bindings::bioset_init(ip.bs.get(), 64, PAD as u32, 0) } != 0 {
+            return Err(ENOMEM);
+        }
+        Ok(ip)
+    }
+
+    /// Drop one in-flight count; the last one wakes `wait_drained`.
+    ///
+    /// # Safety
+    /// `ip` points to a live interposer with a count taken by `issue`; it may be
+    /// freed as soon as the count reaches zero, so it is not touched after that.
+    unsafe fn put_inflight(ip: *const Interposer) {
+        // SAFETY: live until the decrement below, by the caller's count.
+        let var = unsafe { ptr::addr_of!((*ip).inflight) };
+        // SAFETY: as above; SeqCst orders the decrement before the waiter's re-check.
+        if unsafe { (*var).fetch_sub(1, Ordering::SeqCst) } == 1 {
+            // SAFETY: wake_up_var() only hashes the address; it does not dereference it.
+            unsafe { bindings::wake_up_var(var.cast_mut().cast::<c_void>()) };
+        }
+    }
+
+    /// Wait (uninterruptibly, as dm_suspend does) until no clone is in flight.
+    fn wait_drained(&self) {
+        let var = ptr::from_ref(&self.inflight).cast_mut().cast::<c_void>();
+        // SAFETY: __var_waitqueue() only hashes the address.
+        let wq = unsafe { bindings::__var_waitqueue(var) };
+        // SAFETY: an all-zero entry is initialised by init_wait_var_entry() below.
+        let mut entry: bindings::wait_bit_queue_entry = unsafe { core::mem::zeroed() };
+        // SAFETY: `entry` lives on this stack frame until finish_wait() removes it.
+        unsafe { bindings::init_wait_var_entry(&mut entry, var, 0) };
+        loop {
+            // SAFETY: `wq` and `entry` are valid; this is wait_var_event()'s loop.
+            unsafe { bindings::prepare_to_wait_event(wq, &mut entry.wq_entry, bindings::TASK_UNINTERRUPTIBLE as i32) };
+            if self.inflight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            // SAFETY: process context, no spinlock held.
+            unsafe { bindings::schedule() };
+        }
+        // SAFETY: `entry` was queued on `wq` by prepare_to_wait_event().
+        unsafe { bindings::finish_wait(wq, &mut entry.wq_entry) };
+    }
+
+    /// `dm_resume(I)`: take bios again and issue the deferred ones, oldest first.
+    fn resume(&self) {
+        self.suspended.store(false, Ordering::SeqCst);
+        let mut list = self.deferred.swap(ptr::null_mut(), Ordering::AcqRel);
+        let mut rev: *mut bindings::bio = ptr::null_mut();
+        while !list.is_null() {
+            // SAFETY: the list holds bios deferred by `issue`, linked by bi_next.
+            unsafe {
+                let next = (*list).bi_next;
+                (*list).bi_next = rev;
+                rev = list;
+                list = next;
+            }
+        }
+        while !rev.is_null() {
+            // SAFETY: as above; each bio is unlinked before it is issued.
+            unsafe {
+                let next = (*rev).bi_next;
+                (*rev).bi_next = ptr::null_mut();
+                self.issue(rev);
+                rev = next;
+            }
+        }
+    }
+
     fn mark_written(&self, bio: *mut bindings::bio) {
         // SAFETY: `bio` is a valid bio owned by this call chain.
         let (opf, sector, size) = unsafe { ((*bio).bi_opf, (*bio).bi_iter.bi_sector, (*bio).bi_iter.bi_size) };
@@ -118,8 +226,9 @@ impl Interposer {
     unsafe fn issue(&self, bio: *mut bindings::bio) {
         self.inflight.fetch_add(1, Ordering::SeqCst);
         if self.suspended.load(Ordering::SeqCst) {
-            self.inflight.fetch_sub(1, Ordering::SeqCst);
             self.defer(bio);
+            // SAFETY: the count taken above.
+            unsafe { Interposer::put_inflight(self) };
             return;
         }
         self.mark_written(bio);
@@ -132,7 +241,8 @@ impl Interposer {
                 (*bio).bi_status = BLK_STS_RESOURCE;
                 bindings::bio_endio(bio);
             }
-            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            // SAFETY: the count taken above.
+            unsafe { Interposer::put_inflight(self) };
             return;
         }
         // SAFETY: clones come from `bs`, set up with PAD bytes of front padding that are
@@ -141,10 +251,23 @@ impl Interposer {
             *clone.cast::<u8>().sub(PAD).cast::<*const Interposer>() = self;
             (*clone).bi_end_io = Some(clone_endio);
             (*clone).bi_private = bio.cast();
+            if MUTANT_UNMARKED_CLONE {
+                (*clone).bi_flags &= !(1 << bindings::BIO_INTERPOSED);
+            }
         }
         self.redirected.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `clone` is a fully set-up bio for the original device.
         unsafe { bindings::submit_bio_noacct(clone) };
+    }
+}
+
+impl Drop for Interposer {
+    fn drop(&mut self) {
+        // SAFETY: no clone is in flight (dm_suspend(I) drained them) and no bio can
+        // reach the interposer (its pointer was cleared under a queue freeze); a
+        // bio_set that bioset_init() never set up is all zero, and exiting it is a no-op.
+        unsafe { bindings::bioset_exit(self.bs.get()) };
+        ALIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -158,6 +281,17 @@ unsafe extern "C" fn ip_submit(hook: *mut bindings::blk_interposer, bio: *mut bi
     // while it is set on a device: detach clears the pointer under a queue freeze, which
     // waits for this call (it runs under the queue usage counter), before freeing it.
     let ip = unsafe { &*hook.cast::<Interposer>() };
+    // SAFETY: the block layer handed `bio` over to us.
+    if unsafe { (*bio).bi_end_io } == Some(clone_endio as unsafe extern "C" fn(*mut bindings::bio)) {
+        // One of our own clones came back: the marker did not stop it.
+        pr_err!("quiesce: ASSERT: no_recursion: a clone re-entered its interposer\n");
+        // SAFETY: we own `bio`; ending it with an error hands it back.
+        unsafe {
+            (*bio).bi_status = BLK_STS_IOERR;
+            bindings::bio_endio(bio);
+        }
+        return;
+    }
     // SAFETY: the block layer handed `bio` over to us.
     unsafe { ip.issue(bio) };
 }
@@ -178,7 +312,7 @@ unsafe extern "C" fn clone_endio(clone: *mut bindings::bio) {
         bindings::bio_endio(orig);
         ip.completed.fetch_add(1, Ordering::Relaxed);
         // The last touch of `ip`.
-        ip.inflight.fetch_sub(1, Ordering::SeqCst);
+        Interposer::put_inflight(ip);
     }
 }
 
@@ -189,16 +323,20 @@ struct Attachment {
     kind: Kind,
     md: *mut bindings::mapped_device,
     ip: Option<KBox<Interposer>>,
-    claimed: bool,
     path: KVec<u8>,
-    /// What `fault` made this attachment skip (its inverse is skipped too).
-    skipped: Option<Prim>,
 }
 
 struct CtlInner {
     att: Option<Attachment>,
     monitor: Option<Monitor>,
-    fault: Option<Prim>,
+    /// The next call of this primitive fails (`inject`, test builds only).
+    inject: Option<Prim>,
+    mutant: Mutant,
+    proc: Proc,
+    /// A primitive of the running procedure failed.
+    failed: bool,
+    /// The `before` mutant's moved primitive was done early.
+    moved_done: bool,
     violations: u64,
     last_violation: KVec<u8>,
     attaches: u64,
@@ -277,24 +415,6 @@ impl CtlInner {
         self.att.as_mut().expect("primitives run only while an attachment exists")
     }
 
-    /// Whether a test-only fault makes this primitive do nothing.
-    fn skip(&mut self, p: Prim) -> bool {
-        let f = self.fault;
-        let att = self.att();
-        if f == Some(p) {
-            att.skipped = Some(p);
-            pr_warn!("quiesce: fault injection: skipping {}\n", p.call());
-            return true;
-        }
-        if let Some(s) = att.skipped {
-            if s.inverse() == Some(p) {
-                pr_warn!("quiesce: fault injection: skipping {}\n", p.call());
-                return true;
-            }
-        }
-        false
-    }
-
     fn queue(&mut self) -> *mut bindings::request_queue {
         // SAFETY: the attachment holds the original open.
         unsafe { (*self.att().bdev).bd_queue }
@@ -311,229 +431,6 @@ struct Buf<'a>(&'a mut KVec<u8>);
 impl Write for Buf<'_> {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| core::fmt::Error)
-    }
-}
-
-impl Primitives for CtlInner {
-    fn mutex_lock(&mut self) {
-        if !self.skip(Prim::MutexLock) {
-            // SAFETY: the original is held open.
-            unsafe { bindings::blk_interposer_lock(self.att().bdev) };
-            self.report(Event::Ok(Prim::MutexLock));
-        }
-    }
-
-    fn mutex_unlock(&mut self) {
-        if !self.skip(Prim::MutexUnlock) {
-            // SAFETY: the original is held open; this thread holds its open_mutex.
-            unsafe { bindings::blk_interposer_unlock(self.att().bdev) };
-            self.report(Event::Ok(Prim::MutexUnlock));
-        }
-    }
-
-    fn dm_create(&mut self) -> Result<(), Errno> {
-        let r = (|| {
-            if self.att().ip.is_some() {
-                return Err(Errno::EEXIST);
-            }
-            let bdev = self.att().bdev;
-            // SAFETY: the original is held open.
-            let sectors = unsafe { (*bdev).bd_nr_sectors };
-            let words = ((sectors >> SECTORS_PER_BLOCK_SHIFT) as usize).div_ceil(64);
-            let mut map = KVVec::with_capacity(words, GFP_KERNEL).map_err(|_| Errno::ENOMEM)?;
-            for _ in 0..words {
-                map.push(AtomicU64::new(0), GFP_KERNEL).map_err(|_| Errno::ENOMEM)?;
-            }
-            let ip = KBox::new(
-                Interposer {
-                    hook: Opaque::new(bindings::blk_interposer { submit_bio: Some(ip_submit) }),
-                    // SAFETY: an all-zero bio_set is its state before bioset_init().
-                    bs: Opaque::new(unsafe { core::mem::zeroed() }),
-                    orig: bdev,
-                    inflight: AtomicUsize::new(0),
-                    suspended: AtomicBool::new(false),
-                    deferred: AtomicPtr::new(ptr::null_mut()),
-                    redirected: AtomicU64::new(0),
-                    completed: AtomicU64::new(0),
-                    map,
-                },
-                GFP_KERNEL,
-            )
-            .map_err(|_| Errno::ENOMEM)?;
-            // SAFETY: `bs` is zeroed, boxed (it never moves) and not yet in use.
-            if unsafe { bindings::bioset_init(ip.bs.get(), 64, PAD as u32, 0) } != 0 {
-                return Err(Errno::ENOMEM);
-            }
-            self.att().ip = Some(ip);
-            Ok(())
-        })();
-        self.done(Prim::DmCreate, r)
-    }
-
-    fn dm_destroy(&mut self) {
-        if let Some(ip) = self.att().ip.take() {
-            self.redirected += ip.redirected.load(Ordering::Relaxed);
-            self.completed += ip.completed.load(Ordering::Relaxed);
-            self.last_map = KVec::new();
-            for w in ip.map.iter() {
-                let _ = self.last_map.push(w.load(Ordering::Relaxed), GFP_KERNEL);
-            }
-            // SAFETY: no clone is in flight (dm_suspend(I) drained them) and no bio can
-            // reach the interposer (its pointer was cleared under a queue freeze).
-            unsafe { bindings::bioset_exit(ip.bs.get()) };
-        }
-        self.report(Event::Ok(Prim::DmDestroy));
-    }
-
-    fn blkdev_get_excl(&mut self) -> Result<(), Errno> {
-        // I has no device node: exclusive open means one attachment per interposer.
-        let att = self.att();
-        let r = match (&att.ip, att.claimed) {
-            (None, _) => Err(Errno::ENXIO),
-            (Some(_), true) => Err(Errno::EBUSY),
-            (Some(_), false) => {
-                att.claimed = true;
-                Ok(())
-            }
-        };
-        self.done(Prim::BlkdevGetExcl, r)
-    }
-
-    fn blkdev_put(&mut self) {
-        self.att().claimed = false;
-        self.report(Event::Ok(Prim::BlkdevPut));
-    }
-
-    fn blk_mq_freeze_queue(&mut self) {
-        if !self.skip(Prim::BlkMqFreezeQueue) {
-            let q = self.queue();
-            self.stall.begin();
-            // SAFETY: the original's queue lives while the original is held open.
-            unsafe { bindings::blk_mq_freeze_queue(q) };
-            self.report(Event::Ok(Prim::BlkMqFreezeQueue));
-        }
-    }
-
-    fn blk_mq_unfreeze_queue(&mut self) {
-        if !self.skip(Prim::BlkMqUnfreezeQueue) {
-            let q = self.queue();
-            // SAFETY: this thread froze the queue.
-            unsafe { bindings::blk_mq_unfreeze_queue(q) };
-            self.stall.end();
-            self.report(Event::Ok(Prim::BlkMqUnfreezeQueue));
-        }
-    }
-
-    fn dm_internal_suspend_fast(&mut self) -> Result<(), Errno> {
-        if self.skip(Prim::DmInternalSuspendFast) {
-            return Ok(());
-        }
-        let (kind, md) = (self.att().kind, self.att().md);
-        let r = match kind {
-            Kind::Request => Err(Errno::EINVAL),
-            Kind::Bio => {
-                self.stall.begin();
-                if md.is_null() {
-                    // A bio-based device that is not device-mapper (brd): its bios
-                    // complete inside ->submit_bio, so draining its queue usage counter
-                    // blocks new bios at its entry and waits for every bio inside it.
-                    let q = self.queue();
-                    // SAFETY: the original's queue lives while it is held open.
-                    unsafe { bindings::blk_mq_freeze_queue(q) };
-                } else {
-                    // SAFETY: `md` is a referenced mapped_device (dm_get_md()).
-                    unsafe { dm_internal_suspend_fast(md) };
-                }
-                Ok(())
-            }
-        };
-        self.done(Prim::DmInternalSuspendFast, r)
-    }
-
-    fn dm_internal_resume_fast(&mut self) {
-        if !self.skip(Prim::DmInternalResumeFast) {
-            let md = self.att().md;
-            if md.is_null() {
-                let q = self.queue();
-                // SAFETY: dm_internal_suspend_fast() froze the queue for a plain bio-based device.
-                unsafe { bindings::blk_mq_unfreeze_queue(q) };
-            } else {
-                // SAFETY: `md` was suspended by dm_internal_suspend_fast().
-                unsafe { dm_internal_resume_fast(md) };
-            }
-            self.stall.end();
-            self.report(Event::Ok(Prim::DmInternalResumeFast));
-        }
-    }
-
-    fn dm_suspend(&mut self) -> Result<(), Errno> {
-        if self.skip(Prim::DmSuspend) {
-            return Ok(());
-        }
-        if let Some(ip) = self.att().ip.as_ref() {
-            ip.suspended.store(true, Ordering::SeqCst);
-            // Wait for every clone inside I (a sleep-poll, as dm does for its holders).
-            while ip.inflight.load(Ordering::SeqCst) != 0 {
-                // SAFETY: process context; sleeping is allowed here.
-                unsafe { bindings::msleep(1) };
-            }
-        }
-        self.done(Prim::DmSuspend, Ok(()))
-    }
-
-    fn dm_resume(&mut self) {
-        if !self.skip(Prim::DmResume) {
-            if let Some(ip) = self.att().ip.as_ref() {
-                ip.suspended.store(false, Ordering::SeqCst);
-                // Take the deferred bios, oldest first, and issue them from here.
-                let mut list = ip.deferred.swap(ptr::null_mut(), Ordering::AcqRel);
-                let mut rev: *mut bindings::bio = ptr::null_mut();
-                while !list.is_null() {
-                    // SAFETY: the list holds bios deferred by `issue`, linked by bi_next.
-                    unsafe {
-                        let next = (*list).bi_next;
-                        (*list).bi_next = rev;
-                        rev = list;
-                        list = next;
-                    }
-                }
-                while !rev.is_null() {
-                    // SAFETY: as above; each bio is unlinked before it is issued.
-                    unsafe {
-                        let next = (*rev).bi_next;
-                        (*rev).bi_next = ptr::null_mut();
-                        ip.issue(rev);
-                        rev = next;
-                    }
-                }
-            }
-            self.report(Event::Ok(Prim::DmResume));
-        }
-    }
-
-    fn cmpxchg_interposer(&mut self) -> Result<(), Errno> {
-        if self.skip(Prim::CmpxchgInterposer) {
-            return Ok(());
-        }
-        let att = self.att();
-        let r = match att.ip.as_ref() {
-            None => Err(Errno::ENXIO),
-            // SAFETY: the original is held open; the interposer is boxed and outlives the
-            // pointer (detach clears it before dm_destroy).
-            Some(ip) => match unsafe { bindings::blk_interposer_set(att.bdev, ip.hook.get()) } {
-                0 => Ok(()),
-                _ => Err(Errno::EBUSY),
-            },
-        };
-        self.done(Prim::CmpxchgInterposer, r)
-    }
-
-    fn clear_interposer(&mut self) {
-        if !self.skip(Prim::ClearInterposer) {
-            // SAFETY: the original is held open.
-            unsafe { bindings::blk_interposer_clear(self.att().bdev) };
-            self.report(Event::Ok(Prim::ClearInterposer));
-        }
     }
 }
 
@@ -570,9 +467,11 @@ impl CtlInner {
         };
         let mut name = KVec::new();
         let _ = name.extend_from_slice(path, GFP_KERNEL);
-        self.att = Some(Attachment { file, bdev, kind, md, ip: None, claimed: false, path: name, skipped: None });
+        self.att = Some(Attachment { file, bdev, kind, md, ip: None, path: name });
         self.monitor = Some(Monitor::new(kind));
+        self.begin(Proc::Attach);
         let r = protocol::attach(self, kind);
+        self.proc = Proc::Idle;
         self.report(Event::AttachReturned(r.is_ok()));
         match r {
             Ok(()) => {
@@ -600,7 +499,9 @@ impl CtlInner {
         };
         self.report(Event::DetachBegin);
         self.stall.in_detach = true;
+        self.begin(Proc::Detach);
         let r = protocol::detach(self, kind);
+        self.proc = Proc::Idle;
         self.stall.in_detach = false;
         self.report(Event::DetachReturned(r.is_ok()));
         match r {
@@ -624,7 +525,7 @@ impl CtlInner {
             // SAFETY: the file bdev_file_open_by_dev() opened.
             unsafe { bindings::fput(a.file) };
             if a.ip.is_some() {
-                pr_err!("quiesce: the interposer outlived its attachment\n");
+                pr_err!("quiesce: ASSERT: the interposer outlived its attachment (dm_destroy(I) missing)\n");
             }
         }
     }
@@ -666,7 +567,9 @@ impl CtlInner {
         if self.violations > 0 {
             let _ = writeln!(w, "last_violation: {}", BStrDisplay(&self.last_violation));
         }
-        let _ = writeln!(w, "fault: {}", self.fault.map_or("none", |p| p.call()));
+        let _ = writeln!(w, "inject: {}", self.inject.map_or("none", |p| p.call()));
+        let _ = writeln!(w, "mutant: {}", if MUTANT.is_empty() { "none" } else { MUTANT });
+        let _ = writeln!(w, "interposers_alive: {}", ALIVE.load(Ordering::Relaxed));
         let _ = write!(w, "stall_attach_us: ");
         Stall::summary(&self.stall.attach_ns, &mut w);
         let _ = write!(w, "\nstall_detach_us: ");
@@ -707,26 +610,27 @@ impl CtlInner {
                 self.stall.detach_ns = KVec::new();
                 Ok(())
             }
-            b"fault" if arg == b"none" => {
-                self.fault = None;
-                self.violations = 0;
-                self.last_violation = KVec::new();
-                Ok(())
+            b"inject" if !TEST_BUILD => {
+                pr_info!("quiesce: inject: failure injection is built only into the test build\n");
+                Err(-(bindings::EOPNOTSUPP as i32))
             }
-            b"fault" => match prim_by_name(arg) {
+            b"inject" => match prim_by_name(arg) {
+                Some(p) if p.injected().is_none() => {
+                    pr_info!("quiesce: inject: the spec injects no failure into {}\n", p.call());
+                    Err(-(bindings::EINVAL as i32))
+                }
                 Some(p) if self.att.is_none() => {
-                    self.fault = Some(p);
-                    pr_warn!("quiesce: fault injection armed: {} will be skipped (tests only)\n", p.call());
+                    self.inject = Some(p);
                     Ok(())
                 }
                 Some(_) => Err(-(bindings::EBUSY as i32)),
                 None => {
-                    pr_info!("quiesce: fault: unknown primitive {}\n", BStrDisplay(arg));
+                    pr_info!("quiesce: inject: unknown primitive {}\n", BStrDisplay(arg));
                     Err(-(bindings::EINVAL as i32))
                 }
             },
             _ => {
-                pr_info!("quiesce: unknown command \"{}\"; use attach <path>, detach, fault <primitive>|none\n", BStrDisplay(line));
+                pr_info!("quiesce: unknown command \"{}\"; use attach <path>, detach, inject <primitive>\n", BStrDisplay(line));
                 Err(-(bindings::EINVAL as i32))
             }
         }
@@ -811,11 +715,19 @@ unsafe impl Send for QuiesceModule {}
 
 impl kernel::Module for QuiesceModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let mutant = Mutant::parse(MUTANT).map_err(|m| {
+            pr_err!("quiesce: unknown mutant \"{}\" (built with QUIESCE_MUTANT)\n", m);
+            EINVAL
+        })?;
         let ctl = KBox::pin_init(
             new_mutex!(CtlInner {
                 att: None,
                 monitor: None,
-                fault: None,
+                inject: None,
+                mutant,
+                proc: Proc::Idle,
+                failed: false,
+                moved_done: false,
                 violations: 0,
                 last_violation: KVec::new(),
                 attaches: 0,

@@ -11,10 +11,16 @@ TC=$(bash "$here/scripts/toolchain.sh")
 log() { printf 'kernel: %s\n' "$*" >&2; }
 
 KVER=$(chroot "$TC" dpkg-query -W -f='${Version}' linux-source-6.12)
-KEY=$( { echo "$KVER"; cat "$here/kernel.config" "$here"/patches/*.patch; } | sha256sum | cut -c1-16)
+# The tree is keyed by the source version and the config; the patch series
+# (plus QUIESCE_EXTRA_PATCHES, a test-only mutant of the C side) is swapped in
+# place, so a changed patch costs an incremental build, not a fresh one.
+KEY=$( { echo "$KVER"; cat "$here/kernel.config"; } | sha256sum | cut -c1-16)
 B=/build/linux-$KEY
-if [ -f "$TC$B/.quiesce-built" ]; then
-	log "cached: linux $KVER, key $KEY"
+# shellcheck disable=SC2086
+PATCHES=("$here"/patches/*.patch ${QUIESCE_EXTRA_PATCHES:-})
+PKEY=$(cat "${PATCHES[@]}" | sha256sum | cut -c1-16)
+if [ -f "$TC$B/.quiesce-built" ] && [ "$(cat "$TC$B/.quiesce-patches" 2>/dev/null)" = "$PKEY" ]; then
+	log "cached: linux $KVER, config $KEY, patches $PKEY"
 	echo "$B"
 	exit 0
 fi
@@ -23,16 +29,35 @@ cleanup() { mountpoint -q "$TC/proc" && umount -l "$TC/proc" || true; }
 trap cleanup EXIT
 mountpoint -q "$TC/proc" || mount -t proc proc "$TC/proc"
 
-log "unpacking linux-source $KVER"
-rm -rf "$TC$B"
-mkdir -p "$TC$B"
-tar -C "$TC$B" --strip-components=1 -xf "$TC"/usr/src/linux-source-6.12.tar.xz
-for p in "$here"/patches/*.patch; do
+A=$TC$B/.quiesce-applied
+if [ -d "$A" ] && [ -f "$TC$B/.config" ]; then
+	rm -f "$TC$B/.quiesce-built" "$TC$B/.quiesce-patches"
+	for p in $(find "$A" -name '*.patch' | sort -r); do
+		log "reverting $(basename "$p")"
+		patch -s -R -d "$TC$B" -p1 <"$p"
+	done
+	rm -rf "$A"
+	fresh=0
+else
+	log "unpacking linux-source $KVER"
+	rm -rf "$TC$B"
+	mkdir -p "$TC$B"
+	tar -C "$TC$B" --strip-components=1 -xf "$TC"/usr/src/linux-source-6.12.tar.xz
+	fresh=1
+fi
+mkdir -p "$A"
+i=0
+for p in "${PATCHES[@]}"; do
 	log "applying $(basename "$p")"
 	patch -s -d "$TC$B" -p1 <"$p"
+	i=$((i + 1))
+	cp "$p" "$A/$(printf %03d $i).patch"
 done
-cp "$here/kernel.config" "$TC$B/quiesce.config"
-chroot "$TC" make -s -C "$B" LLVM=1 KCONFIG_ALLCONFIG=quiesce.config allnoconfig >/dev/null
+if [ "$fresh" = 1 ] || ! cmp -s "$here/kernel.config" "$TC$B/quiesce.config"; then
+	cp "$here/kernel.config" "$TC$B/quiesce.config"
+	chroot "$TC" make -s -C "$B" LLVM=1 KCONFIG_ALLCONFIG=quiesce.config allnoconfig >/dev/null
+fi
+chroot "$TC" make -s -C "$B" LLVM=1 olddefconfig >/dev/null
 missing=0
 while IFS= read -r opt; do
 	grep -qx "$opt" "$TC$B/.config" || { log "config option did not survive: $opt"; missing=1; }
@@ -55,4 +80,5 @@ if ! wait "$pid"; then
 fi
 log "built in $(( $(date +%s) - start ))s"
 touch "$TC$B/.quiesce-built"
+echo "$PKEY" >"$TC$B/.quiesce-patches"
 echo "$B"

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod model;
+pub mod mutate;
 pub mod spec;
 pub mod view;
 

@@ -1,0 +1,252 @@
+//! `quiesce mutants`: the mutation gate. Each mutant of the kernel side is made
+//! twice: to the spec (checked by the model) and to the module (built as a
+//! test-only variant and booted under qemu). A mutant the model condemns must be
+//! caught by a named kernel check; the gate fails when one survives.
+
+use quiesce_model::check::{check_kind, CheckOptions};
+use quiesce_model::mutate::{apply, skip_mutants, Mutant};
+use quiesce_model::spec::Spec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// `kmod/mutants.toml`: the mutants beyond one `skip` per primitive of attach and detach.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct List {
+    mutant: Vec<Extra>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Extra {
+    kernel: String,
+    what: String,
+}
+
+/// One row of the gate's report (`--json` prints a list of these).
+#[derive(Serialize)]
+pub struct Row {
+    /// The mutant, as the module is built with it (`QUIESCE_MUTANT`).
+    pub mutant: String,
+    pub what: String,
+    /// The model's verdict on the mutated spec.
+    pub model: ModelVerdict,
+    /// The kernel's checks that fired; `None` when the kernel was not run.
+    pub kernel: Option<KernelRun>,
+    /// `caught`, `survived`, `harmless` (the model proves it safe and no kernel
+    /// check fired) or `kernel_only` (a kernel check fired on a mutant the model
+    /// proves safe: a finding to explain, not a gate failure).
+    pub verdict: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct ModelVerdict {
+    /// The static checks refused the mutated spec (this reason).
+    pub refused: Option<String>,
+    /// Violated safety properties, per kind.
+    pub violated: BTreeMap<String, Vec<&'static str>>,
+}
+
+impl ModelVerdict {
+    fn condemns(&self) -> bool {
+        self.refused.is_some() || self.violated.values().any(|v| !v.is_empty())
+    }
+
+    fn text(&self) -> String {
+        if let Some(r) = &self.refused {
+            return format!("refused statically: {r}");
+        }
+        let parts: Vec<String> = self
+            .violated
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}: {}", v.join(", ")))
+            .collect();
+        if parts.is_empty() {
+            "holds (harmless)".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct KernelRun {
+    /// `check: detail` for each kernel check that fired, in the boot test's order.
+    pub caught_by: Vec<String>,
+    pub seconds: f64,
+}
+
+fn model_verdict(spec_path: &Path, text: &str, m: &Mutant) -> Result<ModelVerdict, String> {
+    let mutated = apply(text, m)?;
+    let path = PathBuf::from(format!("{} [{m}]", spec_path.display()));
+    let spec = match Spec::parse(&path, &mutated) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(ModelVerdict {
+                refused: Some(e.msg),
+                violated: BTreeMap::new(),
+            })
+        }
+    };
+    let mut violated = BTreeMap::new();
+    for &kind in &spec.kinds {
+        let r = check_kind(&spec, kind, &CheckOptions::default())?;
+        violated.insert(kind.name().to_string(), r.violated());
+    }
+    Ok(ModelVerdict {
+        refused: None,
+        violated,
+    })
+}
+
+/// Boot the kernel with the module built as mutant `m`; the checks that fired.
+fn kernel_run(root: &Path, m: &str) -> Result<KernelRun, String> {
+    let start = Instant::now();
+    let out = Command::new("bash")
+        .arg(root.join("kmod/scripts/boottest.sh"))
+        .env("QUIESCE_MUTANT", m)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run the boot test: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !stdout.contains("boottest: built ") {
+        return Err(format!(
+            "the boot test for mutant {m} did not get to boot:\n{stdout}"
+        ));
+    }
+    let caught_by = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("caught: "))
+        .map(str::to_string)
+        .collect();
+    Ok(KernelRun {
+        caught_by,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Run the gate; `Err` is bad input or a tool that could not run.
+pub fn run(
+    root: &Path,
+    spec_path: &Path,
+    list: &Path,
+    only: &[String],
+    model_only: bool,
+) -> Result<Vec<Row>, String> {
+    let text =
+        std::fs::read_to_string(spec_path).map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    Spec::parse(spec_path, &text).map_err(|e| e.to_string())?;
+    let extra: List = toml::from_str(
+        &std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", list.display()))?;
+    let mut mutants: Vec<(Mutant, String)> = skip_mutants(&text)?
+        .into_iter()
+        .map(|m| {
+            let what = match &m {
+                Mutant::Skip { proc, prim } => format!("{} without {prim}", proc.name()),
+                _ => unreachable!("skip_mutants makes skips"),
+            };
+            (m, what)
+        })
+        .collect();
+    for e in extra.mutant {
+        let m: Mutant = e
+            .kernel
+            .parse()
+            .map_err(|err| format!("{}: {err}", list.display()))?;
+        mutants.push((m, e.what));
+    }
+    for o in only {
+        if !mutants.iter().any(|(m, _)| m.to_string() == *o) {
+            return Err(format!("--only {o}: no such mutant (see --list)"));
+        }
+    }
+    let mut rows = Vec::new();
+    for (m, what) in mutants {
+        let name = m.to_string();
+        if !only.is_empty() && !only.contains(&name) {
+            continue;
+        }
+        let model = model_verdict(spec_path, &text, &m)?;
+        let kernel = if model_only {
+            None
+        } else {
+            eprintln!("mutants: booting {name}");
+            Some(kernel_run(root, &name)?)
+        };
+        let fired = kernel.as_ref().is_some_and(|k| !k.caught_by.is_empty());
+        let verdict = match (model.condemns(), kernel.is_some(), fired) {
+            (true, true, true) => "caught",
+            (true, true, false) => "survived",
+            (true, false, _) => "condemned",
+            (false, _, false) => "harmless",
+            (false, _, true) => "kernel_only",
+        };
+        eprintln!(
+            "mutants: {name}: model: {}; kernel: {}",
+            model.text(),
+            match &kernel {
+                None => "not run".to_string(),
+                Some(k) if k.caught_by.is_empty() => format!("nothing fired ({:.0} s)", k.seconds),
+                Some(k) => format!("{} ({:.0} s)", k.caught_by[0], k.seconds),
+            }
+        );
+        rows.push(Row {
+            mutant: name,
+            what,
+            model,
+            kernel,
+            verdict,
+        });
+    }
+    Ok(rows)
+}
+
+/// The report a person reads: one row per mutant, then the totals.
+pub fn print(rows: &[Row]) {
+    let w = rows
+        .iter()
+        .map(|r| r.mutant.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!(
+        "{:w$}  {:10}  model says / kernel check that caught it",
+        "mutant", "verdict"
+    );
+    for r in rows {
+        println!(
+            "{:w$}  {:10}  model: {}",
+            r.mutant,
+            r.verdict,
+            r.model.text()
+        );
+        if let Some(k) = &r.kernel {
+            let first = k.caught_by.first().map_or("nothing fired", String::as_str);
+            println!("{:w$}  {:10}  kernel: {first}", "", "");
+            if k.caught_by.len() > 1 {
+                println!(
+                    "{:w$}  {:10}          (+{} more checks)",
+                    "",
+                    "",
+                    k.caught_by.len() - 1
+                );
+            }
+        }
+    }
+    let n = |v: &str| rows.iter().filter(|r| r.verdict == v).count();
+    println!(
+        "{} caught, {} survived ({} harmless by the model, {} kernel-only, {} not run in the kernel)",
+        n("caught"),
+        n("survived"),
+        n("harmless"),
+        n("kernel_only"),
+        n("condemned")
+    );
+}

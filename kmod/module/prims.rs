@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The generated protocol's `Primitives` over the kernel API.
+//!
+//! Every trait method goes through [`CtlInner::run`], which performs the
+//! primitive ([`CtlInner::real`]) and reports it to the runtime monitor. Two
+//! test-only mechanisms sit in `run` and nowhere else:
+//!
+//! - **Injected failures** (`inject <primitive>`, test builds only): the next
+//!   call of a primitive that the spec injects failures into returns the errno
+//!   the model gives it, having done nothing, so the generated unwinding runs
+//!   for real.
+//! - **Mutants** (`QUIESCE_MUTANT` at build time; the normal build has none):
+//!   a primitive left out, or moved, while success is still reported, so that
+//!   only the kernel's own checks can catch it. See `kmod/mutants.toml`.
+
+use super::*;
+
+/// Set at build time for the boot test's build: enables `inject`.
+pub(crate) const TEST_BUILD: bool = option_env!("QUIESCE_TEST").is_some();
+/// The mutant this build is, or "" for none.
+pub(crate) const MUTANT: &str = match option_env!("QUIESCE_MUTANT") {
+    Some(m) => m,
+    None => "",
+};
+
+/// Which generated procedure is running.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proc {
+    Idle,
+    Attach,
+    Detach,
+}
+
+/// A mutant of the module's side of the protocol, parsed from [`MUTANT`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mutant {
+    None,
+    /// `skip:PROC:PRIM`: PRIM is left out of PROC; success is still reported.
+    Skip(Proc, Prim),
+    /// `before:PROC:MOVED:ANCHOR`: MOVED is done just before ANCHOR instead of
+    /// in its place; the reports keep the checked order.
+    Before(Proc, Prim, Prim),
+    /// `no_unwind`: after a failure, the rest of the procedure (its unwinding)
+    /// is left out; success is still reported.
+    NoUnwind,
+    /// `unmarked_clone`: the interposer's clones lose `BIO_INTERPOSED`.
+    UnmarkedClone,
+}
+
+fn proc_by_name(s: &str) -> Option<Proc> {
+    match s {
+        "attach" => Some(Proc::Attach),
+        "detach" => Some(Proc::Detach),
+        _ => None,
+    }
+}
+
+impl Mutant {
+    /// Parses [`MUTANT`]; `Err` names what is wrong (the module then refuses to load).
+    pub(crate) fn parse(s: &str) -> Result<Mutant, &str> {
+        let mut it = s.split(':');
+        let prim = |x: Option<&str>| x.and_then(|n| prim_by_name(n.as_bytes()));
+        let m = match it.next() {
+            Some("") => Mutant::None,
+            Some("skip") => Mutant::Skip(proc_by_name(it.next().unwrap_or("")).ok_or(s)?, prim(it.next()).ok_or(s)?),
+            Some("before") => Mutant::Before(
+                proc_by_name(it.next().unwrap_or("")).ok_or(s)?,
+                prim(it.next()).ok_or(s)?,
+                prim(it.next()).ok_or(s)?,
+            ),
+            Some("no_unwind") => Mutant::NoUnwind,
+            Some("unmarked_clone") => Mutant::UnmarkedClone,
+            _ => return Err(s),
+        };
+        match it.next() {
+            None => Ok(m),
+            Some(_) => Err(s),
+        }
+    }
+}
+
+impl CtlInner {
+    /// Run primitive `p` of the current procedure: inject, mutate, perform, report.
+    fn run(&mut self, p: Prim) -> Result<(), Errno> {
+        if self.inject == Some(p) {
+            self.inject = None;
+            let e = p.injected().unwrap_or(Errno::EINVAL);
+            pr_info!("quiesce: injected failure: {} = {}\n", p.call(), e.to_kernel());
+            self.failed = true;
+            return self.done(p, Err(e));
+        }
+        let skip = match self.mutant {
+            Mutant::Skip(pr, q) => pr == self.proc && q == p,
+            Mutant::Before(pr, moved, anchor) if pr == self.proc => {
+                if p == anchor && !self.moved_done {
+                    self.moved_done = true;
+                    let _ = self.real(moved);
+                }
+                p == moved && self.moved_done
+            }
+            Mutant::NoUnwind => self.failed,
+            _ => false,
+        };
+        if skip {
+            pr_warn!("quiesce: mutant {}: {} left out, success reported\n", MUTANT, p.call());
+            return self.done(p, Ok(()));
+        }
+        let r = self.real(p);
+        if r.is_err() {
+            self.failed = true;
+        }
+        self.done(p, r)
+    }
+
+    /// Begin a generated procedure (for the mutants' bookkeeping).
+    pub(crate) fn begin(&mut self, p: Proc) {
+        self.proc = p;
+        self.failed = false;
+        self.moved_done = false;
+    }
+
+    /// Perform primitive `p` in the kernel, without reporting it.
+    fn real(&mut self, p: Prim) -> Result<(), Errno> {
+        match p {
+            Prim::MutexLock => {
+                // SAFETY: the original is held open.
+                unsafe { bindings::blk_interposer_lock(self.att().bdev) };
+                Ok(())
+            }
+            Prim::MutexUnlock => {
+                // SAFETY: the original is held open; blk_interposer_unlock() of a mutex
+                // this thread does not hold is reported by the kernel's mutex debugging.
+                unsafe { bindings::blk_interposer_unlock(self.att().bdev) };
+                Ok(())
+            }
+            Prim::DmCreate => self.create(),
+            Prim::DmDestroy => {
+                self.destroy();
+                Ok(())
+            }
+            Prim::BlkdevGetExcl => match self.att().ip.as_ref() {
+                None => Err(Errno::ENXIO),
+                Some(ip) if ip.open.swap(true, Ordering::AcqRel) => Err(Errno::EBUSY),
+                Some(_) => Ok(()),
+            },
+            Prim::BlkdevPut => {
+                if let Some(ip) = self.att().ip.as_ref() {
+                    ip.open.store(false, Ordering::Release);
+                }
+                Ok(())
+            }
+            Prim::BlkMqFreezeQueue => {
+                let q = self.queue();
+                self.stall.begin();
+                // SAFETY: the original's queue lives while the original is held open.
+                unsafe { bindings::blk_mq_freeze_queue(q) };
+                Ok(())
+            }
+            Prim::BlkMqUnfreezeQueue => {
+                let q = self.queue();
+                // SAFETY: as above; an unbalanced unfreeze is reported by the block layer.
+                unsafe { bindings::blk_mq_unfreeze_queue(q) };
+                self.stall.end();
+                Ok(())
+            }
+            Prim::DmInternalSuspendFast => self.suspend_o(),
+            Prim::DmInternalResumeFast => {
+                self.resume_o();
+                Ok(())
+            }
+            Prim::DmSuspend => {
+                if let Some(ip) = self.att().ip.as_ref() {
+                    ip.suspended.store(true, Ordering::SeqCst);
+                    ip.wait_drained();
+                }
+                Ok(())
+            }
+            Prim::DmResume => {
+                if let Some(ip) = self.att().ip.as_ref() {
+                    ip.resume();
+                }
+                Ok(())
+            }
+            Prim::CmpxchgInterposer => {
+                let att = self.att();
+                match att.ip.as_ref() {
+                    None => Err(Errno::ENXIO),
+                    // SAFETY: the original is held open; the interposer is boxed and
+                    // outlives the pointer (detach clears it before dm_destroy).
+                    Some(ip) => match unsafe { bindings::blk_interposer_set(att.bdev, ip.hook.get()) } {
+                        0 => Ok(()),
+                        _ => Err(Errno::EBUSY),
+                    },
+                }
+            }
+            Prim::ClearInterposer => {
+                // SAFETY: the original is held open.
+                unsafe { bindings::blk_interposer_clear(self.att().bdev) };
+                Ok(())
+            }
+        }
+    }
+
+    /// `dm_create(I)`: allocate the interposer, its bio_set and its map.
+    fn create(&mut self) -> Result<(), Errno> {
+        if self.att().ip.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let bdev = self.att().bdev;
+        let ip = Interposer::new(bdev).map_err(|_| Errno::ENOMEM)?;
+        self.att().ip = Some(ip);
+        Ok(())
+    }
+
+    /// `dm_destroy(I)`: free the interposer, keeping its counters and map.
+    fn destroy(&mut self) {
+        if let Some(ip) = self.att().ip.take() {
+            if ip.open.load(Ordering::Acquire) {
+                pr_err!("quiesce: ASSERT: dm_destroy(I) while I is still open (blkdev_put(I) missing)\n");
+            }
+            self.redirected += ip.redirected.load(Ordering::Relaxed);
+            self.completed += ip.completed.load(Ordering::Relaxed);
+            self.last_map = KVec::new();
+            for w in ip.map.iter() {
+                let _ = self.last_map.push(w.load(Ordering::Relaxed), GFP_KERNEL);
+            }
+            drop(ip);
+        }
+    }
+
+    /// `dm_internal_suspend_fast(O)`.
+    fn suspend_o(&mut self) -> Result<(), Errno> {
+        let (kind, md) = (self.att().kind, self.att().md);
+        match kind {
+            Kind::Request => Err(Errno::EINVAL),
+            Kind::Bio => {
+                self.stall.begin();
+                if md.is_null() {
+                    // A bio-based device that is not device-mapper (brd): its bios
+                    // complete inside ->submit_bio, so draining its queue usage counter
+                    // blocks new bios at its entry and waits for every bio inside it.
+                    let q = self.queue();
+                    // SAFETY: the original's queue lives while it is held open.
+                    unsafe { bindings::blk_mq_freeze_queue(q) };
+                } else {
+                    // SAFETY: `md` is a referenced mapped_device (dm_get_md()).
+                    unsafe { dm_internal_suspend_fast(md) };
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `dm_internal_resume_fast(O)`.
+    fn resume_o(&mut self) {
+        let md = self.att().md;
+        if md.is_null() {
+            let q = self.queue();
+            // SAFETY: suspend_o() froze the queue for a plain bio-based device.
+            unsafe { bindings::blk_mq_unfreeze_queue(q) };
+        } else {
+            // SAFETY: `md` was suspended by dm_internal_suspend_fast().
+            unsafe { dm_internal_resume_fast(md) };
+        }
+        self.stall.end();
+    }
+}
+
+impl Primitives for CtlInner {
+    fn mutex_lock(&mut self) {
+        let _ = self.run(Prim::MutexLock);
+    }
+    fn mutex_unlock(&mut self) {
+        let _ = self.run(Prim::MutexUnlock);
+    }
+    fn dm_create(&mut self) -> Result<(), Errno> {
+        self.run(Prim::DmCreate)
+    }
+    fn dm_destroy(&mut self) {
+        let _ = self.run(Prim::DmDestroy);
+    }
+    fn blkdev_get_excl(&mut self) -> Result<(), Errno> {
+        self.run(Prim::BlkdevGetExcl)
+    }
+    fn blkdev_put(&mut self) {
+        let _ = self.run(Prim::BlkdevPut);
+    }
+    fn blk_mq_freeze_queue(&mut self) {
+        let _ = self.run(Prim::BlkMqFreezeQueue);
+    }
+    fn blk_mq_unfreeze_queue(&mut self) {
+        let _ = self.run(Prim::BlkMqUnfreezeQueue);
+    }
+    fn dm_internal_suspend_fast(&mut self) -> Result<(), Errno> {
+        self.run(Prim::DmInternalSuspendFast)
+    }
+    fn dm_internal_resume_fast(&mut self) {
+        let _ = self.run(Prim::DmInternalResumeFast);
+    }
+    fn dm_suspend(&mut self) -> Result<(), Errno> {
+        self.run(Prim::DmSuspend)
+    }
+    fn dm_resume(&mut self) {
+        let _ = self.run(Prim::DmResume);
+    }
+    fn cmpxchg_interposer(&mut self) -> Result<(), Errno> {
+        self.run(Prim::CmpxchgInterposer)
+    }
+    fn clear_interposer(&mut self) {
+        let _ = self.run(Prim::ClearInterposer);
+    }
+}
