@@ -6,7 +6,7 @@ SECS=${BENCH_SECS:-3}
 run() { # config
 	for m in "randwrite 4096" "randread 4096" "seqwrite 1048576" "seqread 1048576"; do
 		d=$DEV
-		[ "$1" = dm-linear ] && d=/dev/dm-0
+		[ "$1" = dm-linear ] && d=/dev/dm-1
 		echo "bench: $1 $(/iobench $d $m $SECS)"
 	done
 }

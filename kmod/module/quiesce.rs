@@ -282,7 +282,8 @@ unsafe extern "C" fn ip_submit(hook: *mut bindings::blk_interposer, bio: *mut bi
     // waits for this call (it runs under the queue usage counter), before freeing it.
     let ip = unsafe { &*hook.cast::<Interposer>() };
     // SAFETY: the block layer handed `bio` over to us.
-    if unsafe { (*bio).bi_end_io } == Some(clone_endio as unsafe extern "C" fn(*mut bindings::bio)) {
+    let end_io = unsafe { (*bio).bi_end_io }.map(|f| f as usize);
+    if end_io == Some(clone_endio as usize) {
         // One of our own clones came back: the marker did not stop it.
         pr_err!("quiesce: ASSERT: no_recursion: a clone re-entered its interposer\n");
         // SAFETY: we own `bio`; ending it with an error hands it back.
@@ -570,6 +571,11 @@ impl CtlInner {
         let _ = writeln!(w, "inject: {}", self.inject.map_or("none", |p| p.call()));
         let _ = writeln!(w, "mutant: {}", if MUTANT.is_empty() { "none" } else { MUTANT });
         let _ = writeln!(w, "interposers_alive: {}", ALIVE.load(Ordering::Relaxed));
+        let _ = write!(w, "injectable:");
+        for p in Prim::ALL.iter().filter(|p| TEST_BUILD && p.injected().is_some()) {
+            let _ = write!(w, " {}={:?}", p.name(), p.injected().unwrap_or(Errno::EINVAL));
+        }
+        let _ = writeln!(w);
         let _ = write!(w, "stall_attach_us: ");
         Stall::summary(&self.stall.attach_ns, &mut w);
         let _ = write!(w, "\nstall_detach_us: ");
@@ -758,6 +764,9 @@ impl kernel::Module for QuiesceModule {
         if r != 0 {
             CTL.store(ptr::null_mut(), Ordering::Release);
             return Err(Error::from_errno(r));
+        }
+        if !MUTANT.is_empty() {
+            pr_warn!("quiesce: built as mutant {}: a test build that breaks the checked protocol\n", MUTANT);
         }
         pr_info!(
             "quiesce: loaded; protocol {} (sha256 {}), checked by {}\n",

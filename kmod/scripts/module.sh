@@ -5,6 +5,7 @@
 #
 # Usage: module.sh   -> prints the path of quiesce.ko on the host
 set -euo pipefail
+export QUIESCE_TEST QUIESCE_MUTANT
 here=$(cd "$(dirname "$0")/.." && pwd)
 root=$(cd "$here/.." && pwd)
 TC=$(bash "$here/scripts/toolchain.sh")

@@ -105,7 +105,7 @@ fn step_prim(v: &toml::Value) -> Option<&str> {
     Some(call.split('(').next().unwrap_or(call).trim())
 }
 
-fn steps<'a>(doc: &'a mut toml::Table, proc: Proc) -> Result<&'a mut Vec<toml::Value>, String> {
+fn steps(doc: &mut toml::Table, proc: Proc) -> Result<&mut Vec<toml::Value>, String> {
     doc.get_mut("protocol")
         .and_then(|p| p.get_mut(proc.name()))
         .and_then(|s| s.as_array_mut())
