@@ -6,7 +6,7 @@
 # assertions and monitor), and ends with "N passed, N failed"; exits non-zero
 # unless everything passed.
 #
-# Env: QUIESCE_CYCLES (default 20) minimum attach/detach cycles per device under load.
+# Env: QUIESCE_CYCLES (default 5) minimum attach/detach cycles per device under load.
 #      QUIESCE_MUTANT  build the module as this mutant (test only; see kmod/mutants.toml).
 #      QUIESCE_MODE=bench runs kmod/bench/bench.sh instead and prints a table.
 set -euo pipefail
@@ -38,7 +38,7 @@ mknod -m 600 "$TC$R/dev/console" c 5 1
 chroot "$TC" sh -c "cd $R && find . | cpio -o -H newc --quiet | gzip -1 >/build/initramfs.gz"
 
 out=$(mktemp)
-cycles=${QUIESCE_CYCLES:-20}
+cycles=${QUIESCE_CYCLES:-5}
 append="console=ttyS0 panic=-1 oops=panic hung_task_panic=1 slub_debug=FZPU kfence.sample_interval=5"
 append="$append null_blk.nr_devices=1 null_blk.queue_mode=2 null_blk.irqmode=2 null_blk.completion_nsec=200000"
 append="$append null_blk.memory_backed=1 null_blk.gb=1 null_blk.hw_queue_depth=64 brd.rd_nr=2 brd.rd_size=65536"

@@ -13,7 +13,7 @@ function hit(check, line) {
 /ODEBUG:/ { hit("debug_objects", $0); next }
 /blk-interposer: no_bypass:/ { hit("no_bypass", $0); next }
 /blk-interposer: (set|clear) on .* not frozen/ { hit("interposer_assert_frozen", $0); next }
-/WARNING: .* blk_interposer_assert_quiesced/ { hit("interposer_assert", $0); next }
+/WARNING: .* (blk_interposer_assert_quiesced|blk_interposer_set|blk_interposer_clear)/ { hit("interposer_assert", $0); next }
 /quiesce: ASSERT: / { hit("module_assert", $0); next }
 /MONITOR VIOLATION/ { hit("monitor", $0); next }
 /INFO: task .* blocked for more than/ { hit("hung_task", $0); next }
