@@ -16,3 +16,5 @@ echo "== quiesce gen --check (generated/ must match the kernel spec)"
 ./target/release/quiesce gen --check model/specs/04-converged.toml
 echo "== kernel: build the patched kernel and quiesce.ko, boot under qemu, run the boot test"
 bash kmod/scripts/boottest.sh
+echo "== kernel mutation gate: every mutant the model condemns must be caught by a kernel check"
+./target/release/quiesce mutants

@@ -4,7 +4,7 @@
 //! caught by a named kernel check; the gate fails when one survives.
 
 use quiesce_model::check::{check_kind, CheckOptions};
-use quiesce_model::mutate::{apply, skip_mutants, Mutant};
+use quiesce_model::mutate::{apply, replace_hot_path, skip_mutants, Mutant};
 use quiesce_model::spec::Spec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,8 +22,39 @@ struct List {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Extra {
+    /// A module mutant (`QUIESCE_MUTANT`), or `hot_path:NAME` for a mutant of the C hook.
     kernel: String,
     what: String,
+    /// For `hot_path:NAME`: the patch on top of kmod/patches that makes it in C ...
+    patch: Option<PathBuf>,
+    /// ... and the spec's hot path that says the same.
+    hot_path: Option<toml::Value>,
+}
+
+/// One mutant of the gate: of the module, or of the C hook.
+enum Target {
+    Module(Mutant),
+    Hook {
+        name: String,
+        patch: PathBuf,
+        hot_path: toml::Value,
+    },
+}
+
+impl Target {
+    fn name(&self) -> String {
+        match self {
+            Target::Module(m) => m.to_string(),
+            Target::Hook { name, .. } => name.clone(),
+        }
+    }
+
+    fn spec_text(&self, text: &str) -> Result<String, String> {
+        match self {
+            Target::Module(m) => apply(text, m),
+            Target::Hook { hot_path, .. } => replace_hot_path(text, hot_path),
+        }
+    }
 }
 
 /// One row of the gate's report (`--json` prints a list of these).
@@ -46,8 +77,9 @@ pub struct Row {
 pub struct ModelVerdict {
     /// The static checks refused the mutated spec (this reason).
     pub refused: Option<String>,
-    /// Violated safety properties, per kind.
-    pub violated: BTreeMap<String, Vec<&'static str>>,
+    /// Per kind: the violated safety properties, and `never NAME` for each sanity
+    /// property that is no longer reached (the protocol stopped doing its job).
+    pub violated: BTreeMap<String, Vec<String>>,
 }
 
 impl ModelVerdict {
@@ -80,9 +112,9 @@ pub struct KernelRun {
     pub seconds: f64,
 }
 
-fn model_verdict(spec_path: &Path, text: &str, m: &Mutant) -> Result<ModelVerdict, String> {
-    let mutated = apply(text, m)?;
-    let path = PathBuf::from(format!("{} [{m}]", spec_path.display()));
+fn model_verdict(spec_path: &Path, text: &str, m: &Target) -> Result<ModelVerdict, String> {
+    let mutated = m.spec_text(text)?;
+    let path = PathBuf::from(format!("{} [{}]", spec_path.display(), m.name()));
     let spec = match Spec::parse(&path, &mutated) {
         Ok(s) => s,
         Err(e) => {
@@ -95,7 +127,14 @@ fn model_verdict(spec_path: &Path, text: &str, m: &Mutant) -> Result<ModelVerdic
     let mut violated = BTreeMap::new();
     for &kind in &spec.kinds {
         let r = check_kind(&spec, kind, &CheckOptions::default())?;
-        violated.insert(kind.name().to_string(), r.violated());
+        let mut v: Vec<String> = r.violated().iter().map(|p| p.to_string()).collect();
+        v.extend(
+            r.properties
+                .iter()
+                .filter(|p| p.verdict == "not reached")
+                .map(|p| format!("never {}", p.name)),
+        );
+        violated.insert(kind.name().to_string(), v);
     }
     Ok(ModelVerdict {
         refused: None,
@@ -103,12 +142,17 @@ fn model_verdict(spec_path: &Path, text: &str, m: &Mutant) -> Result<ModelVerdic
     })
 }
 
-/// Boot the kernel with the module built as mutant `m`; the checks that fired.
-fn kernel_run(root: &Path, m: &str) -> Result<KernelRun, String> {
+/// Boot the kernel with mutant `m` built in; the checks that fired.
+fn kernel_run(root: &Path, m: &Target) -> Result<KernelRun, String> {
     let start = Instant::now();
-    let out = Command::new("bash")
-        .arg(root.join("kmod/scripts/boottest.sh"))
-        .env("QUIESCE_MUTANT", m)
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("kmod/scripts/boottest.sh"));
+    match m {
+        Target::Module(mm) => cmd.env("QUIESCE_MUTANT", mm.to_string()),
+        Target::Hook { patch, .. } => cmd.env("QUIESCE_EXTRA_PATCHES", root.join(patch)),
+    };
+    let m = m.name();
+    let out = cmd
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -145,31 +189,45 @@ pub fn run(
         &std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?,
     )
     .map_err(|e| format!("{}: {e}", list.display()))?;
-    let mut mutants: Vec<(Mutant, String)> = skip_mutants(&text)?
+    let mut mutants: Vec<(Target, String)> = skip_mutants(&text)?
         .into_iter()
         .map(|m| {
             let what = match &m {
                 Mutant::Skip { proc, prim } => format!("{} without {prim}", proc.name()),
                 _ => unreachable!("skip_mutants makes skips"),
             };
-            (m, what)
+            (Target::Module(m), what)
         })
         .collect();
     for e in extra.mutant {
-        let m: Mutant = e
-            .kernel
-            .parse()
-            .map_err(|err| format!("{}: {err}", list.display()))?;
-        mutants.push((m, e.what));
+        let bad = |why: &str| format!("{}: mutant {}: {why}", list.display(), e.kernel);
+        let t = match (e.kernel.strip_prefix("hot_path:"), e.patch, e.hot_path) {
+            (Some(name), Some(patch), Some(hot_path)) => {
+                if !root.join(&patch).is_file() {
+                    return Err(bad(&format!("no patch {}", patch.display())));
+                }
+                Target::Hook {
+                    name: format!("hot_path:{name}"),
+                    patch,
+                    hot_path,
+                }
+            }
+            (Some(_), _, _) => return Err(bad("a hot_path mutant needs `patch` and `hot_path`")),
+            (None, None, None) => {
+                Target::Module(e.kernel.parse().map_err(|err: String| bad(&err))?)
+            }
+            (None, _, _) => return Err(bad("`patch` and `hot_path` are for hot_path mutants")),
+        };
+        mutants.push((t, e.what));
     }
     for o in only {
-        if !mutants.iter().any(|(m, _)| m.to_string() == *o) {
+        if !mutants.iter().any(|(m, _)| m.name() == *o) {
             return Err(format!("--only {o}: no such mutant (see --list)"));
         }
     }
     let mut rows = Vec::new();
     for (m, what) in mutants {
-        let name = m.to_string();
+        let name = m.name();
         if !only.is_empty() && !only.contains(&name) {
             continue;
         }
@@ -178,7 +236,7 @@ pub fn run(
             None
         } else {
             eprintln!("mutants: booting {name}");
-            Some(kernel_run(root, &name)?)
+            Some(kernel_run(root, &m)?)
         };
         let fired = kernel.as_ref().is_some_and(|k| !k.caught_by.is_empty());
         let verdict = match (model.condemns(), kernel.is_some(), fired) {

@@ -146,7 +146,9 @@ impl CtlInner {
             },
             Prim::BlkdevPut => {
                 if let Some(ip) = self.att().ip.as_ref() {
-                    ip.open.store(false, Ordering::Release);
+                    if !ip.open.swap(false, Ordering::AcqRel) {
+                        pr_err!("quiesce: ASSERT: blkdev_put(I) of an I that is not open (blkdev_get_excl(I) missing)\n");
+                    }
                 }
                 Ok(())
             }

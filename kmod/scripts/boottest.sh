@@ -8,6 +8,7 @@
 #
 # Env: QUIESCE_CYCLES (default 5) minimum attach/detach cycles per device under load.
 #      QUIESCE_MUTANT  build the module as this mutant (test only; see kmod/mutants.toml).
+#      QUIESCE_EXTRA_PATCHES  patches applied on top of kmod/patches (a mutant of the C hook).
 #      QUIESCE_MODE=bench runs kmod/bench/bench.sh instead and prints a table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,10 +41,15 @@ chroot "$TC" sh -c "cd $R && find . | cpio -o -H newc --quiet | gzip -1 >/build/
 out=$(mktemp)
 cycles=${QUIESCE_CYCLES:-5}
 append="console=ttyS0 panic=-1 oops=panic hung_task_panic=1 slub_debug=FZPU kfence.sample_interval=5"
-append="$append null_blk.nr_devices=1 null_blk.queue_mode=2 null_blk.irqmode=2 null_blk.completion_nsec=200000"
+append="$append null_blk.nr_devices=1 null_blk.queue_mode=2 null_blk.irqmode=2 null_blk.completion_nsec=2000000"
 append="$append null_blk.memory_backed=1 null_blk.gb=1 null_blk.hw_queue_depth=64 brd.rd_nr=2 brd.rd_size=65536"
 append="$append dm-mod.create=\"lin,,,rw,0 131072 linear /dev/nullb0 0;lin1,,,rw,0 131072 linear /dev/ram1 0\""
 append="$append dm-mod.waitfor=/dev/nullb0,/dev/ram1 quiesce.cycles=$cycles quiesce.mode=${QUIESCE_MODE:-test}"
+# A mutant's run ends at the first check that fires (WARN, KASAN, KFENCE,
+# DEBUG_OBJECTS and hung tasks then panic): the gate needs the catch, not the rest.
+if [ -n "${QUIESCE_MUTANT:-}${QUIESCE_EXTRA_PATCHES:-}" ]; then
+	append="$append panic_on_warn=1"
+fi
 log "booting under qemu (TCG); console log: $out"
 start=$(date +%s)
 set +e

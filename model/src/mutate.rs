@@ -185,6 +185,21 @@ pub fn apply(text: &str, m: &Mutant) -> Result<String, String> {
     toml::to_string(&doc).map_err(|e| format!("{e}"))
 }
 
+/// The spec's text with its hot path replaced by `steps` (a mutant of the C hook,
+/// which the gate builds into the kernel from a patch).
+pub fn replace_hot_path(text: &str, steps: &toml::Value) -> Result<String, String> {
+    let mut doc: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+    let proto = doc
+        .get_mut("protocol")
+        .and_then(|p| p.as_table_mut())
+        .ok_or("the spec has no [protocol] table")?;
+    if !steps.is_array() {
+        return Err("hot_path must be a list of steps".into());
+    }
+    proto.insert("hot_path".into(), steps.clone());
+    toml::to_string(&doc).map_err(|e| format!("{e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
