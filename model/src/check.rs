@@ -17,10 +17,32 @@ use std::time::Instant;
 pub const CHECKER_VERSION: &str =
     concat!("quiesce ", env!("CARGO_PKG_VERSION"), " (stateright 0.31)");
 
+/// Which search engine explores the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// quiesce's own (`crate::engine`): flat fingerprint table, BFS layers, two threads.
+    Quiesce,
+    /// Stateright's checker: DFS with symmetry, BFS without.
+    Stateright,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Quiesce => "quiesce",
+            Engine::Stateright => "stateright",
+        }
+    }
+}
+
 /// How to run a check.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
     pub overrides: Overrides,
+    pub engine: Engine,
+    /// quiesce's engine: end the search (incomplete) past this many bytes.
+    pub mem_limit: usize,
     /// Symmetry reduction over the submitters (DFS); off: a plain BFS.
     pub symmetry: bool,
     pub threads: usize,
@@ -32,11 +54,26 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             overrides: Overrides::default(),
+            engine: Engine::Quiesce,
+            mem_limit: default_mem_limit(),
             symmetry: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             kinds: Vec::new(),
         }
     }
+}
+
+/// Three quarters of the machine's memory.
+pub fn default_mem_limit() -> usize {
+    let kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .unwrap_or(8 << 20);
+    kib / 4 * 3 * 1024
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +106,11 @@ pub struct KindReport {
     pub states: usize,
     pub max_depth: usize,
     pub seconds: f64,
+    /// The engine that searched.
+    pub engine: Engine,
+    /// Why the search ended before it covered every state (then `met` is false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
     pub expected: String,
     pub properties: Vec<PropReport>,
     pub met: bool,
@@ -215,45 +257,34 @@ pub fn check_kind_with(
     let model = Quiesce::new(spec.protocol.clone(), kind, bounds);
     let props = model.properties();
     let start = Instant::now();
-    let builder = model.clone().checker().threads(opts.threads.max(1));
-    // Poll the running checker for progress: a display refresh every 200 ms, checked
-    // every 5 ms so that small checks are not held up.
-    fn wait<M: Model, C: Checker<M>>(
-        c: C,
-        start: Instant,
-        progress: &mut dyn FnMut(Progress),
-    ) -> C {
-        let mut last = Instant::now();
-        while !c.is_done() {
-            if last.elapsed() >= std::time::Duration::from_millis(200) {
-                last = Instant::now();
-                progress(Progress {
-                    states: c.unique_state_count(),
-                    depth: c.max_depth(),
-                    seconds: start.elapsed().as_secs_f64(),
-                });
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        c.join()
-    }
+    let mut incomplete = None;
     let (unique, total, depth, discovered): (usize, usize, usize, BTreeSet<&'static str>) =
-        if opts.symmetry {
-            let c = wait(builder.symmetry().spawn_dfs(), start, progress);
-            (
-                c.unique_state_count(),
-                c.state_count(),
-                c.max_depth(),
-                c.discoveries().keys().copied().collect(),
-            )
-        } else {
-            let c = wait(builder.spawn_bfs(), start, progress);
-            (
-                c.unique_state_count(),
-                c.state_count(),
-                c.max_depth(),
-                c.discoveries().keys().copied().collect(),
-            )
+        match opts.engine {
+            Engine::Quiesce => {
+                let o = crate::engine::search(
+                    &model,
+                    &crate::engine::Options {
+                        symmetry: opts.symmetry,
+                        threads: opts.threads,
+                        mem_limit: opts.mem_limit,
+                    },
+                    &mut |p| {
+                        progress(Progress {
+                            states: p.states,
+                            depth: p.depth,
+                            seconds: p.seconds,
+                        })
+                    },
+                );
+                incomplete = o.incomplete.map(|i| i.to_string());
+                (
+                    o.unique_states,
+                    o.states,
+                    o.max_depth,
+                    o.discovered.into_iter().collect(),
+                )
+            }
+            Engine::Stateright => stateright_search(&model, opts, start, progress),
         };
     let seconds = start.elapsed().as_secs_f64();
 
@@ -293,6 +324,9 @@ pub fn check_kind_with(
 
     let expect = &spec.expect[&kind];
     let mut mismatch = Vec::new();
+    if let Some(why) = &incomplete {
+        mismatch.push(format!("the search is incomplete: {why}"));
+    }
     let want: BTreeSet<&'static str> = match expect {
         Expect::Pass => BTreeSet::new(),
         Expect::Violates(v) => v.iter().copied().collect(),
@@ -330,11 +364,55 @@ pub fn check_kind_with(
         states: total,
         max_depth: depth,
         seconds,
+        engine: opts.engine,
+        incomplete,
         expected,
         met: mismatch.is_empty(),
         mismatch,
         properties,
     })
+}
+
+/// Stateright's checker: DFS with symmetry, BFS without; polled for progress.
+fn stateright_search(
+    model: &Quiesce,
+    opts: &CheckOptions,
+    start: Instant,
+    progress: &mut dyn FnMut(Progress),
+) -> (usize, usize, usize, BTreeSet<&'static str>) {
+    let builder = model.clone().checker().threads(opts.threads.max(1));
+    // Poll the running checker for progress: a display refresh every 200 ms, checked
+    // every 5 ms so that small checks are not held up.
+    fn wait<C: Checker<Quiesce>>(
+        c: C,
+        start: Instant,
+        progress: &mut dyn FnMut(Progress),
+    ) -> (usize, usize, usize, BTreeSet<&'static str>) {
+        let mut last = Instant::now();
+        while !c.is_done() {
+            if last.elapsed() >= std::time::Duration::from_millis(200) {
+                last = Instant::now();
+                progress(Progress {
+                    states: c.unique_state_count(),
+                    depth: c.max_depth(),
+                    seconds: start.elapsed().as_secs_f64(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let c = c.join();
+        (
+            c.unique_state_count(),
+            c.state_count(),
+            c.max_depth(),
+            c.discoveries().keys().copied().collect(),
+        )
+    }
+    if opts.symmetry {
+        wait(builder.symmetry().spawn_dfs(), start, progress)
+    } else {
+        wait(builder.spawn_bfs(), start, progress)
+    }
 }
 
 /// Check every kind a spec names (or those in `opts.kinds`).
@@ -455,6 +533,11 @@ impl SpecReport {
                 expected: s(k, "expected")?,
                 properties,
                 met: k["met"].as_bool().ok_or("missing `met`")?,
+                engine: match k["engine"].as_str() {
+                    Some("stateright") => Engine::Stateright,
+                    _ => Engine::Quiesce,
+                },
+                incomplete: k["incomplete"].as_str().map(str::to_string),
                 mismatch: Vec::new(),
             });
         }

@@ -2,6 +2,8 @@
 //! and the checker that proves or refutes them.
 
 pub mod check;
+pub mod engine;
+pub mod fixed;
 pub mod model;
 pub mod mutate;
 pub mod spec;

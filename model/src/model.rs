@@ -3,8 +3,15 @@
 //! the kernel primitives between them. The protocol itself (hot path, attach,
 //! detach) is data from the spec; this file gives each step its kernel meaning.
 
+use crate::fixed::Fixed;
 use crate::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Prim, Protocol, Res};
 use stateright::{Model, Property, Representative};
+
+/// Capacities of the state's lists, from the spec's largest bounds: 4
+/// submitters × 4 bios plus one superblock bio for each of 3 controllers.
+pub const MAX_BIOS: usize = 19;
+pub const MAX_CTLS: usize = 3;
+pub const MAX_FREEZERS: usize = 2;
 use std::fmt;
 
 /// An interposer instance: controller `c`'s I, created in cycle `gen`.
@@ -138,13 +145,13 @@ pub struct State {
     /// Bios per submitter (constant; lets symmetry reduction find the groups).
     pub k: u8,
     /// Submitter bios (submitter-major), then one superblock bio per controller.
-    pub bios: Vec<Bio>,
-    pub ctls: Vec<Ctl>,
+    pub bios: Fixed<Bio, MAX_BIOS>,
+    pub ctls: Fixed<Ctl, MAX_CTLS>,
     /// `O->bd_interposer`.
     pub ptr: Option<Ip>,
     pub o_dead: bool,
     pub remover: u8,
-    pub freezers: Vec<u8>,
+    pub freezers: Fixed<u8, MAX_FREEZERS>,
     pub injected: u8,
     /// Queue references taken and never dropped.
     pub leaked_qrefs: u8,
@@ -890,12 +897,12 @@ impl Model for Quiesce {
         };
         vec![State {
             k: self.bounds.bios,
-            bios: vec![Bio::NEW; self.nsub() + self.bounds.controllers as usize],
-            ctls: vec![ctl; self.bounds.controllers as usize],
+            bios: Fixed::filled(Bio::NEW, self.nsub() + self.bounds.controllers as usize),
+            ctls: Fixed::filled(ctl, self.bounds.controllers as usize),
             ptr: None,
             o_dead: false,
             remover: 0,
-            freezers: vec![0; self.bounds.freezers as usize],
+            freezers: Fixed::filled(0, self.bounds.freezers as usize),
             injected: 0,
             leaked_qrefs: 0,
             uaf: false,

@@ -1,0 +1,106 @@
+//! The packed form of a state that the engine fingerprints: one byte a field,
+//! in a fixed buffer. With symmetry, the submitters' groups of bios are
+//! written in sorted order (no allocation), so every member of an orbit packs
+//! to the same bytes.
+
+use crate::model::{Bio, Ctl, Ip, Phase, State};
+
+/// Bytes of one bio, one controller.
+const BIO: usize = 7;
+const CTL: usize = 9;
+/// Enough for the largest bounds (19 bios, 3 controllers, 2 freezers).
+pub const MAX: usize = 192;
+
+fn ip(i: Option<Ip>) -> u8 {
+    i.map_or(0, |i| 1 + i.c * 16 + i.gen)
+}
+
+fn bio(b: &Bio, out: &mut [u8]) {
+    out[0] = b.loc as u8;
+    out[1] = b.pc;
+    out[2] = b.flags;
+    out[3] = ip(b.ip);
+    out[4] = ip(b.via);
+    out[5] = b.depth;
+    out[6] = b.done;
+}
+
+fn ctl(c: &Ctl, out: &mut [u8]) {
+    let (tag, failed) = match c.phase {
+        Phase::Attach => (0, 0),
+        Phase::AttachErr { failed } => (1, failed),
+        Phase::Attached => (2, 0),
+        Phase::Detach => (3, 0),
+        Phase::DetachErr { failed } => (4, failed),
+        Phase::Done => (5, 0),
+    };
+    out[0] = c.cycle;
+    out[1] = tag;
+    out[2] = failed;
+    out[3] = c.pc;
+    out[4] = c.sub;
+    out[5] = c.held;
+    out[6] = c.ilife as u8;
+    out[7] = c.isusp as u8;
+    out[8] = c.igen;
+}
+
+/// Pack `s` into `out`; returns the length. `canonical`: sort the submitters.
+pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
+    let nbios = s.bios.len();
+    let nsub = nbios - s.ctls.len();
+    let k = s.k as usize;
+    let mut at = 0;
+    for (i, b) in s.bios.iter().enumerate() {
+        bio(b, &mut out[i * BIO..(i + 1) * BIO]);
+    }
+    at += nbios * BIO;
+    if canonical && k > 0 && nsub / k > 1 {
+        sort_groups(&mut out[..nsub * BIO], k * BIO);
+    }
+    for c in s.ctls.iter() {
+        ctl(c, &mut out[at..at + CTL]);
+        at += CTL;
+    }
+    out[at] = ip(s.ptr);
+    out[at + 1] = s.o_dead as u8;
+    out[at + 2] = s.remover;
+    out[at + 3] = s.injected;
+    out[at + 4] = s.leaked_qrefs;
+    out[at + 5] = s.uaf as u8;
+    out[at + 6] = s.unbalanced as u8;
+    out[at + 7] = s.k;
+    at += 8;
+    for &f in s.freezers.iter() {
+        out[at] = f;
+        at += 1;
+    }
+    at
+}
+
+/// Sort the `width`-byte groups of `buf` (at most 4: an insertion sort in place).
+fn sort_groups(buf: &mut [u8], width: usize) {
+    let n = buf.len() / width;
+    let mut tmp = [0u8; MAX];
+    for i in 1..n {
+        let mut j = i;
+        while j > 0 && buf[(j - 1) * width..j * width] > buf[j * width..(j + 1) * width] {
+            tmp[..width].copy_from_slice(&buf[j * width..(j + 1) * width]);
+            buf.copy_within((j - 1) * width..j * width, j * width);
+            buf[(j - 1) * width..j * width].copy_from_slice(&tmp[..width]);
+            j -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_sort_in_place() {
+        let mut b = [3, 3, 1, 1, 2, 2, 0, 9];
+        sort_groups(&mut b[..6], 2);
+        assert_eq!(b, [1, 1, 2, 2, 3, 3, 0, 9]);
+    }
+}
