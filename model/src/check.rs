@@ -23,7 +23,7 @@ pub const CHECKER_VERSION: &str =
 pub enum Engine {
     /// quiesce's own (`crate::engine`): flat fingerprint table, BFS layers, two threads.
     Quiesce,
-    /// Stateright's checker: DFS with symmetry, BFS without.
+    /// Stateright's checker: DFS.
     Stateright,
 }
 
@@ -373,7 +373,7 @@ pub fn check_kind_with(
     })
 }
 
-/// Stateright's checker: DFS with symmetry, BFS without; polled for progress.
+/// Stateright's checker (DFS, with or without symmetry), polled for progress.
 fn stateright_search(
     model: &Quiesce,
     opts: &CheckOptions,
@@ -411,7 +411,7 @@ fn stateright_search(
     if opts.symmetry {
         wait(builder.symmetry().spawn_dfs(), start, progress)
     } else {
-        wait(builder.spawn_bfs(), start, progress)
+        wait(builder.spawn_dfs(), start, progress)
     }
 }
 

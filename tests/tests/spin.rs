@@ -2,7 +2,9 @@
 //! spec's own bounds and at every size of the benchmark series, the Promela
 //! rendering must have exactly quiesce's unique states (without symmetry
 //! reduction) and SPIN must find exactly the safety properties quiesce finds
-//! violated. Two independent checkers agreeing state for state is the evidence
+//! violated. Three searches take part: quiesce's own engine, Stateright's
+//! DFS (on every case up to [`STATERIGHT_BUDGET`] states, to keep the suite to
+//! minutes) and SPIN; their unique-state counts and verdicts must be equal. Two independent checkers agreeing state for state is the evidence
 //! that the Promela backend renders the model's semantics, and that neither
 //! checker drops or invents states.
 //!
@@ -13,7 +15,7 @@
 //! 2 cores, 11 GB), and `quiesce bench --spin` fails on any disagreement too.
 
 use quiesce_codegen::promela::{render, run_spin, SpinOptions};
-use quiesce_model::check::{check_kind, CheckOptions, SERIES};
+use quiesce_model::check::{check_kind, CheckOptions, Engine, SERIES};
 use quiesce_model::spec::{Overrides, Spec};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -34,6 +36,8 @@ fn specs() -> Vec<Spec> {
 
 /// A spec and kind runs no series size after the first one past this many states.
 const STATE_BUDGET: usize = 1_500_000;
+/// Stateright's DFS runs on the cases up to this many states.
+const STATERIGHT_BUDGET: usize = 300_000;
 
 fn full() -> bool {
     std::env::var_os("QUIESCE_SPIN_FULL").is_some_and(|v| v == "1")
@@ -94,8 +98,34 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
         symmetry: false,
         threads: 1,
         kinds: vec![case.kind],
+        ..CheckOptions::default()
     };
+    assert_eq!(opts.engine, Engine::Quiesce);
     let q = check_kind(&case.spec, case.kind, &opts).map_err(|e| format!("quiesce: {e}"))?;
+    let mut problems = Vec::new();
+    let mut qv: Vec<String> = q.violated().iter().map(|s| s.to_string()).collect();
+    qv.sort();
+    let mut stateright = "";
+    if q.unique_states <= STATERIGHT_BUDGET {
+        let sr = check_kind(
+            &case.spec,
+            case.kind,
+            &CheckOptions {
+                engine: Engine::Stateright,
+                ..opts.clone()
+            },
+        )
+        .map_err(|e| format!("stateright: {e}"))?;
+        let mut sv: Vec<String> = sr.violated().iter().map(|s| s.to_string()).collect();
+        sv.sort();
+        if (sr.unique_states, &sv) != (q.unique_states, &qv) {
+            problems.push(format!(
+                "quiesce's engine: {} states, violated {qv:?}; Stateright's DFS: {} states, violated {sv:?}",
+                q.unique_states, sr.unique_states
+            ));
+        }
+        stateright = " (Stateright's DFS too)";
+    }
     let bounds = case.spec.bounds.with(&case.overrides).expect("filtered");
     let pml = render(&case.spec, case.kind, bounds).map_err(|e| e.to_string())?;
     let spin = run_spin(
@@ -106,9 +136,6 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    let mut qv: Vec<String> = q.violated().iter().map(|s| s.to_string()).collect();
-    qv.sort();
-    let mut problems = Vec::new();
     if !spin.complete {
         problems.push("SPIN did not complete its search".to_string());
     }
@@ -127,7 +154,7 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
     if problems.is_empty() {
         Ok((
             format!(
-                "{}: {} states, violated {:?}",
+                "{}: {} states, violated {:?}{stateright}",
                 case.label, q.unique_states, qv
             ),
             q.unique_states,

@@ -1,0 +1,243 @@
+//! `quiesce bench`: the checker's figures on a scaling series of bounds, side
+//! by side with SPIN's on the same protocol.
+
+use crate::{exit2, load};
+use quiesce_model::spec::{Kind, Overrides};
+use std::process::ExitCode;
+
+/// What `quiesce bench` runs at each size.
+pub struct BenchPlan {
+    pub plain: bool,
+    pub spin: bool,
+    pub json: bool,
+    pub kind: Option<Kind>,
+}
+
+/// One checker's figures at one size.
+#[derive(serde::Serialize)]
+struct BenchRow {
+    kind: &'static str,
+    checker: &'static str,
+    submitters: u8,
+    bios: u8,
+    controllers: u8,
+    cycles: u8,
+    failures: u8,
+    unique_states: u64,
+    seconds: f64,
+    states_per_second: f64,
+    peak_rss_kib: u64,
+    /// quiesce without symmetry: its states/s over SPIN's; with symmetry: SPIN's
+    /// time over quiesce's (the speed-up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_spin: Option<f64>,
+    /// quiesce without symmetry: its peak memory over SPIN's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_vs_spin: Option<f64>,
+    /// With symmetry: the states it saved (states without symmetry over states with).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    symmetry_factor: Option<f64>,
+}
+
+/// quiesce's figures for one size, from a child `quiesce check --json`.
+fn bench_quiesce(
+    exe: &std::path::Path,
+    spec: &std::path::Path,
+    kind: Kind,
+    (s, b, c, y, f): (u8, u8, u8, u8, u8),
+    symmetry: bool,
+) -> Result<(u64, f64, u64), ExitCode> {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("check")
+        .arg("--json")
+        .arg(spec)
+        .arg("--kind")
+        .arg(kind.name());
+    for (flag, v) in [
+        ("--submitters", s),
+        ("--bios", b),
+        ("--controllers", c),
+        ("--cycles", y),
+        ("--failures", f),
+    ] {
+        cmd.arg(flag).arg(v.to_string());
+    }
+    if !symmetry {
+        cmd.arg("--no-symmetry");
+    }
+    let out = cmd.output().map_err(|e| {
+        eprintln!("error: cannot run {}: {e}", exe.display());
+        ExitCode::from(2)
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+        eprintln!("error: {}", String::from_utf8_lossy(&out.stderr));
+        ExitCode::from(2)
+    })?;
+    let k = &v["specs"][0]["kinds"][0];
+    Ok((
+        k["unique_states"].as_u64().unwrap_or(0),
+        k["seconds"].as_f64().unwrap_or(0.0),
+        v["peak_rss_kib"].as_u64().unwrap_or(0),
+    ))
+}
+
+pub fn bench(
+    spec: &std::path::Path,
+    series: &[(u8, u8, u8, u8, u8)],
+    plan: &BenchPlan,
+) -> Result<ExitCode, ExitCode> {
+    let parsed = load(spec)?;
+    let exe = std::env::current_exe().map_err(|_| ExitCode::from(2))?;
+    let kinds: Vec<Kind> = match plan.kind {
+        Some(k) if parsed.kinds.contains(&k) => vec![k],
+        Some(k) => {
+            eprintln!("error: {} does not check kind `{k}`", spec.display());
+            return Err(ExitCode::from(2));
+        }
+        None => parsed.kinds.clone(),
+    };
+    let mut rows: Vec<BenchRow> = Vec::new();
+    let mut disagree = Vec::new();
+    if !plan.json {
+        println!("{}: {}", parsed.name, parsed.path.display());
+        println!(
+            "{:<8} {:<13} {:>2} {:>2} {:>2} {:>2} {:>2} {:>12} {:>9} {:>11} {:>9}  vs SPIN",
+            "kind", "checker", "S", "B", "C", "Y", "F", "states", "seconds", "states/s", "peak MiB"
+        );
+    }
+    for &size in series {
+        let (s, b, c, y, f) = size;
+        for &kind in &kinds {
+            let row = |checker, states: u64, secs: f64, peak: u64| BenchRow {
+                kind: kind.name(),
+                checker,
+                submitters: s,
+                bios: b,
+                controllers: c,
+                cycles: y,
+                failures: f,
+                unique_states: states,
+                seconds: secs,
+                states_per_second: states as f64 / secs.max(1e-6),
+                peak_rss_kib: peak,
+                vs_spin: None,
+                memory_vs_spin: None,
+                symmetry_factor: None,
+            };
+            let mut here = Vec::new();
+            if plan.plain {
+                let (n, t, m) = bench_quiesce(&exe, spec, kind, size, false)?;
+                here.push(row("quiesce", n, t, m));
+            }
+            let (n, t, m) = bench_quiesce(&exe, spec, kind, size, true)?;
+            here.push(row("quiesce+sym", n, t, m));
+            if plan.spin {
+                let bounds = parsed.bounds.with(&Overrides::size(size)).map_err(exit2)?;
+                let pml = quiesce_codegen::promela::render(&parsed, kind, bounds).map_err(exit2)?;
+                // A hash table with at least twice as many slots as quiesce's states (at
+                // least SPIN's default), as a SPIN user sizes -w.
+                let expect = here.first().map_or(0, |r| r.unique_states).max(1);
+                let bits = (64 - expect.leading_zeros() + 1).clamp(24, 32);
+                let run = quiesce_codegen::promela::run_spin(
+                    &pml,
+                    &quiesce_codegen::promela::SpinOptions {
+                        hash_bits: Some(bits),
+                        quick_compile: false,
+                    },
+                )
+                .map_err(exit2)?;
+                let sr = row(
+                    if run.complete { "spin" } else { "spin (OOM)" },
+                    run.states,
+                    run.seconds,
+                    run.peak_rss_kib,
+                );
+                for r in &mut here {
+                    if r.checker == "quiesce" {
+                        r.vs_spin = Some(r.states_per_second / sr.states_per_second.max(1e-9));
+                        r.memory_vs_spin =
+                            Some(r.peak_rss_kib as f64 / sr.peak_rss_kib.max(1) as f64);
+                        if run.complete && r.unique_states != run.states {
+                            disagree.push(format!(
+                                "{} S{s} B{b} C{c} Y{y} F{f}: quiesce {} states, SPIN {}",
+                                kind.name(),
+                                r.unique_states,
+                                run.states
+                            ));
+                        }
+                    } else {
+                        r.vs_spin = Some(sr.seconds / r.seconds.max(1e-6));
+                        r.symmetry_factor = Some(run.states as f64 / r.unique_states.max(1) as f64);
+                    }
+                }
+                here.push(sr);
+            }
+            for r in &here {
+                if !plan.json {
+                    let vs = match (r.vs_spin, r.memory_vs_spin, r.symmetry_factor) {
+                        (Some(v), Some(m), _) => format!("{v:.2}x the rate, {m:.2}x the memory"),
+                        (Some(v), None, Some(sf)) => {
+                            format!("{v:.2}x faster (symmetry saves {sf:.2}x)")
+                        }
+                        _ => String::new(),
+                    };
+                    println!(
+                        "{:<8} {:<13} {:>2} {:>2} {:>2} {:>2} {:>2} {:>12} {:>9.2} {:>11.0} {:>9.1}  {vs}",
+                        r.kind,
+                        r.checker,
+                        s, b, c, y, f,
+                        r.unique_states,
+                        r.seconds,
+                        r.states_per_second,
+                        r.peak_rss_kib as f64 / 1024.0
+                    );
+                }
+            }
+            rows.extend(here);
+        }
+    }
+    if plan.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "machine": machine(),
+                "rows": rows,
+                "disagreements": disagree,
+            }))
+            .expect("rows serialise")
+        );
+    } else {
+        println!("machine: {}", machine());
+        if rows.iter().any(|r| r.checker == "spin (OOM)") {
+            println!(
+                "spin (OOM): pan reached its memory cap (90% of RAM) and stopped; its states and \
+                 time are how far it got, so the ratios beside it are lower bounds"
+            );
+        }
+        for d in &disagree {
+            println!("DISAGREE: {d}");
+        }
+    }
+    Ok(if disagree.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// CPU model, cores and memory, for the figures' context.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem = quiesce_codegen::promela::mem_total_kib()
+        .map_or("?".into(), |k| format!("{:.0} GiB", k as f64 / 1048576.0));
+    format!("{cpu}, {cores} cores, {mem}")
+}
