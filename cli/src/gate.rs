@@ -126,7 +126,11 @@ fn model_verdict(spec_path: &Path, text: &str, m: &Target) -> Result<ModelVerdic
     };
     let mut violated = BTreeMap::new();
     for &kind in &spec.kinds {
-        let r = check_kind(&spec, kind, &CheckOptions::default())?;
+        let opts = CheckOptions {
+            traces: false,
+            ..CheckOptions::default()
+        };
+        let r = check_kind(&spec, kind, &opts)?;
         let mut v: Vec<String> = r.violated().iter().map(|p| p.to_string()).collect();
         v.extend(
             r.properties

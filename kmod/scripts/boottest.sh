@@ -18,25 +18,35 @@ KO=$(QUIESCE_TEST=1 bash "$here/scripts/module.sh")
 log() { printf 'boottest: %s\n' "$*" >&2; }
 echo "boottest: built kernel and module (mutant: ${QUIESCE_MUTANT:-none})"
 
-R=/build/initramfs
-rm -rf "$TC$R" && mkdir -p "$TC$R"/{bin,dev,proc,sys,tmp,usr/bin}
-cp "$TC/bin/busybox" "$TC$R/bin/"
-for a in $(chroot "$TC" /bin/busybox --list); do
-	[ "$a" = busybox ] || ln -sf busybox "$TC$R/bin/$a"
-done
-# Debian's fio and the shared libraries it loads, at their own paths.
-cp "$TC/usr/bin/fio" "$TC$R/usr/bin/"
-for lib in $(chroot "$TC" ldd /usr/bin/fio | awk '/=>/ { print $3 } /^\t\// { print $1 }'); do
-	mkdir -p "$TC$R$(dirname "$lib")"
-	cp -L "$TC$lib" "$TC$R$lib"
-done
+# The initramfs: a cached base (busybox, Debian's fio with its libraries, the
+# bench), and a small archive with this run's /init and quiesce.ko appended
+# (the kernel unpacks concatenated archives in order).
+BKEY=$( { chroot "$TC" dpkg-query -W -f='${Version}' busybox-static fio; cat "$here/bench/bench.sh" "$here/bench/iobench.c"; } | sha256sum | cut -c1-16)
+BASE=/build/initramfs-base-$BKEY.gz
+if [ ! -f "$TC$BASE" ]; then
+	R=/build/initramfs-base
+	rm -rf "$TC$R" && mkdir -p "$TC$R"/{bin,dev,proc,sys,tmp,usr/bin}
+	cp "$TC/bin/busybox" "$TC$R/bin/"
+	for a in $(chroot "$TC" /bin/busybox --list); do
+		[ "$a" = busybox ] || ln -sf busybox "$TC$R/bin/$a"
+	done
+	cp "$TC/usr/bin/fio" "$TC$R/usr/bin/"
+	for lib in $(chroot "$TC" ldd /usr/bin/fio | awk '/=>/ { print $3 } /^\t\// { print $1 }'); do
+		mkdir -p "$TC$R$(dirname "$lib")"
+		cp -L "$TC$lib" "$TC$R$lib"
+	done
+	cp "$here/bench/bench.sh" "$TC$R/bench.sh"
+	cp "$here/bench/iobench.c" "$TC/build/iobench.c"
+	chroot "$TC" clang -O2 -static -o "$R/iobench" /build/iobench.c
+	mknod -m 600 "$TC$R/dev/console" c 5 1
+	chroot "$TC" sh -c "cd $R && find . | cpio -o -H newc --quiet | gzip -1 >$BASE.tmp" && mv "$TC$BASE.tmp" "$TC$BASE"
+fi
+R=/build/initramfs-run
+rm -rf "$TC$R" && mkdir -p "$TC$R"
 cp "$here/test/init" "$TC$R/init"
 cp "$KO" "$TC$R/quiesce.ko"
-cp "$here/bench/bench.sh" "$TC$R/bench.sh"
-cp "$here/bench/iobench.c" "$TC/build/iobench.c"
-chroot "$TC" clang -O2 -static -o "$R/iobench" /build/iobench.c
-mknod -m 600 "$TC$R/dev/console" c 5 1
-chroot "$TC" sh -c "cd $R && find . | cpio -o -H newc --quiet | gzip -1 >/build/initramfs.gz"
+chroot "$TC" sh -c "cd $R && find . | cpio -o -H newc --quiet | gzip -1 >/build/initramfs-run.gz"
+cat "$TC$BASE" "$TC/build/initramfs-run.gz" >"$TC/build/initramfs.gz"
 
 out=$(mktemp)
 cycles=${QUIESCE_CYCLES:-5}
@@ -46,9 +56,10 @@ append="$append null_blk.memory_backed=1 null_blk.gb=1 null_blk.hw_queue_depth=6
 append="$append dm-mod.create=\"lin,,,rw,0 131072 linear /dev/nullb0 0;lin1,,,rw,0 131072 linear /dev/ram1 0\""
 append="$append dm-mod.waitfor=/dev/nullb0,/dev/ram1 quiesce.cycles=$cycles quiesce.mode=${QUIESCE_MODE:-test}"
 # A mutant's run ends at the first check that fires (WARN, KASAN, KFENCE,
-# DEBUG_OBJECTS and hung tasks then panic): the gate needs the catch, not the rest.
+# DEBUG_OBJECTS and hung tasks then panic; the test powers off at its first
+# FAIL): the gate needs the catch, not the rest.
 if [ -n "${QUIESCE_MUTANT:-}${QUIESCE_EXTRA_PATCHES:-}" ]; then
-	append="$append panic_on_warn=1"
+	append="$append panic_on_warn=1 quiesce.gate=1"
 fi
 log "booting under qemu (TCG); console log: $out"
 start=$(date +%s)

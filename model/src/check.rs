@@ -48,6 +48,9 @@ pub struct CheckOptions {
     pub threads: usize,
     /// Only these kinds (all of the spec's when empty).
     pub kinds: Vec<Kind>,
+    /// Find a shortest counterexample for each violated property (a second,
+    /// breadth-first search without symmetry); off: verdicts only.
+    pub traces: bool,
 }
 
 impl Default for CheckOptions {
@@ -56,6 +59,7 @@ impl Default for CheckOptions {
             overrides: Overrides::default(),
             engine: Engine::Quiesce,
             mem_limit: default_mem_limit(),
+            traces: true,
             symmetry: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             kinds: Vec::new(),
@@ -266,6 +270,7 @@ pub fn check_kind_with(
                     &crate::engine::Options {
                         symmetry: opts.symmetry,
                         threads: opts.threads,
+                        order: crate::engine::Order::Dfs,
                         mem_limit: opts.mem_limit,
                     },
                     &mut |p| {
@@ -294,7 +299,11 @@ pub fn check_kind_with(
         .map(|p| p.name)
         .collect();
     // Shortest counterexamples: a true breadth-first search for the properties Stateright refuted.
-    let mut paths = shortest_counterexamples(&model, &violated);
+    let mut paths = if opts.traces {
+        shortest_counterexamples(&model, &violated)
+    } else {
+        Default::default()
+    };
     let mut properties = Vec::new();
     for p in &props {
         let always = p.expectation == Expectation::Always;

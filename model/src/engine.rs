@@ -26,7 +26,7 @@ mod table;
 use crate::model::{Action, Quiesce, State};
 use stateright::{Expectation, Model};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Condvar, Mutex, RwLock};
 use std::time::Instant;
 pub use table::Table;
 
@@ -37,6 +37,7 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 pub struct Options {
     pub symmetry: bool,
     pub threads: usize,
+    pub order: Order,
     /// End the search when the visited set and layers would pass this many bytes.
     pub mem_limit: usize,
 }
@@ -145,32 +146,82 @@ impl Search<'_> {
         STOP.load(Ordering::Relaxed) || self.incomplete.lock().unwrap().is_some()
     }
 
-    /// Expand states `layer[from..to]`; new successors go to `next`.
-    fn expand(&self, layer: &[State], next: &mut Vec<State>) {
-        let mut acts: Vec<Action> = Vec::new();
-        let mut succ: Vec<(State, u64)> = Vec::new();
+    /// Expand a batch of states; their new successors go to `next`. All the
+    /// batch's successors are packed and fingerprinted, and their table slots
+    /// prefetched, before any is inserted, so the probes' cache misses overlap.
+    fn expand(&self, batch: &[State], next: &mut Vec<State>, scratch: &mut Scratch) {
         let mut buf = [0u8; encode::MAX];
         let table = self.table.read().unwrap();
-        for s in layer {
-            acts.clear();
-            self.model.actions(s, &mut acts);
-            self.check(s, acts.len());
-            succ.clear();
-            for a in acts.drain(..) {
+        scratch.succ.clear();
+        for s in batch {
+            scratch.acts.clear();
+            self.model.actions(s, &mut scratch.acts);
+            self.check(s, scratch.acts.len());
+            for &a in &scratch.acts {
                 if let Some(n) = self.model.next_state(s, a) {
                     let len = encode::encode(&n, self.opts.symmetry, &mut buf);
                     let fp = fingerprint(&buf[..len]);
                     table.prefetch(fp);
-                    succ.push((n, fp));
-                }
-            }
-            self.transitions.fetch_add(succ.len(), Ordering::Relaxed);
-            for (n, fp) in succ.drain(..) {
-                if table.insert(fp) {
-                    next.push(n);
+                    scratch.succ.push((n, fp));
                 }
             }
         }
+        self.transitions
+            .fetch_add(scratch.succ.len(), Ordering::Relaxed);
+        for (n, fp) in scratch.succ.drain(..) {
+            if table.insert(fp) {
+                next.push(n);
+            }
+        }
+    }
+}
+
+/// A worker's reusable buffers.
+#[derive(Default)]
+struct Scratch {
+    acts: Vec<Action>,
+    succ: Vec<(State, u64)>,
+}
+
+/// The order of the search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Depth first, the threads sharing work: memory is the visited set alone.
+    Dfs,
+    /// Breadth first by layers: a property's first discovery is at its least depth;
+    /// memory adds the widest two layers.
+    Bfs,
+}
+
+impl Search<'_> {
+    /// After a batch: stop at the memory limit (counting `extra` bytes beside the
+    /// table, and the old table while a grown one is built), or grow the table.
+    fn after_batch(&self, extra: usize) {
+        let t = self.table.read().unwrap();
+        let (bytes, grow) = (t.bytes() + extra, t.wants_growth());
+        drop(t);
+        if bytes + if grow { 2 * bytes } else { 0 } > self.opts.mem_limit {
+            self.stop(Incomplete::MemoryLimit {
+                limit: self.opts.mem_limit,
+            });
+        } else if grow {
+            let mut t = self.table.write().unwrap();
+            if t.wants_growth() {
+                *t = t.grown();
+            }
+        }
+    }
+
+    fn progress(&self, start: Instant, depth: usize) -> Progress {
+        Progress {
+            states: self.table.read().unwrap().len(),
+            depth,
+            seconds: start.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.stopped() || self.left.load(Ordering::Relaxed) == 0
     }
 }
 
@@ -191,81 +242,23 @@ pub fn search(model: &Quiesce, opts: &Options, progress: &mut dyn FnMut(Progress
         transitions: AtomicUsize::new(0),
         incomplete: Mutex::new(None),
     };
-    let mut layer: Vec<State> = Vec::new();
+    let mut init: Vec<State> = Vec::new();
     {
         let table = search.table.read().unwrap();
         let mut buf = [0u8; encode::MAX];
         for s in model.init_states() {
             let len = encode::encode(&s, opts.symmetry, &mut buf);
             if table.insert(fingerprint(&buf[..len])) {
-                layer.push(s);
+                init.push(s);
             }
         }
     }
-    let threads = opts.threads.max(1);
-    let state_bytes = std::mem::size_of::<State>();
-    let mut depth = 0;
-    let mut last_progress = Instant::now();
-    while !layer.is_empty() && search.left.load(Ordering::Relaxed) > 0 {
-        depth += 1;
-        let cursor = AtomicUsize::new(0);
-        let next_len = AtomicUsize::new(0);
-        let parts: Vec<Vec<State>> = std::thread::scope(|sc| {
-            let work = || {
-                let mut next = Vec::new();
-                loop {
-                    if search.stopped() {
-                        break;
-                    }
-                    let from = cursor.fetch_add(BATCH, Ordering::Relaxed);
-                    if from >= layer.len() {
-                        break;
-                    }
-                    let to = (from + BATCH).min(layer.len());
-                    let before = next.len();
-                    search.expand(&layer[from..to], &mut next);
-                    let grown = next_len.fetch_add(next.len() - before, Ordering::Relaxed);
-                    let t = search.table.read().unwrap();
-                    let bytes = t.bytes() + (layer.len() + grown) * state_bytes;
-                    let grow = t.wants_growth();
-                    drop(t);
-                    if bytes + if grow { 2 * bytes } else { 0 } > opts.mem_limit {
-                        search.stop(Incomplete::MemoryLimit {
-                            limit: opts.mem_limit,
-                        });
-                    } else if grow {
-                        let mut t = search.table.write().unwrap();
-                        if t.wants_growth() {
-                            *t = t.grown();
-                        }
-                    }
-                }
-                next
-            };
-            let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
-            let mut parts = vec![work()];
-            parts.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("a search thread panicked")),
-            );
-            parts
-        });
-        if STOP.load(Ordering::Relaxed) {
-            search.stop(Incomplete::Stopped);
-        }
-        layer = parts.into_iter().flatten().collect();
-        if last_progress.elapsed().as_millis() >= 200 {
-            last_progress = Instant::now();
-            progress(Progress {
-                states: search.table.read().unwrap().len(),
-                depth,
-                seconds: start.elapsed().as_secs_f64(),
-            });
-        }
-        if search.incomplete.lock().unwrap().is_some() {
-            break;
-        }
+    let depth = match opts.order {
+        Order::Dfs => dfs(&search, init, start, progress),
+        Order::Bfs => bfs(&search, init, start, progress),
+    };
+    if STOP.load(Ordering::Relaxed) {
+        search.stop(Incomplete::Stopped);
     }
     let table = search.table.into_inner().unwrap();
     Outcome {
@@ -282,4 +275,154 @@ pub fn search(model: &Quiesce, opts: &Options, progress: &mut dyn FnMut(Progress
         incomplete: search.incomplete.into_inner().unwrap(),
         table_bytes: table.bytes(),
     }
+}
+
+/// Breadth first by layers; each layer's batches are shared out to the threads.
+fn bfs(
+    search: &Search,
+    mut layer: Vec<State>,
+    start: Instant,
+    progress: &mut dyn FnMut(Progress),
+) -> usize {
+    let threads = search.opts.threads.max(1);
+    let state_bytes = std::mem::size_of::<State>();
+    let mut depth = 0;
+    let mut last = Instant::now();
+    while !layer.is_empty() && !search.done() {
+        depth += 1;
+        let cursor = AtomicUsize::new(0);
+        let next_len = AtomicUsize::new(0);
+        let parts: Vec<Vec<State>> = std::thread::scope(|sc| {
+            let work = || {
+                let mut next = Vec::new();
+                let mut scratch = Scratch::default();
+                while !search.stopped() {
+                    let from = cursor.fetch_add(BATCH, Ordering::Relaxed);
+                    if from >= layer.len() {
+                        break;
+                    }
+                    let to = (from + BATCH).min(layer.len());
+                    let before = next.len();
+                    search.expand(&layer[from..to], &mut next, &mut scratch);
+                    let grown = next_len.fetch_add(next.len() - before, Ordering::Relaxed);
+                    search.after_batch((layer.len() + grown) * state_bytes);
+                }
+                next
+            };
+            let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
+            let mut parts = vec![work()];
+            parts.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a search thread panicked")),
+            );
+            parts
+        });
+        layer = parts.into_iter().flatten().collect();
+        if last.elapsed().as_millis() >= 200 {
+            last = Instant::now();
+            progress(search.progress(start, depth));
+        }
+    }
+    depth
+}
+
+/// States a DFS worker expands at a time (the top of its stack).
+const DFS_BATCH: usize = 32;
+
+/// Work shared between DFS threads: states given away, and who waits for them.
+struct Pool {
+    states: Vec<(State, u32)>,
+    idle: usize,
+    finished: bool,
+}
+
+/// Depth first: each thread runs its own stack; an idle thread waits for the
+/// others to give it the bottom half of theirs.
+fn dfs(
+    search: &Search,
+    init: Vec<State>,
+    start: Instant,
+    progress: &mut dyn FnMut(Progress),
+) -> usize {
+    let threads = search.opts.threads.max(1);
+    let pool = Mutex::new(Pool {
+        states: init.into_iter().map(|s| (s, 1)).collect(),
+        idle: 0,
+        finished: false,
+    });
+    let wake = Condvar::new();
+    let hungry = AtomicUsize::new(0);
+    let max_depth = AtomicUsize::new(0);
+    let state_bytes = std::mem::size_of::<State>() + 4;
+    let work = |report: &mut dyn FnMut()| {
+        let mut stack: Vec<(State, u32)> = Vec::new();
+        let mut batch: Vec<State> = Vec::with_capacity(DFS_BATCH);
+        let mut next: Vec<State> = Vec::new();
+        let mut scratch = Scratch::default();
+        let mut deepest = 0;
+        loop {
+            if stack.is_empty() {
+                let mut p = pool.lock().unwrap();
+                loop {
+                    if p.finished || search.done() {
+                        p.finished = true;
+                        wake.notify_all();
+                        max_depth.fetch_max(deepest as usize, Ordering::Relaxed);
+                        return;
+                    }
+                    if let Some(s) = p.states.pop() {
+                        stack.push(s);
+                        break;
+                    }
+                    p.idle += 1;
+                    if p.idle == threads {
+                        p.finished = true;
+                        wake.notify_all();
+                        continue;
+                    }
+                    hungry.fetch_add(1, Ordering::Relaxed);
+                    p = wake.wait(p).unwrap();
+                    hungry.fetch_sub(1, Ordering::Relaxed);
+                    p.idle -= 1;
+                }
+            }
+            // Expand the top of the stack; successors go on top.
+            let depth = stack.last().map_or(0, |s| s.1);
+            batch.clear();
+            while batch.len() < DFS_BATCH {
+                match stack.last() {
+                    Some(&(_, d)) if d == depth => batch.push(stack.pop().unwrap().0),
+                    _ => break,
+                }
+            }
+            deepest = deepest.max(depth);
+            search.expand(&batch, &mut next, &mut scratch);
+            stack.extend(next.drain(..).map(|s| (s, depth + 1)));
+            search.after_batch(stack.len() * state_bytes);
+            report();
+            // Give the bottom half of the stack to a waiting thread.
+            if hungry.load(Ordering::Relaxed) > 0 && stack.len() >= 2 {
+                let half: Vec<_> = stack.drain(..stack.len() / 2).collect();
+                pool.lock().unwrap().states.extend(half);
+                wake.notify_one();
+            }
+        }
+    };
+    let mut last = Instant::now();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (1..threads)
+            .map(|_| sc.spawn(|| work(&mut || {})))
+            .collect();
+        work(&mut || {
+            if last.elapsed().as_millis() >= 200 {
+                last = Instant::now();
+                progress(search.progress(start, max_depth.load(Ordering::Relaxed)));
+            }
+        });
+        for h in handles {
+            h.join().expect("a search thread panicked");
+        }
+    });
+    max_depth.load(Ordering::Relaxed)
 }
