@@ -8,6 +8,7 @@ use std::process::ExitCode;
 /// What `quiesce bench` runs at each size.
 pub struct BenchPlan {
     pub plain: bool,
+    pub stateright: bool,
     pub spin: bool,
     pub json: bool,
     pub kind: Option<Kind>,
@@ -46,9 +47,12 @@ fn bench_quiesce(
     kind: Kind,
     (s, b, c, y, f): (u8, u8, u8, u8, u8),
     symmetry: bool,
+    engine: &str,
 ) -> Result<(u64, f64, u64), ExitCode> {
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("check")
+        .arg("--engine")
+        .arg(engine)
         .arg("--json")
         .arg(spec)
         .arg("--kind")
@@ -126,10 +130,14 @@ pub fn bench(
             };
             let mut here = Vec::new();
             if plan.plain {
-                let (n, t, m) = bench_quiesce(&exe, spec, kind, size, false)?;
+                let (n, t, m) = bench_quiesce(&exe, spec, kind, size, false, "quiesce")?;
                 here.push(row("quiesce", n, t, m));
             }
-            let (n, t, m) = bench_quiesce(&exe, spec, kind, size, true)?;
+            if plan.stateright {
+                let (n, t, m) = bench_quiesce(&exe, spec, kind, size, false, "stateright")?;
+                here.push(row("stateright", n, t, m));
+            }
+            let (n, t, m) = bench_quiesce(&exe, spec, kind, size, true, "quiesce")?;
             here.push(row("quiesce+sym", n, t, m));
             if plan.spin {
                 let bounds = parsed.bounds.with(&Overrides::size(size)).map_err(exit2)?;
@@ -153,7 +161,7 @@ pub fn bench(
                     run.peak_rss_kib,
                 );
                 for r in &mut here {
-                    if r.checker == "quiesce" {
+                    if r.checker == "quiesce" || r.checker == "stateright" {
                         r.vs_spin = Some(r.states_per_second / sr.states_per_second.max(1e-9));
                         r.memory_vs_spin =
                             Some(r.peak_rss_kib as f64 / sr.peak_rss_kib.max(1) as f64);

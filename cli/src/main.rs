@@ -150,6 +150,9 @@ enum Cmd {
         /// With --spin: leave out quiesce without symmetry (for sizes too big for it).
         #[arg(long)]
         skip_plain: bool,
+        /// Also run Stateright's own checker (DFS, no symmetry) at each size.
+        #[arg(long)]
+        stateright: bool,
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
@@ -396,6 +399,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             no_symmetry,
             spin,
             skip_plain,
+            stateright,
             json,
             sizes,
             size,
@@ -412,6 +416,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             };
             let plan = bench::BenchPlan {
                 plain: (no_symmetry || spin) && !skip_plain,
+                stateright,
                 spin,
                 json,
                 kind,
