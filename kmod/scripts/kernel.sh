@@ -32,11 +32,21 @@ mountpoint -q "$TC/proc" || mount -t proc proc "$TC/proc"
 A=$TC$B/.quiesce-applied
 if [ -d "$A" ] && [ -f "$TC$B/.config" ]; then
 	rm -f "$TC$B/.quiesce-built" "$TC$B/.quiesce-patches"
-	for p in $(find "$A" -name '*.patch' | sort -r); do
-		log "reverting $(basename "$p")"
-		patch -s -R -d "$TC$B" -p1 <"$p"
+	# Keep the applied patches that the wanted list starts with (a header such
+	# as blk_types.h touched again would rebuild nearly everything); revert
+	# the rest, last first.
+	applied=()
+	while IFS= read -r f; do applied+=("$f"); done < <(find "$A" -name '*.patch' | sort)
+	keep=0
+	while [ "$keep" -lt "${#applied[@]}" ] && [ "$keep" -lt "${#PATCHES[@]}" ] &&
+		cmp -s "${applied[$keep]}" "${PATCHES[$keep]}"; do
+		keep=$((keep + 1))
 	done
-	rm -rf "$A"
+	for ((j = ${#applied[@]} - 1; j >= keep; j--)); do
+		log "reverting $(basename "${applied[$j]}")"
+		patch -s -R -d "$TC$B" -p1 <"${applied[$j]}"
+		rm -f "${applied[$j]}"
+	done
 	fresh=0
 else
 	log "unpacking linux-source $KVER"
@@ -44,14 +54,14 @@ else
 	mkdir -p "$TC$B"
 	tar -C "$TC$B" --strip-components=1 -xf "$TC"/usr/src/linux-source-6.12.tar.xz
 	fresh=1
+	keep=0
 fi
 mkdir -p "$A"
-i=0
-for p in "${PATCHES[@]}"; do
+for ((i = keep; i < ${#PATCHES[@]}; i++)); do
+	p=${PATCHES[$i]}
 	log "applying $(basename "$p")"
 	patch -s -d "$TC$B" -p1 <"$p"
-	i=$((i + 1))
-	cp "$p" "$A/$(printf %03d $i).patch"
+	cp "$p" "$A/$(printf %03d $((i + 1))).patch"
 done
 if [ "$fresh" = 1 ] || ! cmp -s "$here/kernel.config" "$TC$B/quiesce.config"; then
 	cp "$here/kernel.config" "$TC$B/quiesce.config"
