@@ -57,6 +57,10 @@ struct EngineArgs {
     /// (default: three quarters of the machine's memory).
     #[arg(long, value_name = "MIB")]
     mem_limit: Option<usize>,
+    /// quiesce's engine: preallocate the visited set (8 bytes a state slot) for
+    /// this many MiB, for a run whose size is known (default: grow from 8 MiB).
+    #[arg(long, value_name = "MIB")]
+    table_mib: Option<usize>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -73,6 +77,7 @@ impl EngineArgs {
                 EngineName::Stateright => Engine::Stateright,
             },
             mem_limit: self.mem_limit.map_or(opts.mem_limit, |m| m << 20),
+            table_bytes: self.table_mib.map_or(opts.table_bytes, |m| m << 20),
             ..opts
         }
     }

@@ -43,6 +43,8 @@ pub struct CheckOptions {
     pub engine: Engine,
     /// quiesce's engine: end the search (incomplete) past this many bytes.
     pub mem_limit: usize,
+    /// quiesce's engine: preallocate the visited set for this many bytes (0: grow from 8 MiB).
+    pub table_bytes: usize,
     /// Symmetry reduction over the submitters (DFS); off: a plain BFS.
     pub symmetry: bool,
     pub threads: usize,
@@ -59,6 +61,7 @@ impl Default for CheckOptions {
             overrides: Overrides::default(),
             engine: Engine::Quiesce,
             mem_limit: default_mem_limit(),
+            table_bytes: 0,
             traces: true,
             symmetry: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -272,6 +275,7 @@ pub fn check_kind_with(
                         threads: opts.threads,
                         order: crate::engine::Order::Dfs,
                         mem_limit: opts.mem_limit,
+                        table_bytes: opts.table_bytes,
                     },
                     &mut |p| {
                         progress(Progress {

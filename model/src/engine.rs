@@ -40,6 +40,10 @@ pub struct Options {
     pub order: Order,
     /// End the search when the visited set and layers would pass this many bytes.
     pub mem_limit: usize,
+    /// Preallocate the visited set for this many bytes (a power of two at most;
+    /// 0: start at 8 MiB and grow). A table sized for the run never holds its
+    /// old and new copy at once while it grows.
+    pub table_bytes: usize,
 }
 
 /// Why a search ended before it covered every state.
@@ -235,7 +239,11 @@ pub fn search(model: &Quiesce, opts: &Options, progress: &mut dyn FnMut(Progress
     let search = Search {
         model,
         opts,
-        table: RwLock::new(Table::with_bits(20)),
+        table: RwLock::new(Table::with_bits(if opts.table_bytes >= 8 << 20 {
+            (opts.table_bytes / 8).ilog2()
+        } else {
+            20
+        })),
         found: (0..n).map(|_| AtomicBool::new(false)).collect(),
         left: AtomicUsize::new(n),
         props,
