@@ -136,6 +136,23 @@ impl Prim {
             Prim::ClearInterposer => None,
         }
     }
+
+    /// The error a failure the spec injects returns from this primitive: the
+    /// failures the checker explored, which the kernel side must inject for real.
+    pub const fn injected(self) -> Option<Errno> {
+        match self {
+            Prim::DmCreate => None,
+            Prim::DmDestroy => None,
+            Prim::BlkdevGetExcl => Some(Errno::EBUSY),
+            Prim::BlkdevPut => None,
+            Prim::BlkMqFreezeQueue => None,
+            Prim::BlkMqUnfreezeQueue => None,
+            Prim::DmSuspend => None,
+            Prim::DmResume => None,
+            Prim::CmpxchgInterposer => None,
+            Prim::ClearInterposer => None,
+        }
+    }
 }
 
 /// One method per kernel primitive; the module implements it over the kernel API.
