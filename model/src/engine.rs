@@ -395,6 +395,11 @@ fn dfs(
                     p.idle -= 1;
                 }
             }
+            if search.stopped() {
+                // Ctrl-C or the memory limit: drop this thread's work and wind down.
+                stack.clear();
+                continue;
+            }
             // Expand the top of the stack; successors go on top.
             let depth = stack.last().map_or(0, |s| s.1);
             batch.clear();
