@@ -118,6 +118,10 @@ pub struct KindReport {
     /// Why the search ended before it covered every state (then `met` is false).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<String>,
+    /// quiesce's engine: the chance that two states shared a 64-bit fingerprint
+    /// (about n²/2⁶⁵), so that one of them went unsearched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collision_probability: Option<f64>,
     pub expected: String,
     pub properties: Vec<PropReport>,
     pub met: bool,
@@ -265,6 +269,7 @@ pub fn check_kind_with(
     let props = model.properties();
     let start = Instant::now();
     let mut incomplete = None;
+    let mut collision_probability = None;
     let (unique, total, depth, discovered): (usize, usize, usize, BTreeSet<&'static str>) =
         match opts.engine {
             Engine::Quiesce => {
@@ -285,7 +290,8 @@ pub fn check_kind_with(
                         })
                     },
                 );
-                incomplete = o.incomplete.map(|i| i.to_string());
+                incomplete = o.incomplete.as_ref().map(|i| i.to_string());
+                collision_probability = Some(o.collision_probability());
                 (
                     o.unique_states,
                     o.states,
@@ -379,6 +385,7 @@ pub fn check_kind_with(
         seconds,
         engine: opts.engine,
         incomplete,
+        collision_probability,
         expected,
         met: mismatch.is_empty(),
         mismatch,
@@ -551,6 +558,7 @@ impl SpecReport {
                     _ => Engine::Quiesce,
                 },
                 incomplete: k["incomplete"].as_str().map(str::to_string),
+                collision_probability: k["collision_probability"].as_f64(),
                 mismatch: Vec::new(),
             });
         }
