@@ -1,17 +1,16 @@
 //! `quiesce`: check protocol specs, browse them in the Stateright Explorer.
 
 mod bench;
+mod check_cmd;
+mod explore;
 mod gate;
+mod gen_cmd;
+mod promela_cmd;
 
 use clap::{Args, Parser, Subcommand};
+use quiesce_model::check::CheckOptions;
 use quiesce_model::check::Engine;
-use quiesce_model::check::{
-    check_spec_with, explorer_path, shortest_counterexamples, CheckOptions, SpecReport,
-};
 use quiesce_model::spec::{Kind, Overrides, Spec};
-use quiesce_model::Quiesce;
-use stateright::{Checker, Model};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -237,60 +236,6 @@ fn load(path: &std::path::Path) -> Result<Spec, ExitCode> {
     Spec::load(path).map_err(exit2)
 }
 
-/// One line per spec and kind.
-fn print_summary(r: &SpecReport) {
-    for k in &r.kinds {
-        let verdict = if k.violated().is_empty() && k.incomplete.is_some() {
-            "incomplete (no violation found so far)".to_string()
-        } else if k.violated().is_empty() {
-            "pass".to_string()
-        } else {
-            format!("violates {}", k.violated().join(", "))
-        };
-        println!(
-            "{:<22} {:<8} {:<44} {:>9} states {:>7.2}s  {}",
-            r.name,
-            k.kind.name(),
-            verdict,
-            k.unique_states,
-            k.seconds,
-            if k.met { "as expected" } else { "UNEXPECTED" }
-        );
-        for m in &k.mismatch {
-            println!("    {m}");
-        }
-    }
-}
-
-/// The counterexamples: a numbered trace per violated property.
-fn print_traces(r: &SpecReport) {
-    for k in &r.kinds {
-        for p in k.properties.iter().filter(|p| p.trace.is_some()) {
-            let t = p.trace.as_ref().expect("filtered");
-            println!();
-            println!(
-                "{} [{}]: {} violated in {} steps:",
-                r.name,
-                k.kind.name(),
-                p.name,
-                t.len()
-            );
-            for s in t {
-                println!("  {:>3}. {}", s.step, s.action);
-                println!("       {}", s.state);
-            }
-            if let Some(path) = &p.explorer_path {
-                println!(
-                    "  explore: quiesce explore {} --kind {} --counterexample {}   (#/steps/{path})",
-                    r.file,
-                    k.kind.name(),
-                    p.name
-                );
-            }
-        }
-    }
-}
-
 fn run() -> Result<ExitCode, ExitCode> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -301,77 +246,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             quiet,
             bounds,
             engine,
-        } => {
-            // Parse every spec before checking any: bad input fails fast.
-            let specs: Vec<Spec> = specs.iter().map(|p| load(p)).collect::<Result<_, _>>()?;
-            let opts = engine.apply(CheckOptions {
-                overrides: bounds.overrides(),
-                symmetry: !no_symmetry,
-                kinds: bounds.kind.into_iter().collect(),
-                ..CheckOptions::default()
-            });
-            // Ctrl-C ends quiesce's engine at its next batch; the partial result is
-            // printed, marked incomplete. A second Ctrl-C exits at once.
-            let _ = ctrlc::set_handler(|| {
-                if quiesce_model::engine::STOP.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    std::process::exit(130);
-                }
-            });
-            let mut reports = Vec::new();
-            // Progress on a terminal only, and never with --json.
-            let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-                let b = indicatif::ProgressBar::new_spinner();
-                b.set_style(
-                    indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("template"),
-                );
-                b
-            });
-            for spec in &specs {
-                let mut on_progress = |kind: Kind, p: quiesce_model::check::Progress| {
-                    if let Some(b) = &bar {
-                        b.set_message(format!(
-                            "{} [{kind}]: {} states, {:.0} states/s, depth {}, {:.1}s",
-                            spec.name,
-                            p.states,
-                            p.states as f64 / p.seconds.max(1e-3),
-                            p.depth,
-                            p.seconds
-                        ));
-                        b.tick();
-                    }
-                };
-                let r = check_spec_with(spec, &opts, &mut on_progress).map_err(|e| {
-                    eprintln!("error: {}: {e}", spec.path.display());
-                    ExitCode::from(2)
-                })?;
-                if !json {
-                    match &bar {
-                        Some(b) => b.suspend(|| print_summary(&r)),
-                        None => print_summary(&r),
-                    }
-                }
-                reports.push(r);
-            }
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
-            if !json && !quiet {
-                reports.iter().for_each(print_traces);
-            }
-            let met = reports.iter().all(|r| r.met);
-            if json {
-                let doc = serde_json::json!({ "met": met, "peak_rss_kib": peak_rss_kib(), "specs": reports });
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&doc).expect("report serialises")
-                );
-            }
-            Ok(if met {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        } => check_cmd::run(specs, json, no_symmetry, quiet, bounds, engine),
         Cmd::Mutants {
             spec,
             list,
@@ -398,7 +273,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             out,
             report,
             check,
-        } => gen(&spec, &out, report.as_deref(), check),
+        } => gen_cmd::run(&spec, &out, report.as_deref(), check),
         Cmd::Bench {
             spec,
             no_symmetry,
@@ -434,215 +309,20 @@ fn run() -> Result<ExitCode, ExitCode> {
             spin,
             json,
             bounds,
-        } => promela(&spec, out.as_deref(), spin, json, &bounds),
+        } => promela_cmd::run(&spec, out.as_deref(), spin, json, &bounds),
         Cmd::Explore {
             spec,
             addr,
             counterexample,
             bounds,
-        } => {
-            let spec = load(&spec)?;
-            let b = spec.bounds.with(&bounds.overrides()).map_err(exit2)?;
-            let kind = bounds.kind.unwrap_or(spec.kinds[0]);
-            if !spec.kinds.contains(&kind) {
-                eprintln!(
-                    "error: {} does not check kind `{kind}`",
-                    spec.path.display()
-                );
-                return Err(ExitCode::from(2));
-            }
-            // Bind once ourselves so that a bad address is a clear error, not a panic.
-            let listener = std::net::TcpListener::bind(&addr).map_err(|e| {
-                eprintln!("error: cannot listen on {addr}: {e}");
-                ExitCode::from(2)
-            })?;
-            let bound = listener.local_addr().map_err(|_| ExitCode::from(2))?;
-            drop(listener);
-            let model = Quiesce::new(spec.protocol.clone(), kind, b);
-            let fragment = match &counterexample {
-                None => String::new(),
-                Some(name) => {
-                    let Some(prop) = quiesce_model::spec::SAFETY.iter().find(|p| *p == name) else {
-                        eprintln!(
-                            "error: unknown property `{name}`; safety properties: {}",
-                            quiesce_model::spec::SAFETY.join(", ")
-                        );
-                        return Err(ExitCode::from(2));
-                    };
-                    let found = shortest_counterexamples(
-                        &model,
-                        &std::collections::BTreeSet::from([*prop]),
-                    );
-                    match found.get(prop) {
-                        Some(steps) => format!("#/steps/{}", explorer_path(&model, steps)),
-                        None => {
-                            eprintln!(
-                                "error: {} [{kind}] satisfies {prop}: there is no counterexample",
-                                spec.name
-                            );
-                            return Err(ExitCode::from(1));
-                        }
-                    }
-                }
-            };
-            // Announce the address once the server really accepts connections, and start
-            // the search so that the property panel fills in.
-            let name = spec.name.clone();
-            std::thread::spawn(move || {
-                for _ in 0..600 {
-                    if let Ok(mut c) = std::net::TcpStream::connect(bound) {
-                        use std::io::Write;
-                        let _ = c.write_all(
-                            b"POST /.runtocompletion HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
-                        );
-                        eprintln!("Explorer for {name} [{kind}] at http://{bound}/{fragment}");
-                        return;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                eprintln!("error: the Explorer did not start listening on {bound}");
-            });
-            let checker = model.checker().threads(1).serve(bound);
-            let _ = checker.unique_state_count();
-            Ok(ExitCode::SUCCESS)
-        }
+        } => explore::run(&spec, &addr, counterexample, &bounds),
     }
-}
-
-fn gen(
-    spec: &std::path::Path,
-    out: &std::path::Path,
-    report: Option<&std::path::Path>,
-    check: bool,
-) -> Result<ExitCode, ExitCode> {
-    use quiesce_codegen as cg;
-    let spec = load(spec)?;
-    let fail = |e: cg::GenError| {
-        eprintln!("error: {e}");
-        match e {
-            cg::GenError::Refused(_) => ExitCode::from(1),
-            _ => ExitCode::from(2),
-        }
-    };
-    let report = match report {
-        Some(r) => cg::read_report(r, &spec).map_err(fail)?,
-        None => {
-            eprintln!("checking {} ...", spec.path.display());
-            cg::check(&spec).map_err(fail)?
-        }
-    };
-    let files = cg::render(&spec, &report).map_err(fail)?;
-    if check {
-        let diffs = cg::drift(out, &files);
-        if diffs.is_empty() {
-            println!(
-                "{} is up to date with {}",
-                out.display(),
-                spec.path.display()
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        for d in &diffs {
-            print!("{d}");
-        }
-        eprintln!(
-            "error: {} differs from what {} renders; run `quiesce gen {}`",
-            out.display(),
-            spec.path.display(),
-            spec.path.display()
-        );
-        return Ok(ExitCode::from(1));
-    }
-    cg::write(out, &files).map_err(fail)?;
-    println!("wrote {} files to {}", files.len(), out.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn promela(
-    path: &std::path::Path,
-    out: Option<&std::path::Path>,
-    spin: bool,
-    json: bool,
-    bounds: &BoundArgs,
-) -> Result<ExitCode, ExitCode> {
-    let spec = load(path)?;
-    let kind = match bounds.kind {
-        Some(k) if spec.kinds.contains(&k) => k,
-        Some(k) => {
-            eprintln!("error: {} does not check kind `{k}`", path.display());
-            return Err(ExitCode::from(2));
-        }
-        None if spec.kinds.len() == 1 => spec.kinds[0],
-        None => {
-            eprintln!(
-                "error: {} checks {} kinds; choose one with --kind",
-                path.display(),
-                spec.kinds.len()
-            );
-            return Err(ExitCode::from(2));
-        }
-    };
-    let b = spec.bounds.with(&bounds.overrides()).map_err(exit2)?;
-    let pml = quiesce_codegen::promela::render(&spec, kind, b).map_err(exit2)?;
-    match out {
-        Some(o) => std::fs::write(o, &pml).map_err(|e| {
-            eprintln!("error: {}: {e}", o.display());
-            ExitCode::from(2)
-        })?,
-        None if !spin => print!("{pml}"),
-        None => {}
-    }
-    if !spin {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let opts = quiesce_codegen::promela::SpinOptions {
-        hash_bits: None,
-        quick_compile: false,
-    };
-    let run = quiesce_codegen::promela::run_spin(&pml, &opts).map_err(exit2)?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&run).expect("serialises")
-        );
-    } else {
-        println!(
-            "spin: {} states{}, {} transitions, depth {}, {:.2}s, peak {:.1} MiB, {}",
-            run.states,
-            if run.complete {
-                ""
-            } else {
-                " (incomplete: pan reached its memory cap)"
-            },
-            run.transitions,
-            run.depth,
-            run.seconds,
-            run.peak_rss_kib as f64 / 1024.0,
-            if run.violated.is_empty() {
-                "no errors".to_string()
-            } else {
-                format!("violates {}", run.violated.join(", "))
-            }
-        );
-    }
-    Ok(if !run.violated.is_empty() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// Report a bad input or a failed tool, and exit 2.
 fn exit2(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
-}
-
-/// This process's peak resident set size (VmHWM), in KiB.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn main() -> ExitCode {
