@@ -119,7 +119,7 @@ fn model_verdict(spec_path: &Path, text: &str, m: &Target) -> Result<ModelVerdic
         Ok(s) => s,
         Err(e) => {
             return Ok(ModelVerdict {
-                refused: Some(e.msg),
+                refused: Some(e.first().msg.clone()),
                 violated: BTreeMap::new(),
             })
         }
@@ -135,7 +135,7 @@ fn model_verdict(spec_path: &Path, text: &str, m: &Target) -> Result<ModelVerdic
         v.extend(
             r.properties
                 .iter()
-                .filter(|p| p.verdict == "not reached")
+                .filter(|p| p.verdict == "not_reached")
                 .map(|p| format!("never {}", p.name)),
         );
         violated.insert(kind.name().to_string(), v);

@@ -28,20 +28,20 @@ struct Cli {
 #[derive(Args, Clone)]
 struct BoundArgs {
     /// Override the number of submitter threads.
-    #[arg(long)]
-    submitters: Option<u8>,
+    #[arg(long, allow_negative_numbers = true)]
+    submitters: Option<i64>,
     /// Override the bios each submitter sends.
-    #[arg(long)]
-    bios: Option<u8>,
+    #[arg(long, allow_negative_numbers = true)]
+    bios: Option<i64>,
     /// Override the number of controller threads.
-    #[arg(long)]
-    controllers: Option<u8>,
+    #[arg(long, allow_negative_numbers = true)]
+    controllers: Option<i64>,
     /// Override attach/detach cycles per controller.
-    #[arg(long)]
-    cycles: Option<u8>,
+    #[arg(long, allow_negative_numbers = true)]
+    cycles: Option<i64>,
     /// Override the number of injected failures.
-    #[arg(long)]
-    failures: Option<u8>,
+    #[arg(long, allow_negative_numbers = true)]
+    failures: Option<i64>,
     /// Check only this kind of original (request or bio).
     #[arg(long, value_parser = parse_kind)]
     kind: Option<Kind>,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
     #[error("{0}")]
-    Spec(#[from] quiesce_model::SpecError),
+    Spec(#[from] quiesce_model::SpecErrors),
     #[error("refusing to generate: {0}")]
     Refused(String),
     #[error("check report {file}: {msg}")]
@@ -68,7 +68,7 @@ pub fn gate(spec: &Spec, report: &SpecReport) -> Result<(), GenError> {
                     p.explorer_path.as_deref().unwrap_or("")
                 )));
             }
-            if p.verdict == "not reached" && !spec.unreached.contains(&p.name) {
+            if p.verdict == "not_reached" && !spec.unreached.contains(&p.name) {
                 return Err(GenError::Refused(format!(
                     "{} [{k}] never reaches {}: the check may be vacuous",
                     spec.name, p.name

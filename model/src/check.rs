@@ -83,11 +83,35 @@ pub fn default_mem_limit() -> usize {
     kib / 4 * 3 * 1024
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The version of the JSON report's layout (`docs/report-schema.md`); bumped on
+/// any change a reader could notice.
+pub const REPORT_SCHEMA: u32 = 2;
+
+/// One step of a counterexample: the rendered text and the same as fields.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TraceStep {
     pub step: usize,
+    /// `thread: what it did`, as printed.
     pub action: String,
+    /// The state after the step, in one line, as printed.
     pub state: String,
+    /// Who took the step: `submitter 1`, `controller 2`, `kworker`, `O`, `remover`, `freezer 1`.
+    pub thread: String,
+    /// The bio the step moves, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bio: Option<String>,
+    /// The state after the step, as fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<crate::explain::Devices>,
+}
+
+/// What the spec expects for one kind.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Expected {
+    /// Safety properties that must be violated (empty: the spec must pass).
+    pub violated: Vec<&'static str>,
+    /// Sanity properties that must not be reached.
+    pub unreached: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,10 +119,13 @@ pub struct PropReport {
     pub name: &'static str,
     /// `always` or `sometimes`.
     pub expectation: &'static str,
-    /// `holds`, `violated`, `reached`, `not reached` or `not applicable`.
+    /// `holds`, `violated`, `reached`, `not_reached` or `not_applicable`.
     pub verdict: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Vec<TraceStep>>,
+    /// Why the property fails at the trace's last step, in plain words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// The Explorer's path to the counterexample's last state (`#/steps/<this>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explorer_path: Option<String>,
@@ -122,7 +149,7 @@ pub struct KindReport {
     /// (about n²/2⁶⁵), so that one of them went unsearched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collision_probability: Option<f64>,
-    pub expected: String,
+    pub expected: Expected,
     pub properties: Vec<PropReport>,
     pub met: bool,
     /// Why the expectation was not met.
@@ -160,6 +187,9 @@ fn render_trace(model: &Quiesce, (_, steps): &Steps) -> Vec<TraceStep> {
             step: i + 1,
             action: model.describe(a),
             state: model.summary(after),
+            thread: model.thread(a),
+            bio: model.bio_of(a),
+            devices: Some(model.devices(after)),
         })
         .collect()
 }
@@ -322,21 +352,23 @@ pub fn check_kind_with(
             (true, true) => "violated",
             (true, false) => "holds",
             (false, true) => "reached",
-            (false, false) if !model.sanity_applies(p.name) => "not applicable",
-            (false, false) => "not reached",
+            (false, false) if !model.sanity_applies(p.name) => "not_applicable",
+            (false, false) => "not_reached",
         };
-        let (trace, explorer_path) = match paths.remove(p.name) {
+        let (trace, explorer_path, reason) = match paths.remove(p.name) {
             Some(steps) => (
                 Some(render_trace(&model, &steps)),
                 Some(explorer_path(&model, &steps)),
+                model.why_last(p.name, &steps.0, &steps.1),
             ),
-            None => (None, None),
+            None => (None, None, None),
         };
         properties.push(PropReport {
             name: p.name,
             expectation: if always { "always" } else { "sometimes" },
             verdict,
             trace,
+            reason,
             explorer_path,
         });
     }
@@ -358,7 +390,7 @@ pub fn check_kind_with(
     }
     for p in properties.iter().filter(|p| SANITY.contains(&p.name)) {
         let excused = spec.unreached.contains(&p.name);
-        if p.verdict == "not reached" && !excused {
+        if p.verdict == "not_reached" && !excused {
             mismatch.push(format!(
                 "sanity: {} was never reached (the model may be vacuous)",
                 p.name
@@ -371,9 +403,9 @@ pub fn check_kind_with(
             ));
         }
     }
-    let expected = match expect {
-        Expect::Pass => "pass".to_string(),
-        Expect::Violates(v) => v.join(", "),
+    let expected = Expected {
+        violated: want.iter().copied().collect(),
+        unreached: spec.unreached.clone(),
     };
     Ok(KindReport {
         kind,
@@ -471,6 +503,15 @@ fn stat(name: &str, from: &[&'static str]) -> Result<&'static str, String> {
         .ok_or_else(|| format!("unknown name `{name}`"))
 }
 
+/// A list of property names in a report.
+fn names_in(v: &serde_json::Value, from: &[&'static str]) -> Result<Vec<&'static str>, String> {
+    v.as_array()
+        .ok_or("missing `expected` lists")?
+        .iter()
+        .map(|n| stat(n.as_str().ok_or("a property name must be a string")?, from))
+        .collect()
+}
+
 impl SpecReport {
     /// Read back one spec's entry of a `quiesce check --json` report.
     pub fn from_json(v: &serde_json::Value) -> Result<SpecReport, String> {
@@ -481,6 +522,7 @@ impl SpecReport {
         };
         let u =
             |v: &serde_json::Value, k: &str| v[k].as_u64().ok_or_else(|| format!("missing `{k}`"));
+        use serde::Deserialize;
         let checker = s(v, "checker")?;
         if checker != CHECKER_VERSION {
             return Err(format!(
@@ -511,18 +553,11 @@ impl SpecReport {
                 .collect();
             let mut properties = Vec::new();
             for p in k["properties"].as_array().ok_or("missing `properties`")? {
-                let trace = match p["trace"].as_array() {
-                    None => None,
-                    Some(t) => Some(
-                        t.iter()
-                            .map(|st| {
-                                Ok(TraceStep {
-                                    step: u(st, "step")? as usize,
-                                    action: s(st, "action")?,
-                                    state: s(st, "state")?,
-                                })
-                            })
-                            .collect::<Result<Vec<_>, String>>()?,
+                let trace = match &p["trace"] {
+                    serde_json::Value::Null => None,
+                    t => Some(
+                        Vec::<TraceStep>::deserialize(t)
+                            .map_err(|e| format!("bad `trace`: {e}"))?,
                     ),
                 };
                 properties.push(PropReport {
@@ -534,11 +569,12 @@ impl SpecReport {
                             "holds",
                             "violated",
                             "reached",
-                            "not reached",
-                            "not applicable",
+                            "not_reached",
+                            "not_applicable",
                         ],
                     )?,
                     trace,
+                    reason: p["reason"].as_str().map(str::to_string),
                     explorer_path: p["explorer_path"].as_str().map(str::to_string),
                 });
             }
@@ -550,7 +586,10 @@ impl SpecReport {
                 states: u(k, "states")? as usize,
                 max_depth: u(k, "max_depth")? as usize,
                 seconds: k["seconds"].as_f64().unwrap_or(0.0),
-                expected: s(k, "expected")?,
+                expected: Expected {
+                    violated: names_in(&k["expected"]["violated"], &names)?,
+                    unreached: names_in(&k["expected"]["unreached"], &names)?,
+                },
                 properties,
                 met: k["met"].as_bool().ok_or("missing `met`")?,
                 engine: match k["engine"].as_str() {

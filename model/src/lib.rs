@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod engine;
+pub mod explain;
 pub mod fixed;
 pub mod model;
 pub mod mutate;
@@ -11,4 +12,4 @@ pub mod view;
 
 pub use check::{check_spec, CheckOptions, KindReport, SpecReport};
 pub use model::Quiesce;
-pub use spec::{Spec, SpecError};
+pub use spec::{Spec, SpecError, SpecErrors};

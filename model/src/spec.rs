@@ -29,14 +29,107 @@ pub const SAFETY: [&str; 7] = [
 /// Names of the sanity (`sometimes`) properties.
 pub const SANITY: [&str; 3] = ["bio_redirected", "attach_under_io", "attach_unwinds"];
 
-/// A spec error: where, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{col}: {msg}")]
+/// A spec error: where, and why. `line` 0 is an error about the whole file.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecError {
     pub file: String,
     pub line: usize,
     pub col: usize,
     pub msg: String,
+    /// The source line, and how many columns of it the error covers.
+    pub source: Option<(String, usize)>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file, self.msg);
+        }
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.msg)?;
+        if let Some((text, width)) = &self.source {
+            let n = self.line.to_string();
+            let pad = " ".repeat(n.len());
+            // The caret under the column: count characters, not bytes.
+            let lead: String = text
+                .chars()
+                .take(self.col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            write!(
+                f,
+                "\n {n} | {text}\n {pad} | {lead}{}",
+                "^".repeat((*width).max(1))
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// Every error found in one spec, in source order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecErrors(pub Vec<SpecError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        if self.0.len() > 1 {
+            write!(f, "\n{}: {} errors", self.0[0].file, self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+impl SpecErrors {
+    /// The first error (there is always one).
+    pub fn first(&self) -> &SpecError {
+        &self.0[0]
+    }
+}
+
+/// ` (did you mean `x`?)` when a known name is close to `name`, else nothing.
+pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    let best = known
+        .into_iter()
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .min();
+    match best {
+        Some((d, k)) if d > 0 && d <= (name.len() / 3).max(2) => format!(" (did you mean `{k}`?)"),
+        _ => String::new(),
+    }
+}
+
+/// The range of each bound: (name, lowest, highest).
+pub const BOUND_RANGES: [(&str, i64, i64); 6] = [
+    ("submitters", 1, 4),
+    ("bios", 1, 4),
+    ("controllers", 1, 3),
+    ("cycles", 1, 4),
+    ("freezers", 0, 2),
+    ("failures", 0, 4),
+];
+
+/// A bound's value, or the one message used for a spec's value and a command-line
+/// override alike: `submitters must be between 1 and 4, not 9`.
+pub fn check_bound(what: &str, v: i64) -> Result<u8, String> {
+    let (_, lo, hi) = BOUND_RANGES
+        .iter()
+        .find(|(n, _, _)| *n == what)
+        .copied()
+        .expect("a known bound");
+    if v < lo || v > hi {
+        Err(format!("{what} must be between {lo} and {hi}, not {v}"))
+    } else {
+        Ok(v as u8)
+    }
 }
 
 /// The kind of the original device O.
@@ -324,12 +417,12 @@ struct RawMarker {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBounds {
-    submitters: Spanned<u8>,
-    bios: Spanned<u8>,
-    controllers: Spanned<u8>,
-    cycles: Spanned<u8>,
+    submitters: Spanned<i64>,
+    bios: Spanned<i64>,
+    controllers: Spanned<i64>,
+    cycles: Spanned<i64>,
     #[serde(default)]
-    freezers: Option<Spanned<u8>>,
+    freezers: Option<Spanned<i64>>,
     #[serde(default)]
     remover: bool,
 }
@@ -338,7 +431,7 @@ struct RawBounds {
 #[serde(deny_unknown_fields)]
 struct RawFailures {
     inject: Vec<Spanned<String>>,
-    max: Spanned<u8>,
+    max: Spanned<i64>,
 }
 
 #[derive(Deserialize)]
@@ -398,17 +491,39 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 struct Ctx<'a> {
     file: String,
     text: &'a str,
+    /// Errors found so far; parsing goes on where it can.
+    errors: std::cell::RefCell<Vec<SpecError>>,
 }
 
 impl Ctx<'_> {
     fn err(&self, span: Range<usize>, msg: impl Into<String>) -> SpecError {
         let (line, col) = line_col(self.text, span.start);
+        let start = span.start.min(self.text.len());
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        let source = self.text[line_start..line_end].trim_end_matches('\r');
+        let width = self.text[start..span.end.clamp(start, line_end)].chars().count();
         SpecError {
             file: self.file.clone(),
             line,
             col,
             msg: msg.into(),
+            source: Some((source.to_string(), width)),
         }
+    }
+    /// Record an error and go on.
+    fn report(&self, e: SpecError) {
+        self.errors.borrow_mut().push(e);
+    }
+    /// Record an error at a place and go on.
+    fn error(&self, span: Range<usize>, msg: impl Into<String>) {
+        self.report(self.err(span, msg));
+    }
+    /// Keep a value, or record its error and go on without it.
+    fn keep<T>(&self, r: Result<T, SpecError>) -> Option<T> {
+        r.map_err(|e| self.report(e)).ok()
     }
 }
 
@@ -424,8 +539,9 @@ fn parse_call(ctx: &Ctx, span: Range<usize>, text: &str) -> Result<Prim, SpecErr
         return Err(ctx.err(
             span,
             format!(
-                "unknown step `{}`; known primitives: {}",
+                "unknown step `{}`{}; known primitives: {}",
                 name.trim(),
+                did_you_mean(name.trim(), known.iter().copied()),
                 known.join(", ")
             ),
         ));
@@ -445,57 +561,86 @@ fn parse_call(ctx: &Ctx, span: Range<usize>, text: &str) -> Result<Prim, SpecErr
     Ok(prim)
 }
 
-fn compile_ctl(
-    ctx: &Ctx,
-    list: &Spanned<Vec<Spanned<RawCtl>>>,
-    what: &str,
-) -> Result<Vec<CtlStep>, SpecError> {
+/// Compile attach or detach; each bad step is reported and the rest still read.
+fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> Vec<CtlStep> {
     if list.get_ref().is_empty() {
-        return Err(ctx.err(list.span(), format!("`{what}` has no steps")));
+        ctx.error(list.span(), format!("`{what}` has no steps"));
     }
     let mut out = Vec::new();
     for step in list.get_ref() {
         let span = step.span();
-        out.push(match step.get_ref() {
-            RawCtl::Call(c) => CtlStep {
-                prim: parse_call(ctx, span, c)?,
+        let compiled = match step.get_ref() {
+            RawCtl::Call(c) => ctx.keep(parse_call(ctx, span, c)).map(|prim| CtlStep {
+                prim,
                 only: None,
                 on_error: None,
-            },
+            }),
             RawCtl::Table {
                 call,
                 only,
                 on_error,
-            } => CtlStep {
-                prim: parse_call(ctx, span.clone(), call)?,
-                only: *only,
-                on_error: match on_error {
-                    None => None,
-                    Some(v) => Some(
-                        v.iter()
-                            .map(|c| parse_call(ctx, span.clone(), c))
-                            .collect::<Result<_, _>>()?,
-                    ),
-                },
-            },
-        });
+            } => {
+                let prim = ctx.keep(parse_call(ctx, span.clone(), call));
+                let on_error = on_error.as_ref().map(|v| {
+                    v.iter()
+                        .filter_map(|c| ctx.keep(parse_call(ctx, span.clone(), c)))
+                        .collect::<Vec<_>>()
+                });
+                prim.map(|prim| CtlStep {
+                    prim,
+                    only: *only,
+                    on_error,
+                })
+            }
+        };
+        out.extend(compiled);
     }
-    Ok(out)
+    out
 }
 
-fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Result<Vec<HotOp>, SpecError> {
+/// attach installs a pointer to its own interposer: I must exist by then. The
+/// pointer would otherwise name memory that was never allocated.
+fn check_attach_creates(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, attach: &[CtlStep]) {
+    if attach.len() != list.get_ref().len() {
+        return; // a step did not compile; its error is reported already
+    }
+    let mut exists = false;
+    for (step, raw) in attach.iter().zip(list.get_ref()) {
+        match step.prim {
+            Prim::DmCreate => exists = true,
+            Prim::DmDestroy => exists = false,
+            Prim::StoreInterposer | Prim::CmpxchgInterposer if !exists => {
+                ctx.error(
+                    raw.span(),
+                    format!(
+                        "`{}` in attach uses I before `dm_create(I)` created it (or after `dm_destroy(I)` freed it): put `dm_create(I)` first",
+                        step.prim.call()
+                    ),
+                );
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Compile the hot path; `None` when a step is bad (each bad step is reported).
+fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<HotOp>> {
     let steps = list.get_ref();
     if steps.is_empty() {
-        return Err(ctx.err(list.span(), "`hot_path` has no steps"));
+        ctx.error(list.span(), "`hot_path` has no steps");
+        return None;
     }
     if steps.len() > 60 {
-        return Err(ctx.err(list.span(), "`hot_path` has more than 60 steps"));
+        ctx.error(list.span(), "`hot_path` has more than 60 steps");
+        return None;
     }
+    let before = ctx.errors.borrow().len();
     let mut labels: BTreeMap<&str, u8> = BTreeMap::new();
     for (i, s) in steps.iter().enumerate() {
         if let RawHot::Table { label: Some(l), .. } = s.get_ref() {
             if labels.insert(l.as_str(), i as u8).is_some() {
-                return Err(ctx.err(s.span(), format!("label `{l}` is defined twice")));
+                ctx.error(s.span(), format!("label `{l}` is defined twice"));
             }
         }
     }
@@ -512,10 +657,15 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Result<Vec<Ho
                     }
                 ),
             )),
-            Some(l) => labels
-                .get(l.as_str())
-                .copied()
-                .ok_or_else(|| ctx.err(span, format!("jump to unknown label `{l}`"))),
+            Some(l) => labels.get(l.as_str()).copied().ok_or_else(|| {
+                ctx.err(
+                    span,
+                    format!(
+                        "jump to unknown label `{l}`{}",
+                        did_you_mean(l, labels.keys().copied())
+                    ),
+                )
+            }),
         }
     };
     let mut ops = Vec::new();
@@ -528,33 +678,51 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Result<Vec<Ho
             } => (step.as_str(), marked, null),
         };
         let op = match name {
-            "bio_queue_enter" => HotOp::QueueEnter,
-            "blk_queue_exit" => HotOp::QueueExit,
-            "test_marker" => HotOp::TestMarker { marked: target(span.clone(), marked, name)? },
-            "read_interposer" => HotOp::ReadInterposer { null: target(span.clone(), null, name)? },
-            "set_marker" => HotOp::SetMarker,
-            "redirect" => HotOp::Redirect,
-            "driver_submit" => HotOp::DriverSubmit,
-            "return" => HotOp::Return,
-            "restart" => HotOp::Restart,
-            other => {
-                return Err(ctx.err(
-                    span,
-                    format!("unknown hot-path step `{other}`; known steps: bio_queue_enter, blk_queue_exit, test_marker, read_interposer, set_marker, redirect, driver_submit, return, restart"),
-                ))
-            }
+            "bio_queue_enter" => Ok(HotOp::QueueEnter),
+            "blk_queue_exit" => Ok(HotOp::QueueExit),
+            "test_marker" => target(span.clone(), marked, name).map(|marked| HotOp::TestMarker { marked }),
+            "read_interposer" => target(span.clone(), null, name).map(|null| HotOp::ReadInterposer { null }),
+            "set_marker" => Ok(HotOp::SetMarker),
+            "redirect" => Ok(HotOp::Redirect),
+            "driver_submit" => Ok(HotOp::DriverSubmit),
+            "return" => Ok(HotOp::Return),
+            "restart" => Ok(HotOp::Restart),
+            other => Err(ctx.err(
+                span.clone(),
+                format!(
+                    "unknown hot-path step `{other}`{}; known steps: {}",
+                    did_you_mean(other, HOT_STEPS),
+                    HOT_STEPS.join(", ")
+                ),
+            )),
         };
         if (marked.is_some() && name != "test_marker")
             || (null.is_some() && name != "read_interposer")
         {
-            return Err(ctx.err(span, format!("`{name}` takes no jump target")));
+            ctx.error(span, format!("`{name}` takes no jump target"));
         }
-        ops.push(op);
+        ops.extend(ctx.keep(op));
+    }
+    if ctx.errors.borrow().len() > before {
+        return None;
     }
     let spans: Vec<_> = steps.iter().map(|s| s.span()).collect();
-    check_hot_flow(ctx, &ops, &spans)?;
-    Ok(ops)
+    ctx.keep(check_hot_flow(ctx, &ops, &spans))?;
+    Some(ops)
 }
+
+/// The hot-path step names a spec may use.
+pub const HOT_STEPS: [&str; 9] = [
+    "bio_queue_enter",
+    "blk_queue_exit",
+    "test_marker",
+    "read_interposer",
+    "set_marker",
+    "redirect",
+    "driver_submit",
+    "return",
+    "restart",
+];
 
 /// What is known at a hot-path step about the pass: (holds a queue reference, pointer loaded).
 /// Each is a set of possible values as bits: 1 = false possible, 2 = true possible.
@@ -630,121 +798,117 @@ fn check_hot_flow(ctx: &Ctx, ops: &[HotOp], spans: &[Range<usize>]) -> Result<()
     Ok(())
 }
 
-fn all_properties() -> impl Iterator<Item = &'static str> {
-    SAFETY.iter().chain(SANITY.iter()).copied()
-}
-
 impl Spec {
     /// Read and parse a spec file.
-    pub fn load(path: &Path) -> Result<Spec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
-            file: path.display().to_string(),
-            line: 0,
-            col: 0,
-            msg: format!("cannot read spec: {e}"),
+    pub fn load(path: &Path) -> Result<Spec, SpecErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SpecErrors(vec![SpecError {
+                file: path.display().to_string(),
+                line: 0,
+                col: 0,
+                msg: format!("cannot read spec: {e}"),
+                source: None,
+            }])
         })?;
         Spec::parse(path, &text)
     }
 
-    /// Parse spec text; `path` names it in errors.
-    pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecError> {
+    /// Parse spec text; `path` names it in errors. Every error the parser can find
+    /// is reported, in source order.
+    pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecErrors> {
         let ctx = Ctx {
             file: path.display().to_string(),
             text,
+            errors: Default::default(),
         };
         let raw: RawSpec = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            ctx.err(span, e.message().trim().to_string())
+            let mut msg = e.message().trim().to_string();
+            // serde's "unknown field `x`, expected one of `a`, `b`": suggest the closest.
+            if let Some(rest) = msg.strip_prefix("unknown field `") {
+                if let Some((name, known)) = rest.split_once('`') {
+                    let known: Vec<&str> = known.split('`').skip(1).step_by(2).collect();
+                    msg.push_str(&did_you_mean(name, known));
+                }
+            }
+            SpecErrors(vec![ctx.err(span, msg)])
         })?;
+        let spec = Self::compile(&ctx, path, text, raw);
+        let mut errors = ctx.errors.into_inner();
+        if errors.is_empty() {
+            return Ok(spec.expect("no errors, so compiled"));
+        }
+        errors.sort_by_key(|e| (e.line, e.col));
+        Err(SpecErrors(errors))
+    }
 
+    fn compile(ctx: &Ctx, path: &Path, text: &str, raw: RawSpec) -> Option<Spec> {
         let name = raw.name.get_ref().trim().to_string();
         if name.is_empty()
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            return Err(ctx.err(
+            ctx.error(
                 raw.name.span(),
                 "`name` must be a non-empty identifier of letters, digits, `_` and `-`",
-            ));
+            );
         }
 
         let mut kinds = raw.original.kinds.get_ref().clone();
         kinds.sort();
         kinds.dedup();
         if kinds.is_empty() {
-            return Err(ctx.err(
+            ctx.error(
                 raw.original.kinds.span(),
                 "`kinds` must name at least one of \"request\", \"bio\"",
-            ));
+            );
         }
 
         let b = &raw.bounds;
+        let bound = |v: &Spanned<i64>, what: &str| {
+            ctx.keep(check_bound(what, *v.get_ref()).map_err(|m| ctx.err(v.span(), m)))
+                .unwrap_or(1)
+        };
         let bounds = Bounds {
-            submitters: *b.submitters.get_ref(),
-            bios: *b.bios.get_ref(),
-            controllers: *b.controllers.get_ref(),
-            cycles: *b.cycles.get_ref(),
-            failures: raw.failures.as_ref().map_or(0, |f| *f.max.get_ref()),
-            freezers: b.freezers.as_ref().map_or(0, |f| *f.get_ref()),
+            submitters: bound(&b.submitters, "submitters"),
+            bios: bound(&b.bios, "bios"),
+            controllers: bound(&b.controllers, "controllers"),
+            cycles: bound(&b.cycles, "cycles"),
+            failures: raw.failures.as_ref().map_or(0, |f| bound(&f.max, "failures")),
+            freezers: b.freezers.as_ref().map_or(0, |f| bound(f, "freezers")),
             remover: b.remover,
         };
-        for (v, span, what, lo, hi) in [
-            (bounds.submitters, b.submitters.span(), "submitters", 1, 4),
-            (bounds.bios, b.bios.span(), "bios", 1, 4),
-            (
-                bounds.controllers,
-                b.controllers.span(),
-                "controllers",
-                1,
-                3,
-            ),
-            (bounds.cycles, b.cycles.span(), "cycles", 1, 4),
-            (
-                bounds.freezers,
-                b.freezers.as_ref().map_or(0..0, |f| f.span()),
-                "freezers",
-                0,
-                2,
-            ),
-        ] {
-            if v < lo || v > hi {
-                return Err(ctx.err(
-                    span,
-                    format!("impossible bound: {what} = {v}; it must be between {lo} and {hi}"),
-                ));
-            }
-        }
 
         let mut inject = Vec::new();
         if let Some(f) = &raw.failures {
-            if *f.max.get_ref() > 4 {
-                return Err(ctx.err(
-                    f.max.span(),
-                    "impossible bound: failures.max must be at most 4",
-                ));
-            }
             for s in &f.inject {
-                let prim = Prim::by_name(s.get_ref()).ok_or_else(|| {
-                    ctx.err(
+                let Some(prim) = Prim::by_name(s.get_ref()) else {
+                    ctx.error(
                         s.span(),
-                        format!("unknown primitive `{}` in failures.inject", s.get_ref()),
-                    )
-                })?;
+                        format!(
+                            "unknown primitive `{}` in failures.inject{}",
+                            s.get_ref(),
+                            did_you_mean(s.get_ref(), PRIMS.iter().map(|p| p.name))
+                        ),
+                    );
+                    continue;
+                };
                 if prim.info().injectable.is_none() {
                     let can: Vec<_> = PRIMS
                         .iter()
                         .filter(|p| p.injectable.is_some())
                         .map(|p| p.name)
                         .collect();
-                    return Err(ctx.err(
+                    ctx.error(
                         s.span(),
                         format!(
                             "`{}` cannot fail in the kernel; injectable: {}",
                             prim.name(),
                             can.join(", ")
                         ),
-                    ));
+                    );
+                    continue;
                 }
                 inject.push(prim);
             }
@@ -752,93 +916,19 @@ impl Spec {
             inject.dedup();
         }
 
-        let hot_path = compile_hot(&ctx, &raw.protocol.hot_path)?;
-        let attach = compile_ctl(&ctx, &raw.protocol.attach, "attach")?;
-        let detach = compile_ctl(&ctx, &raw.protocol.detach, "detach")?;
-        if raw.marker.kind == MarkerKind::None && hot_path.contains(&HotOp::SetMarker) {
-            return Err(ctx.err(raw.protocol.hot_path.span(), "`set_marker` with marker.kind = \"none\": choose \"bio_flag\" or \"task\", or drop the step"));
+        let hot_path = compile_hot(ctx, &raw.protocol.hot_path);
+        let attach = compile_ctl(ctx, &raw.protocol.attach, "attach");
+        check_attach_creates(ctx, &raw.protocol.attach, &attach);
+        let detach = compile_ctl(ctx, &raw.protocol.detach, "detach");
+        if raw.marker.kind == MarkerKind::None
+            && hot_path.as_ref().is_some_and(|h| h.contains(&HotOp::SetMarker))
+        {
+            ctx.error(raw.protocol.hot_path.span(), "`set_marker` with marker.kind = \"none\": choose \"bio_flag\" or \"task\", or drop the step");
         }
 
-        let mut expect = BTreeMap::new();
-        let mut unreached = Vec::new();
-        for (k, v) in &raw.expect {
-            if k.get_ref() == "unreached" {
-                let RawExpect::List(props) = v.get_ref() else {
-                    return Err(ctx.err(v.span(), "`unreached` is a list of sanity properties"));
-                };
-                for p in props {
-                    let Some(n) = SANITY.iter().find(|s| *s == p) else {
-                        return Err(ctx.err(
-                            v.span(),
-                            format!(
-                                "unknown sanity property `{p}`; sanity properties: {}",
-                                SANITY.join(", ")
-                            ),
-                        ));
-                    };
-                    unreached.push(*n);
-                }
-                continue;
-            }
-            let kinds_here: Vec<Kind> = match k.get_ref().as_str() {
-                "all" => kinds.clone(),
-                "request" => vec![Kind::Request],
-                "bio" => vec![Kind::Bio],
-                other => return Err(ctx.err(k.span(), format!("unknown key `{other}` in [expect]; use \"all\", \"request\", \"bio\" or \"unreached\""))),
-            };
-            let e = match v.get_ref() {
-                RawExpect::Word(w) if w == "pass" => Expect::Pass,
-                RawExpect::Word(w) => {
-                    return Err(ctx.err(
-                        v.span(),
-                        format!("expected \"pass\" or a list of properties, found \"{w}\""),
-                    ))
-                }
-                RawExpect::List(props) => {
-                    if props.is_empty() {
-                        return Err(ctx.err(
-                            v.span(),
-                            "an empty list of violations: write \"pass\" instead",
-                        ));
-                    }
-                    let mut names = Vec::new();
-                    for p in props {
-                        let Some(n) = SAFETY.iter().find(|s| *s == p) else {
-                            let known: Vec<_> = all_properties().collect();
-                            return Err(ctx.err(
-                                v.span(),
-                                format!(
-                                    "unknown property `{p}`; safety properties: {}",
-                                    known[..SAFETY.len()].join(", ")
-                                ),
-                            ));
-                        };
-                        names.push(*n);
-                    }
-                    names.sort();
-                    names.dedup();
-                    Expect::Violates(names)
-                }
-            };
-            for kind in kinds_here {
-                if !kinds.contains(&kind) {
-                    return Err(ctx.err(
-                        k.span(),
-                        format!(
-                            "[expect] names kind `{kind}`, which [original] kinds does not check"
-                        ),
-                    ));
-                }
-                expect.insert(kind, e.clone());
-            }
-        }
-        for kind in &kinds {
-            if !expect.contains_key(kind) {
-                return Err(ctx.err(0..0, format!("[expect] gives no verdict for kind `{kind}`")));
-            }
-        }
+        let (expect, unreached) = Self::compile_expect(ctx, text, &raw.expect, &kinds);
 
-        Ok(Spec {
+        Some(Spec {
             path: path.to_path_buf(),
             name,
             description: raw.description.trim().to_string(),
@@ -848,7 +938,7 @@ impl Spec {
             unreached,
             bounds,
             protocol: Protocol {
-                hot_path,
+                hot_path: hot_path?,
                 attach,
                 detach,
                 marker: raw.marker.kind,
@@ -858,20 +948,143 @@ impl Spec {
             },
         })
     }
+
+    /// `[expect]`: a verdict per kind, and the sanity properties that stay unreached.
+    fn compile_expect(
+        ctx: &Ctx,
+        text: &str,
+        raw: &BTreeMap<Spanned<String>, Spanned<RawExpect>>,
+        kinds: &[Kind],
+    ) -> (BTreeMap<Kind, Expect>, Vec<&'static str>) {
+        let mut expect = BTreeMap::new();
+        let mut unreached = Vec::new();
+        // Where each kind's verdict came from, to refuse a second one.
+        let mut given: BTreeMap<Kind, &str> = BTreeMap::new();
+        for (k, v) in raw {
+            if k.get_ref() == "unreached" {
+                let RawExpect::List(props) = v.get_ref() else {
+                    ctx.error(v.span(), "`unreached` is a list of sanity properties");
+                    continue;
+                };
+                for p in props {
+                    match SANITY.iter().find(|s| *s == p) {
+                        Some(n) => unreached.push(*n),
+                        None => ctx.error(
+                            v.span(),
+                            format!(
+                                "unknown sanity property `{p}`{}; sanity properties: {}",
+                                did_you_mean(p, SANITY),
+                                SANITY.join(", ")
+                            ),
+                        ),
+                    }
+                }
+                continue;
+            }
+            let kinds_here: Vec<Kind> = match k.get_ref().as_str() {
+                "all" => kinds.to_vec(),
+                "request" => vec![Kind::Request],
+                "bio" => vec![Kind::Bio],
+                other => {
+                    ctx.error(
+                        k.span(),
+                        format!(
+                            "unknown key `{other}` in [expect]{}; use \"all\", \"request\", \"bio\" or \"unreached\"",
+                            did_you_mean(other, ["all", "request", "bio", "unreached"])
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let e = match v.get_ref() {
+                RawExpect::Word(w) if w == "pass" => Expect::Pass,
+                RawExpect::Word(w) => {
+                    ctx.error(
+                        v.span(),
+                        format!("expected \"pass\" or a list of properties, found \"{w}\""),
+                    );
+                    continue;
+                }
+                RawExpect::List(props) => {
+                    if props.is_empty() {
+                        ctx.error(
+                            v.span(),
+                            "an empty list of violations: write \"pass\" instead",
+                        );
+                        continue;
+                    }
+                    let mut names = Vec::new();
+                    for p in props {
+                        match SAFETY.iter().find(|s| *s == p) {
+                            Some(n) => names.push(*n),
+                            None => ctx.error(
+                                v.span(),
+                                format!(
+                                    "unknown property `{p}`{}; safety properties: {}",
+                                    did_you_mean(p, SAFETY.iter().chain(SANITY.iter()).copied()),
+                                    SAFETY.join(", ")
+                                ),
+                            ),
+                        }
+                    }
+                    names.sort();
+                    names.dedup();
+                    Expect::Violates(names)
+                }
+            };
+            for kind in kinds_here {
+                if !kinds.contains(&kind) {
+                    ctx.error(
+                        k.span(),
+                        format!(
+                            "[expect] names kind `{kind}`, which [original] kinds does not check"
+                        ),
+                    );
+                    continue;
+                }
+                if let Some(first) = given.insert(kind, k.get_ref()) {
+                    let this = k.get_ref();
+                    ctx.error(
+                        k.span(),
+                        if first == this {
+                            format!("[expect] gives kind `{kind}` two verdicts")
+                        } else {
+                            format!(
+                                "contradictory expectations: `{first}` and `{this}` both give a verdict for kind `{kind}`; keep one"
+                            )
+                        },
+                    );
+                    continue;
+                }
+                expect.insert(kind, e.clone());
+            }
+        }
+        // A missing verdict is about the whole table: point at its header.
+        let header = text.find("[expect]").unwrap_or(0);
+        for kind in kinds {
+            if !expect.contains_key(kind) {
+                ctx.error(
+                    header..header + "[expect]".len(),
+                    format!("[expect] gives no verdict for kind `{kind}`"),
+                );
+            }
+        }
+        (expect, unreached)
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Command-line overrides of a spec's bounds.
+/// Command-line overrides of a spec's bounds (as typed: range-checked by [`Bounds::with`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Overrides {
-    pub submitters: Option<u8>,
-    pub bios: Option<u8>,
-    pub controllers: Option<u8>,
-    pub cycles: Option<u8>,
-    pub failures: Option<u8>,
+    pub submitters: Option<i64>,
+    pub bios: Option<i64>,
+    pub controllers: Option<i64>,
+    pub cycles: Option<i64>,
+    pub failures: Option<i64>,
 }
 
 impl Overrides {
@@ -879,42 +1092,57 @@ impl Overrides {
     /// (submitters, bios, controllers, cycles, failures).
     pub fn size((s, b, c, y, f): (u8, u8, u8, u8, u8)) -> Self {
         Overrides {
-            submitters: Some(s),
-            bios: Some(b),
-            controllers: Some(c),
-            cycles: Some(y),
-            failures: Some(f),
+            submitters: Some(s.into()),
+            bios: Some(b.into()),
+            controllers: Some(c.into()),
+            cycles: Some(y.into()),
+            failures: Some(f.into()),
         }
+    }
+
+    /// Each override with its option name.
+    pub fn named(&self) -> [(&'static str, Option<i64>); 5] {
+        [
+            ("submitters", self.submitters),
+            ("bios", self.bios),
+            ("controllers", self.controllers),
+            ("cycles", self.cycles),
+            ("failures", self.failures),
+        ]
     }
 }
 
 impl Bounds {
-    /// Apply overrides; an impossible bound is an error naming the option.
+    /// Apply overrides; an impossible bound is an error naming the option, with the
+    /// same words as in a spec file.
     pub fn with(mut self, o: &Overrides) -> Result<Bounds, String> {
-        let check = |v: u8, what: &str, lo: u8, hi: u8| {
-            if v < lo || v > hi {
-                Err(format!(
-                    "impossible bound: --{what} {v}; it must be between {lo} and {hi}"
-                ))
-            } else {
-                Ok(v)
+        for (what, v) in o.named() {
+            let Some(v) = v else { continue };
+            let v = check_bound(what, v).map_err(|m| format!("--{what} {v}: {m}"))?;
+            match what {
+                "submitters" => self.submitters = v,
+                "bios" => self.bios = v,
+                "controllers" => self.controllers = v,
+                "cycles" => self.cycles = v,
+                _ => self.failures = v,
             }
-        };
-        if let Some(v) = o.submitters {
-            self.submitters = check(v, "submitters", 1, 4)?;
-        }
-        if let Some(v) = o.bios {
-            self.bios = check(v, "bios", 1, 4)?;
-        }
-        if let Some(v) = o.controllers {
-            self.controllers = check(v, "controllers", 1, 3)?;
-        }
-        if let Some(v) = o.cycles {
-            self.cycles = check(v, "cycles", 1, 4)?;
-        }
-        if let Some(v) = o.failures {
-            self.failures = check(v, "failures", 0, 4)?;
         }
         Ok(self)
+    }
+
+    /// The bounds in one short column: `2x1 2x2 f1` is 2 submitters × 1 bio,
+    /// 2 controllers × 2 cycles, 1 injected failure (then `z1` freezers, `rm` remover).
+    pub fn short(&self) -> String {
+        let mut s = format!(
+            "{}x{} {}x{} f{}",
+            self.submitters, self.bios, self.controllers, self.cycles, self.failures
+        );
+        if self.freezers > 0 {
+            s.push_str(&format!(" z{}", self.freezers));
+        }
+        if self.remover {
+            s.push_str(" rm");
+        }
+        s
     }
 }
