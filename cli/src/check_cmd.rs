@@ -212,7 +212,9 @@ fn override_notes(spec: &Spec, bounds: &BoundArgs) -> Vec<String> {
                 "--failures {v} changes nothing: the spec injects no failures ([failures] inject is empty)"
             ));
         } else if i64::from(own) == v {
-            notes.push(format!("--{what} {v} changes nothing: it is the spec's own value"));
+            notes.push(format!(
+                "--{what} {v} changes nothing: it is the spec's own value"
+            ));
         }
     }
     notes

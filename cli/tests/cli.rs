@@ -99,8 +99,10 @@ fn bad_input_exits_2_and_names_the_place() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("bad.toml:2:"), "{err}");
-    // Nothing was checked: bad input fails before any work.
-    assert!(out.stdout.is_empty());
+    // One bad file does not hide the good file's results; the exit code is still 2.
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("freeze-inside"), "{text}");
+    assert!(text.contains("violates no_bypass"), "{text}");
 
     let out = quiesce(&["check", "/nonexistent/spec.toml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -108,7 +110,17 @@ fn bad_input_exits_2_and_names_the_place() {
 
     let out = quiesce(&["check", &spec("02-freeze-inside.toml"), "--submitters", "9"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("impossible bound: --submitters 9"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--submitters 9: submitters must be between 1 and 4, not 9"));
+    let out = quiesce(&[
+        "check",
+        &spec("02-freeze-inside.toml"),
+        "--submitters",
+        "-1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--submitters -1: submitters must be between 1 and 4, not -1"));
 }
 
 #[test]
@@ -305,4 +317,128 @@ fn promela_names_the_kind_it_needs_and_spin_finds_the_violations() {
         .filter_map(|x| x.as_str())
         .collect();
     assert_eq!(violated, ["exactly_once", "no_recursion"]);
+}
+
+#[test]
+fn a_kind_filter_that_selects_nothing_is_an_error() {
+    let out = quiesce(&["check", &spec("06-no-marker.toml"), "--kind", "bio"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--kind bio selects nothing"), "{err}");
+    assert!(err.contains("checks request only"), "{err}");
+    let out = quiesce(&[
+        "check",
+        "--json",
+        &spec("06-no-marker.toml"),
+        "--kind",
+        "bio",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // In a batch where another spec has the kind, the skipped one is named, not silent.
+    let out = quiesce(&[
+        "check",
+        &spec("06-no-marker.toml"),
+        &spec("02-freeze-inside.toml"),
+        "--kind",
+        "bio",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("no-marker") && text.contains("not checked"),
+        "{text}"
+    );
+}
+
+#[test]
+fn overrides_that_change_nothing_are_reported() {
+    let out = quiesce(&[
+        "check",
+        "-q",
+        &spec("02-freeze-inside.toml"),
+        "--failures",
+        "3",
+        "--submitters",
+        "2",
+        "--cycles",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--failures 3 changes nothing: the spec injects no failures"),
+        "{err}"
+    );
+    assert!(err.contains("--submitters 2 changes nothing"), "{err}");
+    assert!(!err.contains("--cycles"), "{err}");
+    // The summary line shows the bounds used.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" 2x1 1x2 f3 "), "{text}");
+}
+
+#[test]
+fn the_summary_stays_aligned_for_long_names() {
+    let dir = std::env::temp_dir().join(format!("quiesce-cli-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let long = dir.join("long.toml");
+    let text = std::fs::read_to_string(spec("02-freeze-inside.toml"))
+        .unwrap()
+        .replace(
+            "name = \"freeze-inside\"",
+            "name = \"a-rather-long-spec-name-for-the-freeze-inside-variant\"",
+        );
+    std::fs::write(&long, text).unwrap();
+    let out = quiesce(&[
+        "check",
+        "-q",
+        long.to_str().unwrap(),
+        &spec("06-no-marker.toml"),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let col = |l: &str, w: &str| l.find(w).unwrap_or_else(|| panic!("{w} in {l}"));
+    for w in [" states", "as expected"] {
+        let at: Vec<usize> = lines.iter().map(|l| col(l, w)).collect();
+        assert!(at.windows(2).all(|p| p[0] == p[1]), "{w}: {text}");
+    }
+}
+
+#[test]
+fn a_long_check_without_a_terminal_prints_a_heartbeat() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiesce"))
+        .args(["check", "-q", &spec("04-converged.toml"), "--kind", "bio"])
+        .env("QUIESCE_HEARTBEAT_SECS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("... still checking converged [bio]: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_counterexample_says_why_it_fails() {
+    let out = quiesce(&["check", &spec("01-v7-as-posted.toml"), "--kind", "bio"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let blocks: Vec<&str> = text.split("\n\n").skip(1).collect();
+    assert_eq!(blocks.len(), 4, "{text}");
+    let mut reasons = std::collections::BTreeSet::new();
+    for b in blocks {
+        let why = b
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("why: "))
+            .unwrap_or_else(|| panic!("no reason in {b}"));
+        reasons.insert(why.to_string());
+    }
+    // Four properties, four different reasons.
+    assert_eq!(reasons.len(), 4, "{reasons:#?}");
+    assert!(reasons
+        .iter()
+        .any(|r| r.contains("uses I1#1 after it was freed")));
+    assert!(reasons
+        .iter()
+        .any(|r| r.contains("bio1.1 is inside O without having passed I1")));
 }

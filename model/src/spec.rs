@@ -504,7 +504,9 @@ impl Ctx<'_> {
             .find('\n')
             .map_or(self.text.len(), |i| start + i);
         let source = self.text[line_start..line_end].trim_end_matches('\r');
-        let width = self.text[start..span.end.clamp(start, line_end)].chars().count();
+        let width = self.text[start..span.end.clamp(start, line_end)]
+            .chars()
+            .count();
         SpecError {
             file: self.file.clone(),
             line,
@@ -680,8 +682,12 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
         let op = match name {
             "bio_queue_enter" => Ok(HotOp::QueueEnter),
             "blk_queue_exit" => Ok(HotOp::QueueExit),
-            "test_marker" => target(span.clone(), marked, name).map(|marked| HotOp::TestMarker { marked }),
-            "read_interposer" => target(span.clone(), null, name).map(|null| HotOp::ReadInterposer { null }),
+            "test_marker" => {
+                target(span.clone(), marked, name).map(|marked| HotOp::TestMarker { marked })
+            }
+            "read_interposer" => {
+                target(span.clone(), null, name).map(|null| HotOp::ReadInterposer { null })
+            }
             "set_marker" => Ok(HotOp::SetMarker),
             "redirect" => Ok(HotOp::Redirect),
             "driver_submit" => Ok(HotOp::DriverSubmit),
@@ -875,7 +881,10 @@ impl Spec {
             bios: bound(&b.bios, "bios"),
             controllers: bound(&b.controllers, "controllers"),
             cycles: bound(&b.cycles, "cycles"),
-            failures: raw.failures.as_ref().map_or(0, |f| bound(&f.max, "failures")),
+            failures: raw
+                .failures
+                .as_ref()
+                .map_or(0, |f| bound(&f.max, "failures")),
             freezers: b.freezers.as_ref().map_or(0, |f| bound(f, "freezers")),
             remover: b.remover,
         };
@@ -921,7 +930,9 @@ impl Spec {
         check_attach_creates(ctx, &raw.protocol.attach, &attach);
         let detach = compile_ctl(ctx, &raw.protocol.detach, "detach");
         if raw.marker.kind == MarkerKind::None
-            && hot_path.as_ref().is_some_and(|h| h.contains(&HotOp::SetMarker))
+            && hot_path
+                .as_ref()
+                .is_some_and(|h| h.contains(&HotOp::SetMarker))
         {
             ctx.error(raw.protocol.hot_path.span(), "`set_marker` with marker.kind = \"none\": choose \"bio_flag\" or \"task\", or drop the step");
         }

@@ -6,12 +6,23 @@ use std::path::Path;
 const GOOD: &str = include_str!("../../model/specs/02-freeze-inside.toml");
 
 fn err(text: &str) -> (usize, usize, String) {
-    let e = Spec::parse(Path::new("bad.toml"), text).expect_err("must be rejected");
+    let all = Spec::parse(Path::new("bad.toml"), text).expect_err("must be rejected");
+    let e = all.first();
     assert_eq!(e.file, "bad.toml");
     assert!(e
         .to_string()
         .starts_with(&format!("bad.toml:{}:{}: ", e.line, e.col)));
-    (e.line, e.col, e.msg)
+    (e.line, e.col, e.msg.clone())
+}
+
+/// Every error of a text, rendered.
+fn all_errors(text: &str) -> Vec<String> {
+    Spec::parse(Path::new("bad.toml"), text)
+        .expect_err("must be rejected")
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
 }
 
 fn line_of(text: &str, needle: &str) -> usize {
@@ -87,7 +98,7 @@ fn impossible_bounds() {
     let text = GOOD.replace("submitters = 2", "submitters = 0");
     let (line, _, msg) = err(&text);
     assert_eq!(line, line_of(&text, "submitters = 0"));
-    assert!(msg.contains("impossible bound: submitters = 0"), "{msg}");
+    assert_eq!(msg, "submitters must be between 1 and 4, not 0");
     let text = GOOD.replace("cycles = 1", "cycles = 300");
     let (line, _, msg) = err(&text);
     assert_eq!(line, line_of(&text, "cycles = 300"));
@@ -147,4 +158,132 @@ fn missing_verdict_for_a_kind() {
     let text = GOOD.replace("bio = [\"no_bypass\"]\n", "");
     let (_, _, msg) = err(&text);
     assert!(msg.contains("no verdict for kind `bio`"), "{msg}");
+}
+
+#[test]
+fn out_of_range_bounds_say_the_same_thing_whatever_their_sign_or_source() {
+    for v in ["-1", "9"] {
+        let text = GOOD.replace("submitters = 2", &format!("submitters = {v}"));
+        let (line, _, msg) = err(&text);
+        assert_eq!(line, line_of(&text, "submitters = "));
+        assert_eq!(msg, format!("submitters must be between 1 and 4, not {v}"));
+    }
+    let spec = Spec::parse(Path::new("good.toml"), GOOD).unwrap();
+    let o = quiesce_model::spec::Overrides {
+        submitters: Some(99),
+        ..Default::default()
+    };
+    assert_eq!(
+        spec.bounds.with(&o).unwrap_err(),
+        "--submitters 99: submitters must be between 1 and 4, not 99"
+    );
+}
+
+#[test]
+fn every_error_at_once_in_source_order_with_caret() {
+    let text = GOOD
+        .replace("submitters = 2", "submitters = 9")
+        .replacen("\"set_marker\"", "\"set_markr\"", 1)
+        .replacen(
+            "\"blk_mq_freeze_queue(O)\",",
+            "\"blk_mq_freez_queue(O)\",",
+            1,
+        )
+        .replace("bio = [\"no_bypass\"]", "bio = [\"no_bypas\"]");
+    let errs = all_errors(&text);
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    let lines: Vec<usize> = errs
+        .iter()
+        .map(|e| e.split(':').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "source order");
+    // Each error shows its source line and a caret under the place.
+    let e = &errs[0];
+    let shown: Vec<&str> = e.lines().collect();
+    assert_eq!(shown.len(), 3, "{e}");
+    assert!(shown[1].ends_with("| submitters = 9"), "{e}");
+    let bar = shown[1].find('|').unwrap();
+    let caret = shown[2].find('^').unwrap();
+    assert_eq!(&shown[1][caret..caret + 1], "9", "{e}");
+    assert_eq!(shown[2].find('|'), Some(bar), "{e}");
+}
+
+#[test]
+fn misspelt_names_get_a_suggestion() {
+    for (from, to, want) in [
+        (
+            "\"set_marker\"",
+            "\"set_markr\"",
+            "did you mean `set_marker`?",
+        ),
+        (
+            "\"blk_mq_freeze_queue(O)\",",
+            "\"blk_mq_freez_queue(O)\",",
+            "did you mean `blk_mq_freeze_queue`?",
+        ),
+        (
+            "bio = [\"no_bypass\"]",
+            "bio = [\"no_bypas\"]",
+            "did you mean `no_bypass`?",
+        ),
+        (
+            "marked = \"submit\"",
+            "marked = \"submt\"",
+            "did you mean `submit`?",
+        ),
+        (
+            "[bounds]",
+            "[bounds]\nsubmiters = 3",
+            "did you mean `submitters`?",
+        ),
+        (
+            "request = \"pass\"",
+            "requst = \"pass\"",
+            "did you mean `request`?",
+        ),
+    ] {
+        let text = GOOD.replacen(from, to, 1);
+        let errs = all_errors(&text);
+        assert!(errs.iter().any(|e| e.contains(want)), "{to}: {errs:#?}");
+    }
+}
+
+#[test]
+fn whole_file_errors_have_no_zero_position() {
+    let text = GOOD.replace("bio = [\"no_bypass\"]\n", "");
+    let errs = all_errors(&text);
+    assert!(!errs[0].contains(":0:0"), "{errs:?}");
+    assert!(
+        errs[0].starts_with(&format!("bad.toml:{}:1: ", line_of(&text, "[expect]"))),
+        "{errs:?}"
+    );
+    let e = Spec::load(Path::new("/nonexistent/spec.toml")).unwrap_err();
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("/nonexistent/spec.toml: cannot read spec"),
+        "{shown}"
+    );
+    assert!(!shown.contains(":0"), "{shown}");
+}
+
+#[test]
+fn contradictory_expectations_are_refused() {
+    let text = GOOD.replace("request = \"pass\"", "all = \"pass\"");
+    let (line, _, msg) = err(&text);
+    assert!(msg.contains("contradictory expectations"), "{msg}");
+    assert!(msg.contains("`all`") && msg.contains("`bio`"), "{msg}");
+    assert!(line == line_of(&text, "all = ") || line == line_of(&text, "bio = "));
+}
+
+#[test]
+fn installing_an_interposer_that_was_never_created_is_refused() {
+    let text = GOOD.replacen("  \"dm_create(I)\",\n", "", 1);
+    let (line, _, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "cmpxchg_interposer(O, I)"));
+    assert!(
+        msg.contains("uses I before `dm_create(I)` created it"),
+        "{msg}"
+    );
 }
