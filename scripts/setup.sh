@@ -13,6 +13,10 @@ command -v cc >/dev/null 2>&1 || pkgs="$pkgs gcc libc6-dev"
 if [ "${QUIESCE_SETUP_BROWSER:-1}" = 1 ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
 	pkgs="$pkgs chromium chromium-driver"
 fi
+# The Explorer's icons are emoji: without a colour emoji font they render as boxes.
+if [ "${QUIESCE_SETUP_BROWSER:-1}" = 1 ] && [ ! -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+	pkgs="$pkgs fonts-noto-color-emoji"
+fi
 if [ -n "$pkgs" ]; then
 	echo "setup: installing$pkgs from Debian" >&2
 	SUDO=""

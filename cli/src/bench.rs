@@ -151,6 +151,7 @@ pub fn bench(
                     &quiesce_codegen::promela::SpinOptions {
                         hash_bits: Some(bits),
                         quick_compile: false,
+                        keep: None,
                     },
                 )
                 .map_err(exit2)?;

@@ -148,8 +148,10 @@ pub fn run(
         let errors: Vec<serde_json::Value> = errors
             .iter()
             .map(|e| {
+                // A whole-file error (unreadable, say) has no position: null, not 0:0.
+                let pos = |n: usize| (n > 0).then_some(n);
                 serde_json::json!({
-                    "file": e.file, "line": e.line, "col": e.col, "message": e.msg,
+                    "file": e.file, "line": pos(e.line), "col": pos(e.col), "message": e.msg,
                 })
             })
             .collect();

@@ -216,6 +216,11 @@ enum Cmd {
         /// With --spin: print SPIN's figures as JSON.
         #[arg(long)]
         json: bool,
+        /// With --spin: run SPIN in this directory and keep its files there, with
+        /// the first error's trail (`model.pml.trail`; replay it with
+        /// `cd DIR && spin -t -p model.pml`).
+        #[arg(long, requires = "spin")]
+        keep: Option<PathBuf>,
         #[command(flatten)]
         bounds: BoundArgs,
     },
@@ -234,6 +239,29 @@ enum Cmd {
 
 fn load(path: &std::path::Path) -> Result<Spec, ExitCode> {
     Spec::load(path).map_err(exit2)
+}
+
+/// The one kind a command works on: `--kind`, or the spec's only kind. A spec that
+/// checks two kinds needs `--kind` (never a silent pick); a kind it does not check
+/// is bad input.
+fn one_kind(spec: &Spec, kind: Option<Kind>) -> Result<Kind, ExitCode> {
+    match kind {
+        Some(k) if spec.kinds.contains(&k) => Ok(k),
+        Some(k) => {
+            eprintln!("error: {} does not check kind `{k}`", spec.path.display());
+            Err(ExitCode::from(2))
+        }
+        None if spec.kinds.len() == 1 => Ok(spec.kinds[0]),
+        None => {
+            let names: Vec<&str> = spec.kinds.iter().map(|k| k.name()).collect();
+            eprintln!(
+                "error: {} checks kinds {}; choose one with --kind",
+                spec.path.display(),
+                names.join(" and ")
+            );
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 fn run() -> Result<ExitCode, ExitCode> {
@@ -308,8 +336,9 @@ fn run() -> Result<ExitCode, ExitCode> {
             out,
             spin,
             json,
+            keep,
             bounds,
-        } => promela_cmd::run(&spec, out.as_deref(), spin, json, &bounds),
+        } => promela_cmd::run(&spec, out.as_deref(), spin, json, keep, &bounds),
         Cmd::Explore {
             spec,
             addr,

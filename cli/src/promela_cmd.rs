@@ -8,25 +8,11 @@ pub fn run(
     out: Option<&std::path::Path>,
     spin: bool,
     json: bool,
+    keep: Option<std::path::PathBuf>,
     bounds: &BoundArgs,
 ) -> Result<ExitCode, ExitCode> {
     let spec = load(path)?;
-    let kind = match bounds.kind {
-        Some(k) if spec.kinds.contains(&k) => k,
-        Some(k) => {
-            eprintln!("error: {} does not check kind `{k}`", path.display());
-            return Err(ExitCode::from(2));
-        }
-        None if spec.kinds.len() == 1 => spec.kinds[0],
-        None => {
-            eprintln!(
-                "error: {} checks {} kinds; choose one with --kind",
-                path.display(),
-                spec.kinds.len()
-            );
-            return Err(ExitCode::from(2));
-        }
-    };
+    let kind = crate::one_kind(&spec, bounds.kind)?;
     let b = spec.bounds.with(&bounds.overrides()).map_err(exit2)?;
     let pml = quiesce_codegen::promela::render(&spec, kind, b).map_err(exit2)?;
     match out {
@@ -43,13 +29,35 @@ pub fn run(
     let opts = quiesce_codegen::promela::SpinOptions {
         hash_bits: None,
         quick_compile: false,
+        keep,
     };
     let run = quiesce_codegen::promela::run_spin(&pml, &opts).map_err(exit2)?;
+    // The same contract as `check`: exit 0 when SPIN's verdict is the one the spec
+    // declares for this kind (SPIN sees the safety properties only), 1 when not.
+    let want: Vec<String> = match &spec.expect[&kind] {
+        quiesce_model::spec::Expect::Pass => Vec::new(),
+        quiesce_model::spec::Expect::Violates(v) => {
+            let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        }
+    };
+    let mut mismatch: Vec<String> = Vec::new();
+    if !run.complete {
+        mismatch.push("the search is incomplete: pan reached its memory cap".into());
+    }
+    for n in run.violated.iter().filter(|n| !want.contains(n)) {
+        mismatch.push(format!("{n} is violated but expected to hold"));
+    }
+    for n in want.iter().filter(|n| !run.violated.contains(n)) {
+        mismatch.push(format!("{n} holds but was expected to be violated"));
+    }
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&run).expect("serialises")
-        );
+        let mut v = serde_json::to_value(&run).expect("serialises");
+        v["expected"] = serde_json::json!(want);
+        v["met"] = serde_json::json!(mismatch.is_empty());
+        v["mismatch"] = serde_json::json!(mismatch);
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
     } else {
         println!(
             "spin: {} states{}, {} transitions, depth {}, {:.2}s, peak {:.1} MiB, {}",
@@ -66,13 +74,29 @@ pub fn run(
             if run.violated.is_empty() {
                 "no errors".to_string()
             } else {
-                format!("violates {}", run.violated.join(", "))
+                format!(
+                    "{} errors: violates {}",
+                    run.errors,
+                    run.violated.join(", ")
+                )
             }
         );
+        match &mismatch[..] {
+            [] => println!("spin: as expected"),
+            m => println!("spin: NOT as expected: {}", m.join("; ")),
+        }
+        if let Some(t) = &run.trail {
+            let dir = t.parent().unwrap_or(t);
+            println!(
+                "spin: trail of the first error: {} (replay: cd {} && spin -t -p model.pml)",
+                t.display(),
+                dir.display()
+            );
+        }
     }
-    Ok(if !run.violated.is_empty() {
-        ExitCode::from(1)
-    } else {
+    Ok(if mismatch.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }

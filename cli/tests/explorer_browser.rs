@@ -164,6 +164,68 @@ fn split_brain_counterexample_reads_in_a_real_browser() {
         "{lanes}"
     );
 
+    // What the CLI says of the same counterexample.
+    let report = Command::new(env!("CARGO_BIN_EXE_quiesce"))
+        .args(["check", "--json", spec.to_str().unwrap(), "--kind", "bio"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).expect("json report");
+    let prop = report["specs"][0]["kinds"][0]["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "no_bypass")
+        .unwrap()
+        .clone();
+    let cli_steps = prop["trace"].as_array().unwrap().len();
+    let cli_path = prop["explorer_path"].as_str().unwrap().to_string();
+    assert!(link.ends_with(&format!("#/steps/{cli_path}")), "{link}");
+    let js = |script: &str| {
+        wd(
+            "POST",
+            &format!("{s}/execute/sync"),
+            Some(json!({"script": script, "args": []})),
+        )["value"]
+            .clone()
+    };
+    // The sidebar's link for the property opens the CLI's shortest path.
+    let href = js("return [...document.querySelectorAll('nav a')]\
+                   .filter(a => a.textContent.includes('no_bypass'))\
+                   .map(a => a.getAttribute('href'))[0] || null;");
+    assert_eq!(href, json!(format!("#/steps/{cli_path}")));
+    // Steps are numbered as the CLI numbers them: the last is step cli_steps.
+    let numbering = js("const ol = document.querySelector('ol.path-list');\
+                        return [ol.start, ol.children.length];");
+    assert_eq!(
+        numbering[0].as_i64().unwrap() + numbering[1].as_i64().unwrap() - 1,
+        cli_steps as i64,
+        "{numbering}"
+    );
+    // The page names the spec and kind and says why its count differs from the CLI's.
+    let header = text_of(&find("//header"));
+    assert!(header.contains("freeze-inside [bio]"), "{header}");
+    let status = text_of(&find("//nav"));
+    assert!(
+        status.contains("without symmetry reduction") && status.contains("freeze-inside [bio]"),
+        "{status}"
+    );
+    // "Complete State" is quiesce's description, not Rust Debug output.
+    js("document.querySelector('section.main-flex-right input[type=checkbox]').click(); return 0;");
+    let complete = text_of(&find("//section[contains(@class,'main-flex-right')]"));
+    assert!(
+        complete.contains("O->bd_interposer = I1#1") && !complete.contains("State {"),
+        "{complete}"
+    );
+    // The icons need a colour emoji font (scripts/setup.sh installs one).
+    let fonts = Command::new("fc-list")
+        .arg(":charset=1f50e")
+        .output()
+        .expect("fontconfig's fc-list");
+    assert!(
+        !String::from_utf8_lossy(&fonts.stdout).trim().is_empty(),
+        "no font has the Explorer's emoji (U+1F50E)"
+    );
+
     let shot = wd("GET", &format!("{s}/screenshot"), None);
     let png = base64::Engine::decode(
         &base64::engine::general_purpose::STANDARD,

@@ -590,6 +590,31 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
     ctx.insert("sha256", &spec.sha256);
     ctx.insert("checker", report.checker);
     ctx.insert("bounds", &spec.bounds);
+    // Everything else the verdict depends on, for the header.
+    ctx.insert(
+        "checked_kinds",
+        &spec.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+    );
+    ctx.insert("filesystem", &spec.protocol.filesystem);
+    ctx.insert(
+        "marker_name",
+        match spec.protocol.marker {
+            MarkerKind::BioFlag => "bio_flag",
+            MarkerKind::Task => "task",
+            MarkerKind::None => "none",
+        },
+    );
+    ctx.insert(
+        "injected",
+        &spec
+            .protocol
+            .inject
+            .iter()
+            .map(|p| p.call())
+            .collect::<Vec<_>>(),
+    );
+    ctx.insert("symmetry", &report.kinds.iter().all(|k| k.symmetry));
+    ctx.insert("unreached", &spec.unreached);
     ctx.insert(
         "states",
         &report

@@ -255,6 +255,11 @@ pub struct SpinOptions {
     pub hash_bits: Option<u32>,
     /// Compile pan with `-O0` (fast to build, for tests) instead of `-O2`.
     pub quick_compile: bool,
+    /// Run in this directory and keep what SPIN made there (`model.pml`, `pan`), and,
+    /// when a property is violated, `model.pml.trail`: the first error's trail, which
+    /// `spin -t -p model.pml` replays. Without it, a private temporary directory is
+    /// used and removed.
+    pub keep: Option<std::path::PathBuf>,
 }
 
 /// SPIN's figures for one run.
@@ -277,6 +282,9 @@ pub struct SpinRun {
     pub compile_seconds: f64,
     /// Peak resident set of the `pan` process.
     pub peak_rss_kib: u64,
+    /// With [`SpinOptions::keep`] and a violation: the trail of SPIN's first error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trail: Option<std::path::PathBuf>,
     /// SPIN's own count of the memory it used ("total actual memory usage").
     pub pan_memory_mib: f64,
 }
@@ -357,6 +365,11 @@ fn memlim_mib() -> u64 {
 /// Compile `pml` with SPIN in a private temporary directory (removed afterwards) and
 /// run the exhaustive safety search (`-DSAFETY -DNOREDUCE`).
 pub fn run_spin(pml: &str, opts: &SpinOptions) -> Result<SpinRun, GenError> {
+    if let Some(dir) = &opts.keep {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| spin_err(format!("cannot create {}: {e}", dir.display())))?;
+        return run_spin_in(pml, dir, opts);
+    }
     let base = std::env::temp_dir();
     let dir = (0..1000u32)
         .map(|i| base.join(format!("quiesce-spin-{}-{i}", std::process::id())))
@@ -414,10 +427,13 @@ fn run_spin_in(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Gen
                 })
                 .unwrap_or(0)
         };
+        // Each violated property is asserted once, by name: "pan:1: assertion
+        // violated no_bypass (at depth 12)".
         let mut violated: Vec<String> = text
             .lines()
-            .filter_map(|l| l.strip_prefix("quiesce: violated "))
-            .map(|n| n.trim().to_string())
+            .filter_map(|l| l.split_once(": assertion violated "))
+            .filter_map(|(_, rest)| rest.split_whitespace().next())
+            .map(str::to_string)
             .collect();
         if text
             .lines()
@@ -427,17 +443,30 @@ fn run_spin_in(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Gen
         }
         violated.sort();
         violated.dedup();
+        let errors = num("errors:");
+        // A kept run with errors: search again, stopping at the first error, so that
+        // pan writes its trail (pan -c0 writes none).
+        let trail = match &opts.keep {
+            Some(_) if errors > 0 => {
+                let _ = std::fs::remove_file(dir.join("model.pml.trail"));
+                run_pan(dir, &[format!("-m{depth_limit}"), "-c1".into()])?;
+                let t = dir.join("model.pml.trail");
+                t.exists().then_some(t)
+            }
+            _ => None,
+        };
         return Ok(SpinRun {
             states: field(&text, "states, stored").unwrap_or(0.0) as u64,
             complete: !text.contains("Search not completed"),
             transitions: field(&text, "transitions (= stored+matched)").unwrap_or(0.0) as u64,
             depth: num("depth reached"),
             state_vector_bytes: num("State-vector"),
-            errors: num("errors:"),
+            errors,
             violated,
             seconds,
             compile_seconds,
             peak_rss_kib,
+            trail,
             pan_memory_mib: field(&text, "total actual memory usage").unwrap_or(0.0),
         });
     }

@@ -5,6 +5,9 @@
 //! - sha256: 6fbf6f465a9df0e50c5fcc2d6a5c04c790792858869b30f9dbe2e98be9a16aad
 //! - checker: quiesce 0.1.0 (stateright 0.31)
 //! - bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=false
+//! - assumptions: kinds=request,bio filesystem=false marker=bio_flag clone_inherits=true
+//! - injected failures (at most 2 a run): dm_create(I), blkdev_get_excl(I)
+//! - search: symmetry over submitters=true
 //! - explored: request=265866 bio=793484 unique states
 //! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner
 

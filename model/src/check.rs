@@ -85,7 +85,7 @@ pub fn default_mem_limit() -> usize {
 
 /// The version of the JSON report's layout (`docs/report-schema.md`); bumped on
 /// any change a reader could notice.
-pub const REPORT_SCHEMA: u32 = 2;
+pub const REPORT_SCHEMA: u32 = 3;
 
 /// One step of a counterexample: the rendered text and the same as fields.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]

@@ -299,12 +299,19 @@ impl Quiesce {
             lanes.push((format!("I{} (interposer)", ci + 1), lines));
         }
 
+        // Geometry: one column per lane, then a column with the steps' text, so that
+        // no arrow runs through a label and no label runs over another lane. A
+        // monospace glyph at font-size 11 is at most CHAR_W wide.
         let lw = 200usize;
-        let width = lw * lanes.len() + 20;
+        let chars = (lw - 12) * 10 / CHAR_W10;
+        let lanes_w = lw * lanes.len();
+        let sx = 10 + lanes_w + 10;
+        let sw = 440usize;
+        let width = sx + sw + 10;
         let head = 26usize;
         let box_lines = lanes
             .iter()
-            .map(|l| l.1.iter().map(|t| wrap(t, 30).len()).sum::<usize>())
+            .map(|l| l.1.iter().map(|t| wrap(t, chars).len()).sum::<usize>())
             .max()
             .unwrap_or(1);
         let box_h = 14 * box_lines + 12;
@@ -314,7 +321,7 @@ impl Quiesce {
             .filter_map(|(s, a)| a.as_ref().map(|a| (s, a)))
             .collect();
         let shown = &steps[steps.len().saturating_sub(40)..];
-        let top = head + box_h + 20;
+        let top = head + box_h + 24;
         let row = 20usize;
         let height = top + row * shown.len() + 20;
         let bad = self.failing(last);
@@ -333,14 +340,15 @@ impl Quiesce {
             let x = 10 + i * lw;
             let _ = write!(
                 svg,
-                r##"<line x1="{cx}" y1="{head}" x2="{cx}" y2="{height}" stroke="#666" stroke-dasharray="3,3"/>"##,
-                cx = x + lw / 2
+                r##"<line x1="{cx}" y1="{y1}" x2="{cx}" y2="{height}" stroke="#666" stroke-dasharray="3,3"/>"##,
+                cx = x + lw / 2,
+                y1 = head + box_h
             );
             let _ = write!(
                 svg,
                 r##"<text x="{}" y="16" text-anchor="middle" font-weight="bold" fill="#eee">{}</text>"##,
                 x + lw / 2,
-                esc(name)
+                esc(&clip(name, chars))
             );
             let _ = write!(
                 svg,
@@ -350,7 +358,7 @@ impl Quiesce {
             );
             let mut y = head + 14;
             for t in lines {
-                for part in wrap(t, 30) {
+                for part in wrap(t, chars) {
                     let _ = write!(
                         svg,
                         r##"<text x="{}" y="{y}" fill="#dde">{}</text>"##,
@@ -361,37 +369,43 @@ impl Quiesce {
                 }
             }
         }
+        let _ = write!(
+            svg,
+            r##"<text x="{sx}" y="{}" font-weight="bold" fill="#eee">steps</text>"##,
+            top - 10
+        );
+        let step_chars = (sw - 4) * 10 / CHAR_W10;
         for (r, (before, a)) in shown.iter().enumerate() {
             let (lane, to) = self.lane_of(before, a);
             let y = top + r * row;
             let cx = 10 + lane * lw + lw / 2;
             let n = steps.len() - shown.len() + r + 1;
-            let label = self.describe(a);
-            let label = label
-                .split_once(": ")
-                .map_or(label.as_str(), |x| x.1)
-                .to_string();
             if let Some(t) = to {
                 let tx = 10 + t * lw + lw / 2;
                 let _ = write!(
                     svg,
-                    r##"<line x1="{cx}" y1="{y}" x2="{tx}" y2="{y}" stroke="#7ac" marker-end="none"/><circle cx="{tx}" cy="{y}" r="3" fill="#7ac"/>"##
+                    r##"<line class="handoff" x1="{cx}" y1="{y}" x2="{tx}" y2="{y}" stroke="#7ac"/><circle cx="{tx}" cy="{y}" r="3" fill="#7ac"/>"##
                 );
             }
+            // The step's number sits above its dot, clear of the hand-off arrow; its
+            // text, in the steps column.
+            let full = format!("{n}. {}", self.describe(a));
             let _ = write!(
                 svg,
-                r##"<circle cx="{cx}" cy="{y}" r="4" fill="#fc6"/><text x="{}" y="{}" fill="#fc6">{n}. {}</text>"##,
-                cx + 8,
+                r##"<circle cx="{cx}" cy="{y}" r="4" fill="#fc6"/><text x="{}" y="{}" text-anchor="end" fill="#fc6">{n}</text><text x="{sx}" y="{}" fill="#fc6"><title>{}</title>{}</text>"##,
+                cx - 5,
+                y - 5,
                 y + 4,
-                esc(&label)
+                esc(&full),
+                esc(&clip(&full, step_chars))
             );
         }
         if !bad.is_empty() {
             let _ = write!(
                 svg,
-                r##"<text x="10" y="{}" fill="#f66" font-weight="bold">VIOLATED: {}</text>"##,
+                r##"<text x="{sx}" y="{}" fill="#f66" font-weight="bold">{}</text>"##,
                 height - 6,
-                bad.join(", ")
+                esc(&clip(&format!("VIOLATED: {}", bad.join(", ")), step_chars))
             );
         }
         svg.push_str("</svg>");
@@ -403,20 +417,146 @@ impl Quiesce {
     }
 }
 
+/// Width of a monospace glyph at font-size 11, in tenths of a pixel (0.6 em, rounded up).
+const CHAR_W10: usize = 67;
+
+/// `s` cut to `w` characters, with an ellipsis when cut.
+fn clip(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(w.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `s` in lines of at most `w` characters, broken at spaces; a longer word is split.
 fn wrap(s: &str, w: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for word in s.split(' ') {
-        if !cur.is_empty() && cur.len() + 1 + word.len() > w {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > w {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            out.push(word.drain(..w).collect());
+        }
+        let word: String = word.into_iter().collect();
+        let len = cur.chars().count();
+        if !cur.is_empty() && len + 1 + word.chars().count() > w {
             out.push(std::mem::take(&mut cur));
         }
         if !cur.is_empty() {
             cur.push(' ');
         }
-        cur.push_str(word);
+        cur.push_str(&word);
     }
     if !cur.is_empty() {
         out.push(cur);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! The lane view's geometry, read back from the SVG: no hand-off arrow runs
+    //! through a label, no label runs over another lane, no two labels overlap.
+    use crate::check::shortest_counterexamples;
+    use crate::spec::{Kind, Spec};
+    use crate::Quiesce;
+
+    fn attr(el: &str, name: &str) -> Option<f64> {
+        let el = format!(" {el}");
+        let key = format!(" {name}=\"");
+        let i = el.find(&key)? + key.len();
+        el[i..].split('"').next()?.parse().ok()
+    }
+
+    /// (x0, x1, y0, y1, text) of every `<text>`, as a monospace font lays it out.
+    fn texts(svg: &str) -> Vec<(f64, f64, f64, f64, String)> {
+        svg.split("<text ")
+            .skip(1)
+            .map(|rest| {
+                let (el, body) = rest.split_once('>').unwrap();
+                let mut body = body.split("</text>").next().unwrap().to_string();
+                if let (Some(a), Some(b)) = (body.find("<title>"), body.find("</title>")) {
+                    body.replace_range(a..b + "</title>".len(), "");
+                }
+                let t = body
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&");
+                // A monospace glyph at font-size 11 is 0.6 em wide.
+                let w = t.chars().count() as f64 * 6.6;
+                let (x, y) = (attr(el, "x").unwrap(), attr(el, "y").unwrap());
+                let x0 = if el.contains("text-anchor=\"middle\"") {
+                    x - w / 2.0
+                } else if el.contains("text-anchor=\"end\"") {
+                    x - w
+                } else {
+                    x
+                };
+                (x0, x0 + w, y - 9.0, y + 2.0, t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arrows_and_labels_do_not_collide() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/02-freeze-inside.toml");
+        let spec = Spec::load(std::path::Path::new(path)).unwrap();
+        let model = Quiesce::new(spec.protocol.clone(), Kind::Bio, spec.bounds);
+        let names = std::collections::BTreeSet::from(["no_bypass"]);
+        let (init, steps) = shortest_counterexamples(&model, &names)
+            .remove("no_bypass")
+            .expect("split brain");
+        let mut p = Vec::new();
+        let mut cur = init;
+        for (a, next) in steps {
+            p.push((cur, Some(a)));
+            cur = next;
+        }
+        p.push((cur, None));
+        let svg = model.svg(&p);
+        let texts = texts(&svg);
+        // Lane columns from the lane boxes; the steps column from its heading.
+        let cols: Vec<(f64, f64)> = svg
+            .split("<rect ")
+            .skip(1)
+            .filter(|el| el.contains("rx=\"4\""))
+            .map(|el| {
+                let x = attr(el, "x").unwrap() - 2.0;
+                (x, x + attr(el, "width").unwrap() + 4.0)
+            })
+            .collect();
+        let width = attr(&svg, "width").unwrap();
+        let sx = texts.iter().find(|t| t.4 == "steps").map_or(width, |t| t.0);
+        assert!(cols.len() >= 4, "{cols:?}");
+        let arrows: Vec<(f64, f64, f64)> = svg
+            .split("<line ")
+            .skip(1)
+            .filter(|el| attr(el, "y1") == attr(el, "y2"))
+            .map(|el| {
+                let (a, b) = (attr(el, "x1").unwrap(), attr(el, "x2").unwrap());
+                (a.min(b), a.max(b), attr(el, "y1").unwrap())
+            })
+            .collect();
+        assert!(!arrows.is_empty(), "the trace hands a bio to O");
+        for t in &texts {
+            let in_lane = cols.iter().any(|c| t.0 >= c.0 && t.1 <= c.1);
+            let in_steps = t.0 >= sx && t.1 <= width;
+            assert!(in_lane || in_steps, "label runs over a lane: {t:?}");
+            for a in &arrows {
+                let crosses = a.2 >= t.2 && a.2 <= t.3 && a.0 < t.1 && a.1 > t.0;
+                assert!(!crosses, "arrow {a:?} runs through label {t:?}");
+            }
+        }
+        for (i, a) in texts.iter().enumerate() {
+            for b in &texts[i + 1..] {
+                let overlap = a.0 < b.1 && b.0 < a.1 && a.2 < b.3 && b.2 < a.3;
+                assert!(!overlap, "labels overlap: {a:?} and {b:?}");
+            }
+        }
+    }
 }

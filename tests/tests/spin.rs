@@ -133,6 +133,7 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
         &SpinOptions {
             hash_bits: None,
             quick_compile: true,
+            keep: None,
         },
     )
     .map_err(|e| e.to_string())?;
@@ -226,6 +227,7 @@ fn spin_sees_a_broken_protocol() {
         &SpinOptions {
             hash_bits: None,
             quick_compile: true,
+            keep: None,
         },
     )
     .expect("spin runs");

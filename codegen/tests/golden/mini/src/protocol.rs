@@ -5,6 +5,9 @@
 //! - sha256: 0abb148583dd0f7b5688f736c54e769763f71dc72ab87d34ef9e91682b46066a
 //! - checker: quiesce 0.1.0 (stateright 0.31)
 //! - bounds: submitters=1 bios=1 controllers=1 cycles=1 failures=1 freezers=0 remover=false
+//! - assumptions: kinds=request filesystem=false marker=bio_flag clone_inherits=true
+//! - injected failures (at most 1 a run): blkdev_get_excl(I)
+//! - search: symmetry over submitters=true
 //! - explored: request=233 unique states
 //! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner
 
