@@ -141,9 +141,8 @@ enum Cmd {
     /// second and peak memory for each size (each size runs in its own process);
     /// with --spin, side by side with SPIN on the same protocol.
     Bench {
-        /// The spec to scale (default: the converged protocol).
-        #[arg(default_value = "model/specs/04-converged.toml")]
-        spec: PathBuf,
+        /// The spec to scale [default: model/specs/04-converged.toml, the kernel spec].
+        spec: Option<PathBuf>,
         /// Also run each size without symmetry reduction.
         #[arg(long)]
         no_symmetry: bool,
@@ -174,9 +173,9 @@ enum Cmd {
     /// booted in the kernel as a test-only module build; fails (exit 1) when a mutant
     /// the model condemns survives every kernel check.
     Mutants {
-        /// The kernel spec the module runs.
-        #[arg(long, default_value = "model/specs/04-converged.toml")]
-        spec: PathBuf,
+        /// The kernel spec the module runs [default: model/specs/04-converged.toml].
+        #[arg(long)]
+        spec: Option<PathBuf>,
         /// The mutants beyond one per primitive of attach and detach.
         #[arg(long, default_value = "kmod/mutants.toml")]
         list: PathBuf,
@@ -192,6 +191,7 @@ enum Cmd {
     },
     /// Render a spec that passed the checker into the no_std crate in generated/.
     Gen {
+        /// The spec to render (it must pass `quiesce check`).
         spec: PathBuf,
         /// Where the crate goes.
         #[arg(long, default_value = "generated")]
@@ -206,6 +206,7 @@ enum Cmd {
     /// Render one spec, kind and bounds as a Promela model for SPIN (the same
     /// protocol, state for state), and optionally run SPIN on it.
     Promela {
+        /// The spec to render (flawed specs too: SPIN has to find their violations).
         spec: PathBuf,
         /// Write the model here instead of stdout.
         #[arg(long)]
@@ -226,7 +227,9 @@ enum Cmd {
     },
     /// Serve the Stateright Explorer on one spec.
     Explore {
+        /// The spec to explore.
         spec: PathBuf,
+        /// The address to serve the Explorer on (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: String,
         /// Print the link that opens this violated property's shortest counterexample.
@@ -235,6 +238,24 @@ enum Cmd {
         #[command(flatten)]
         bounds: BoundArgs,
     },
+}
+
+/// The spec `bench` and `mutants` use when none is named.
+const DEFAULT_SPEC: &str = "model/specs/04-converged.toml";
+
+/// The named spec, or the default one; a missing default is said to be the default.
+fn default_spec(spec: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    match spec {
+        Some(p) => Ok(p),
+        None if std::path::Path::new(DEFAULT_SPEC).exists() => Ok(DEFAULT_SPEC.into()),
+        None => {
+            eprintln!(
+                "error: no spec given, and the default {DEFAULT_SPEC} does not exist here \
+                 (run from the repository's top, or name a spec)"
+            );
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 fn load(path: &std::path::Path) -> Result<Spec, ExitCode> {
@@ -282,6 +303,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             model_only,
             json,
         } => {
+            let spec = default_spec(spec)?;
             let root = std::env::current_dir().map_err(exit2)?;
             let rows = gate::run(&root, &spec, &list, &only, model_only).map_err(exit2)?;
             if json {
@@ -329,7 +351,7 @@ fn run() -> Result<ExitCode, ExitCode> {
                 json,
                 kind,
             };
-            bench::bench(&spec, &series, &plan)
+            bench::bench(&default_spec(spec)?, &series, &plan)
         }
         Cmd::Promela {
             spec,
@@ -363,5 +385,30 @@ fn main() -> ExitCode {
     }
     match run() {
         Ok(c) | Err(c) => c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand and every argument says what it is for in `--help`.
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands() {
+            if sub.get_about().is_none() {
+                missing.push(sub.get_name().to_string());
+            }
+            for arg in sub.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{} {}", sub.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }

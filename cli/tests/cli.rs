@@ -583,3 +583,22 @@ fn the_json_report_follows_its_documented_schema() {
     v["specs"][0]["kinds"][0]["surprise"] = serde_json::json!(1);
     assert!(!validator.is_valid(&v));
 }
+
+#[test]
+fn a_missing_default_spec_is_said_to_be_the_default() {
+    for args in [&["bench"][..], &["mutants", "--model-only"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_quiesce"))
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(
+                "no spec given, and the default model/specs/04-converged.toml does not exist here"
+            ),
+            "{args:?}: {err}"
+        );
+    }
+}
