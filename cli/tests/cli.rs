@@ -602,3 +602,42 @@ fn a_missing_default_spec_is_said_to_be_the_default() {
         );
     }
 }
+
+/// Ctrl-C during a long check: the partial result is printed, marked incomplete,
+/// and it is never a pass. The first heartbeat line says the search is under way.
+#[test]
+fn ctrl_c_prints_a_partial_result_marked_incomplete() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiesce"))
+        .args([
+            "check",
+            "-q",
+            &spec("04-converged.toml"),
+            "--kind",
+            "bio",
+            "--submitters",
+            "3",
+            "--bios",
+            "2",
+            "--cycles",
+            "2",
+        ])
+        .env("QUIESCE_HEARTBEAT_SECS", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("still checking") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "no heartbeat");
+    }
+    // SAFETY: the child is ours and not yet reaped, so its pid names it.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("incomplete"), "{stdout}");
+    assert!(!stdout.contains("as expected"), "{stdout}");
+}
