@@ -1,4 +1,5 @@
-//! `quiesce gen`: render a spec that passed into the no_std crate, or check for drift.
+//! `quiesce gen`: render a spec that passed into the no_std crate and the kernel
+//! patch with the C hook's route, or check either for drift.
 
 use crate::load;
 use std::process::ExitCode;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 pub fn run(
     spec: &std::path::Path,
     out: &std::path::Path,
+    patches: &std::path::Path,
     report: Option<&std::path::Path>,
     check: bool,
 ) -> Result<ExitCode, ExitCode> {
@@ -25,29 +27,48 @@ pub fn run(
             cg::check(&spec).map_err(fail)?
         }
     };
+    // Render everything before writing anything: a refusal leaves no file changed.
     let files = cg::render(&spec, &report).map_err(fail)?;
+    let patch = vec![(
+        std::path::PathBuf::from(cg::chook::PATCH_NAME),
+        cg::chook::render_patch(&spec, &report).map_err(fail)?,
+    )];
+    let outputs = [(out, &files), (patches, &patch)];
     if check {
-        let diffs = cg::drift(out, &files);
-        if diffs.is_empty() {
-            println!(
-                "{} is up to date with {}",
-                out.display(),
-                spec.path.display()
-            );
-            return Ok(ExitCode::SUCCESS);
+        let mut stale = false;
+        for (dir, f) in outputs {
+            let diffs = cg::drift(dir, f);
+            for d in &diffs {
+                print!("{d}");
+            }
+            if diffs.is_empty() {
+                println!(
+                    "{} is up to date with {}",
+                    f.iter()
+                        .map(|(p, _)| dir.join(p).display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    spec.path.display()
+                );
+            } else {
+                stale = true;
+                eprintln!(
+                    "error: {} differs from what {} renders; run `quiesce gen {}`",
+                    dir.display(),
+                    spec.path.display(),
+                    spec.path.display()
+                );
+            }
         }
-        for d in &diffs {
-            print!("{d}");
-        }
-        eprintln!(
-            "error: {} differs from what {} renders; run `quiesce gen {}`",
-            out.display(),
-            spec.path.display(),
-            spec.path.display()
-        );
-        return Ok(ExitCode::from(1));
+        return Ok(if stale {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
-    cg::write(out, &files).map_err(fail)?;
-    println!("wrote {} files to {}", files.len(), out.display());
+    for (dir, f) in outputs {
+        cg::write(dir, f).map_err(fail)?;
+        println!("wrote {} files to {}", f.len(), dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

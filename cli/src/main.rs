@@ -193,9 +193,13 @@ enum Cmd {
     Gen {
         /// The spec to render (it must pass `quiesce check`).
         spec: PathBuf,
-        /// Where the crate goes.
-        #[arg(long, default_value = "generated")]
-        out: PathBuf,
+        /// Where the crate goes [default: generated].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the kernel patch with the C hook's route goes [default: kmod/patches/,
+        /// or the --out folder when --out is given].
+        #[arg(long)]
+        patch_dir: Option<PathBuf>,
         /// Use this `quiesce check --json` report instead of running the checker.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -321,9 +325,17 @@ fn run() -> Result<ExitCode, ExitCode> {
         Cmd::Gen {
             spec,
             out,
+            patch_dir,
             report,
             check,
-        } => gen_cmd::run(&spec, &out, report.as_deref(), check),
+        } => {
+            let patches = patch_dir.unwrap_or_else(|| match &out {
+                Some(o) => o.clone(),
+                None => "kmod/patches".into(),
+            });
+            let out = out.unwrap_or_else(|| "generated".into());
+            gen_cmd::run(&spec, &out, &patches, report.as_deref(), check)
+        }
         Cmd::Bench {
             spec,
             no_symmetry,

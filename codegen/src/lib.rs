@@ -3,6 +3,7 @@
 //! check report and the model's reachable state graph; nothing about the
 //! protocol is written here by hand.
 
+pub mod chook;
 pub mod promela;
 
 use quiesce_model::check::{check_spec, CheckOptions, SpecReport};

@@ -29,6 +29,12 @@ cleanup() { mountpoint -q "$TC/proc" && umount -l "$TC/proc" || true; }
 trap cleanup EXIT
 mountpoint -q "$TC/proc" || mount -t proc proc "$TC/proc"
 
+# The files a patch touches (its "+++ b/" paths).
+touched() { sed -n 's|^+++ b/||p' "$1"; }
+
+# Two patches that make the same change, whatever their messages say.
+same_change() { cmp -s <(sed -n '/^diff --git/,$p' "$1") <(sed -n '/^diff --git/,$p' "$2"); }
+
 A=$TC$B/.quiesce-applied
 if [ -d "$A" ] && [ -f "$TC$B/.config" ]; then
 	rm -f "$TC$B/.quiesce-built" "$TC$B/.quiesce-patches"
@@ -39,9 +45,20 @@ if [ -d "$A" ] && [ -f "$TC$B/.config" ]; then
 	while IFS= read -r f; do applied+=("$f"); done < <(find "$A" -name '*.patch' | sort)
 	keep=0
 	while [ "$keep" -lt "${#applied[@]}" ] && [ "$keep" -lt "${#PATCHES[@]}" ] &&
-		cmp -s "${applied[$keep]}" "${PATCHES[$keep]}"; do
+		same_change "${applied[$keep]}" "${PATCHES[$keep]}"; do
 		keep=$((keep + 1))
 	done
+	# Snapshot every file the patches to revert or apply touch: a file whose
+	# content comes out the same gets its old time back, so that make rebuilds
+	# only what really changed (a header such as blk_types.h otherwise rebuilds
+	# nearly everything).
+	SNAP=$(mktemp -d)
+	for ((j = keep; j < ${#applied[@]}; j++)); do touched "${applied[$j]}"; done >"$SNAP/.list"
+	for ((j = keep; j < ${#PATCHES[@]}; j++)); do touched "${PATCHES[$j]}"; done >>"$SNAP/.list"
+	sort -u -o "$SNAP/.list" "$SNAP/.list"
+	while IFS= read -r f; do
+		if [ -f "$TC$B/$f" ]; then install -D -p -m 644 "$TC$B/$f" "$SNAP/$f"; fi
+	done <"$SNAP/.list"
 	for ((j = ${#applied[@]} - 1; j >= keep; j--)); do
 		log "reverting $(basename "${applied[$j]}")"
 		patch -s -R -d "$TC$B" -p1 <"${applied[$j]}"
@@ -63,6 +80,14 @@ for ((i = keep; i < ${#PATCHES[@]}; i++)); do
 	patch -s -d "$TC$B" -p1 <"$p"
 	cp "$p" "$A/$(printf %03d $((i + 1))).patch"
 done
+if [ -n "${SNAP:-}" ]; then
+	while IFS= read -r f; do
+		if [ -f "$SNAP/$f" ] && cmp -s "$SNAP/$f" "$TC$B/$f"; then
+			touch -r "$SNAP/$f" "$TC$B/$f"
+		fi
+	done <"$SNAP/.list"
+	rm -rf "$SNAP"
+fi
 if [ "$fresh" = 1 ] || ! cmp -s "$here/kernel.config" "$TC$B/quiesce.config"; then
 	cp "$here/kernel.config" "$TC$B/quiesce.config"
 	chroot "$TC" make -s -C "$B" LLVM=1 KCONFIG_ALLCONFIG=quiesce.config allnoconfig >/dev/null

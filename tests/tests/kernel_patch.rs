@@ -1,8 +1,11 @@
-//! The C hook in kmod/patches follows the hot path that was checked: the order of
-//! its operations is the order of `generated::route_steps`, and it sits where the
-//! spec puts it, right after `bio_queue_enter()` on both submission paths.
+//! The C hook in kmod/patches is the hot path that was checked: its route is
+//! rendered from the kernel spec (`quiesce gen`), a reordered spec renders reordered
+//! C, a hot path with no C meaning is refused, and the hook sits where the spec puts
+//! it, right after `bio_queue_enter()` on both submission paths.
 
+use quiesce_codegen::chook;
 use quiesce_generated as g;
+use quiesce_model::spec::Spec;
 use std::path::PathBuf;
 
 fn patch() -> String {
@@ -19,15 +22,23 @@ fn patch() -> String {
     text
 }
 
-/// The C that implements each hot-path step inside the hook.
-fn c_of(step: &str) -> Option<&'static str> {
-    Some(match step {
-        "test_marker" => "if (bio_flagged(bio, BIO_INTERPOSED))",
-        "read_interposer" => "ip = READ_ONCE(bio->bi_bdev->bd_interposer);",
-        "set_marker" => "bio_set_flag(bio, BIO_INTERPOSED);",
-        "redirect" => "ip->submit_bio(ip, bio);",
-        _ => return None,
-    })
+fn spec(name: &str) -> Spec {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/specs")
+        .join(name);
+    Spec::load(&p).expect("spec parses")
+}
+
+/// The converged spec with its hot path's first two tests swapped (read the pointer,
+/// then test the marker): still a valid protocol, a different C hook.
+fn reordered() -> Spec {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs/04-converged.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let a = "  { step = \"test_marker\", marked = \"submit\" },\n";
+    let b = "  { step = \"read_interposer\", null = \"submit\" },\n";
+    let swapped = text.replacen(&format!("{a}{b}"), &format!("{b}{a}"), 1);
+    assert_ne!(swapped, text, "the converged hot path moved");
+    Spec::parse(&p, &swapped).expect("the reordered spec parses")
 }
 
 fn pos(hay: &str, needle: &str) -> usize {
@@ -35,32 +46,87 @@ fn pos(hay: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("the patch lacks `{needle}`"))
 }
 
+fn at(lines: &[String], c: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.contains(c))
+        .unwrap_or_else(|| panic!("the rendered hook lacks `{c}`:\n{}", lines.join("\n")))
+}
+
+/// No hand-written C decides where a bio goes: the hook calls the route rendered from
+/// the kernel spec, and the rendered patch in the series is what the spec renders.
 #[test]
-fn hook_follows_the_checked_hot_path() {
-    let text = patch();
-    let start = pos(
-        &text,
-        "+bool blk_interposer_submit_bio(struct bio *bio)\n+{",
+fn the_c_route_is_rendered_from_the_kernel_spec() {
+    let converged = spec("04-converged.toml");
+    let report = chook_report(&converged);
+    let rendered = chook::render_patch(&converged, &report).expect("renders");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kmod/patches");
+    let shipped = std::fs::read_to_string(dir.join(chook::PATCH_NAME)).expect("shipped");
+    assert_eq!(
+        shipped, rendered,
+        "run `quiesce gen model/specs/04-converged.toml`"
     );
-    let body = &text[start..start + pos(&text[start..], "\n+}\n")];
-    // Taking over a bio: the steps the checked path runs, in its order.
-    assert_eq!(g::route(false, true), g::Route::ToInterposer);
-    let mut at = 0;
-    for step in g::route_steps(false, true) {
-        if let Some(c) = c_of(step) {
-            let p = pos(&body[at..], c) + at;
-            assert!(p >= at, "`{c}` ({step}) is out of order in the hook");
-            at = p;
+    let text = patch();
+    assert!(text.contains(
+        "+bool blk_interposer_submit_bio(struct bio *bio)\n+{\n+\treturn blk_interposer_route(bio);\n+}"
+    ));
+    assert!(text.contains("+#include \"blk-interposer-route.h\"\n"));
+    // Outside the rendered patch, no C reads the pointer or enters the interposer.
+    for (name, body) in text.split("\nFrom ").map(|p| {
+        (
+            p.lines().find(|l| l.starts_with("Subject:")).unwrap_or(""),
+            p,
+        )
+    }) {
+        if name.contains("rendered from a spec") {
+            continue;
+        }
+        for c in [
+            "READ_ONCE(bio->bi_bdev->bd_interposer)",
+            "ip->submit_bio(ip, bio)",
+        ] {
+            assert!(!body.contains(c), "hand-written `{c}` in {name}");
         }
     }
-    // A marked bio and a device without an interposer go down the device's own path.
-    assert_eq!(g::route(true, true), g::Route::ToOriginal);
-    assert_eq!(g::route(false, false), g::Route::ToOriginal);
-    assert!(body.find(c_of("test_marker").unwrap()) < body.find(c_of("read_interposer").unwrap()));
     // The marker is copied to clones, as the checked spec's `clone_inherits` says.
     assert!(text.contains(
         "+\tif (bio_flagged(bio_src, BIO_INTERPOSED))\n+\t\tbio_set_flag(bio, BIO_INTERPOSED);"
     ));
+}
+
+/// The rendered C follows the spec's order: swap two steps and the C swaps too.
+#[test]
+fn a_reordered_hot_path_renders_reordered_c() {
+    let marker = "if (bio_flagged(bio, BIO_INTERPOSED))";
+    let read = "ip = READ_ONCE(bio->bi_bdev->bd_interposer);";
+    let c = chook::route_lines(&spec("04-converged.toml")).unwrap();
+    assert!(at(&c, marker) < at(&c, read));
+    assert!(at(&c, read) < at(&c, "bio_set_flag(bio, BIO_INTERPOSED);"));
+    assert!(at(&c, "ip->submit_bio(ip, bio);") < at(&c, "return true;"));
+    let r = chook::route_lines(&reordered()).unwrap();
+    assert!(at(&r, read) < at(&r, marker), "{}", r.join("\n"));
+    assert_eq!(c.len(), r.len());
+}
+
+/// Hot paths with no C meaning in the hook are refused with the step and the reason.
+#[test]
+fn hot_paths_without_a_c_meaning_are_refused() {
+    let err = chook::route_lines(&spec("02b-freeze-inside-v7-hook.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hot path step 1 `test_marker` cannot be rendered")
+            && err.contains("must start with `bio_queue_enter`"),
+        "{err}"
+    );
+    let err = chook::route_lines(&spec("08b-task-marker.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("only the `bio_flag` marker"), "{err}");
+}
+
+fn chook_report(s: &Spec) -> quiesce_model::check::SpecReport {
+    quiesce_codegen::check(s).expect("the kernel spec passes")
 }
 
 #[test]
