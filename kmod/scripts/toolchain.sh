@@ -13,11 +13,26 @@ ROOT=$CACHE/toolchain-trixie
 STAMP=$ROOT/.quiesce-ready
 PKGS="rustc rust-src bindgen clang lld llvm libclang-dev flex bison bc libelf-dev
 libssl-dev make cpio kmod busybox-static qemu-system-x86 linux-source-6.12
-xz-utils libc6-dev patch zstd perl python3 gawk"
+xz-utils libc6-dev patch zstd perl python3 gawk fio e2fsprogs xfsprogs"
 
 log() { printf 'toolchain: %s\n' "$*" >&2; }
 
+# The stamp holds the package list the chroot was made with; a longer list is
+# installed into the existing chroot, not rebuilt from scratch.
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(echo $PKGS)" ]; then
+	echo "$ROOT"
+	exit 0
+fi
 if [ -f "$STAMP" ]; then
+	log "installing the packages the chroot lacks"
+	mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
+	chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive bash -c \
+		"apt-get update -qq && apt-get install -y -qq --no-install-recommends $(echo $PKGS) >/dev/null && apt-get clean" >&2 || {
+		umount -l "$ROOT/proc"
+		exit 1
+	}
+	umount -l "$ROOT/proc"
+	echo $PKGS >"$STAMP"
 	echo "$ROOT"
 	exit 0
 fi
@@ -80,6 +95,6 @@ chroot "$ROOT" /usr/bin/env DEBIAN_FRONTEND=noninteractive bash -c \
 }
 umount -l "$ROOT/proc"
 chroot "$ROOT" dpkg-query -W -f='${Package} ${Version}\n' rustc rust-src bindgen clang linux-source-6.12 qemu-system-x86 busybox-static >"$ROOT/.quiesce-versions"
-touch "$STAMP"
+echo $PKGS >"$STAMP"
 log "ready: $(tr '\n' ' ' <"$ROOT/.quiesce-versions")"
 echo "$ROOT"
