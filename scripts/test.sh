@@ -14,6 +14,8 @@ echo "== quiesce check model/specs/*.toml"
 ./target/release/quiesce check -q model/specs/*.toml
 echo "== quiesce gen --check (generated/ must match the kernel spec)"
 ./target/release/quiesce gen --check model/specs/04-converged.toml
+echo "== checkpatch --strict on the kernel patch series (the rendered route included)"
+bash kmod/scripts/checkpatch.sh
 echo "== kernel: build the patched kernel and quiesce.ko, boot under qemu, run the boot test"
 bash kmod/scripts/boottest.sh
 echo "== kernel mutation gate: every mutant the model condemns must be caught by a kernel check"
