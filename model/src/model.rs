@@ -315,10 +315,14 @@ impl Quiesce {
         let c = &s.ctls[ip.c as usize];
         !(c.igen == ip.gen && c.ilife != ILife::Freed)
     }
+    /// I has a bio in flight: its clone travels, is inside O, or is deferred by a
+    /// suspended O. `dm_suspend(I)` waits for all of these (I's bio completes only
+    /// when its clone does); bios I itself deferred while suspended do not count.
     fn i_busy(&self, s: &State, ip: Ip) -> bool {
-        s.bios
-            .iter()
-            .any(|b| b.via == Some(ip) && matches!(b.loc, Loc::Carried | Loc::InO | Loc::InI))
+        s.bios.iter().any(|b| {
+            b.via == Some(ip)
+                && matches!(b.loc, Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO)
+        })
     }
     fn submitter_busy(&self, s: &State, sub: usize) -> bool {
         let k = self.bounds.bios as usize;

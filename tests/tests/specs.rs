@@ -26,6 +26,9 @@ fn kind(k: &str) -> Kind {
 
 /// (spec file, kind, unique states with symmetry, violated safety properties)
 const PINNED: &[(&str, &str, usize, &[&str])] = &[
+    // dm_suspend(I) waits for I's clones deferred in a suspended O (10,105 states and
+    // a false use-after-free before that fix).
+    ("14-drain-outside-mutex.toml", "bio", 9329, &[]),
     (
         "01-v7-as-posted.toml",
         "request",
