@@ -271,8 +271,26 @@ fn gen_check_reports_drift_with_a_diff() {
     for f in ["Cargo.toml", "README.md", "src/lib.rs", "src/protocol.rs"] {
         std::fs::copy(root.join("generated").join(f), out.join(f)).unwrap();
     }
+    let patches = out.join("patches");
+    std::fs::create_dir_all(&patches).unwrap();
+    let name = quiesce_codegen::chook::PATCH_NAME;
+    std::fs::copy(root.join("kmod/patches").join(name), patches.join(name)).unwrap();
     let spec = spec("04-converged.toml");
-    let ok = quiesce(&["gen", "--check", &spec, "--out", out.to_str().unwrap()]);
+    let pd = patches.to_str().unwrap();
+    let check = |what: &str| {
+        let o = quiesce(&[
+            "gen",
+            "--check",
+            &spec,
+            "--out",
+            out.to_str().unwrap(),
+            "--patch-dir",
+            pd,
+        ]);
+        assert!(o.status.code().is_some(), "{what}");
+        o
+    };
+    let ok = check("clean");
     assert_eq!(
         ok.status.code(),
         Some(0),
@@ -282,11 +300,29 @@ fn gen_check_reports_drift_with_a_diff() {
     let p = out.join("src/protocol.rs");
     let text = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, text.replacen("    p.blk_mq_freeze_queue();\n", "", 1)).unwrap();
-    let drift = quiesce(&["gen", "--check", &spec, "--out", out.to_str().unwrap()]);
+    let drift = check("crate drifted");
     assert_eq!(drift.status.code(), Some(1));
     let diff = String::from_utf8_lossy(&drift.stdout);
     assert!(diff.contains("+    p.blk_mq_freeze_queue();"), "{diff}");
     assert!(String::from_utf8_lossy(&drift.stderr).contains("differs from what"));
+    std::fs::write(&p, text).unwrap();
+
+    // The C route's patch drifts too: a hand edit that drops the marker is caught.
+    let c = patches.join(name);
+    let text = std::fs::read_to_string(&c).unwrap();
+    std::fs::write(
+        &c,
+        text.replacen("+\tbio_set_flag(bio, BIO_INTERPOSED);\n", "", 1),
+    )
+    .unwrap();
+    let drift = check("route drifted");
+    assert_eq!(drift.status.code(), Some(1));
+    let diff = String::from_utf8_lossy(&drift.stdout);
+    assert!(
+        diff.contains("++\tbio_set_flag(bio, BIO_INTERPOSED);"),
+        "{diff}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
