@@ -163,3 +163,28 @@ fn template_errors_name_the_template_and_line() {
     );
     assert!(msg.contains("3:"), "no line in: {msg}");
 }
+
+/// Everything the verdict depends on is in the generated header: bounds, kinds,
+/// filesystem, marker, the failures injected, and the search's symmetry.
+#[test]
+fn the_header_names_every_assumption_of_the_proof() {
+    let spec = load(&root().join("model/specs/04-converged.toml"));
+    let files = render_spec(&spec);
+    let (_, text) = files
+        .iter()
+        .find(|(p, _)| p.ends_with("src/protocol.rs"))
+        .expect("protocol.rs");
+    let head: String = text
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for want in [
+        "- bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=false",
+        "- assumptions: kinds=request,bio filesystem=false marker=bio_flag clone_inherits=true",
+        "- injected failures (at most 2 a run): dm_create(I), blkdev_get_excl(I)",
+        "- search: symmetry over submitters=true",
+    ] {
+        assert!(head.contains(want), "header lacks `{want}`:\n{head}");
+    }
+}
