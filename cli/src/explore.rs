@@ -4,7 +4,8 @@
 //! address passes its pages through and makes four of its answers agree with
 //! `quiesce check`:
 //! - each property's link opens the same shortest counterexample the CLI prints
-//!   (quiesce's breadth-first search), not whichever path Stateright met first;
+//!   (quiesce's breadth-first search), not whichever path Stateright met first,
+//!   and each sanity property's link a shortest example;
 //! - the page names the spec and kind, and says why its state count differs from
 //!   the CLI's (no symmetry reduction here);
 //! - the path list is numbered as the CLI numbers steps (Pre-init is -1, Init 0);
@@ -13,7 +14,7 @@
 use crate::{exit2, load, BoundArgs};
 use quiesce_model::check::{explorer_path, shortest_counterexamples};
 use quiesce_model::model::State;
-use quiesce_model::spec::{Kind, SAFETY};
+use quiesce_model::spec::{Kind, SAFETY, SANITY};
 use quiesce_model::Quiesce;
 use serde_json::Value;
 use stateright::{Checker, Model};
@@ -28,7 +29,8 @@ use std::sync::Arc;
 struct Front {
     model: Quiesce,
     inner: SocketAddr,
-    /// Shortest counterexample of each violated safety property, as an Explorer path.
+    /// Shortest counterexample of each violated safety property, and shortest example
+    /// of each reached sanity property, as an Explorer path.
     shortest: HashMap<&'static str, String>,
     name: String,
     file: String,
@@ -68,7 +70,8 @@ pub fn run(
         .map_err(|e| listen_err(&e))?;
 
     let model = Quiesce::new(spec.protocol.clone(), kind, b);
-    let all: BTreeSet<&'static str> = SAFETY.iter().copied().collect();
+    // Counterexamples and the sanity properties' examples, shortest first.
+    let all: BTreeSet<&'static str> = SAFETY.iter().chain(SANITY.iter()).copied().collect();
     let shortest: HashMap<&'static str, String> = shortest_counterexamples(&model, &all)
         .iter()
         .map(|(p, steps)| (*p, explorer_path(&model, steps)))

@@ -193,6 +193,14 @@ fn split_brain_counterexample_reads_in_a_real_browser() {
                    .filter(a => a.textContent.includes('no_bypass'))\
                    .map(a => a.getAttribute('href'))[0] || null;");
     assert_eq!(href, json!(format!("#/steps/{cli_path}")));
+    // A sanity property's link is a shortest example too: on 02 bio a redirected bio
+    // takes 12 steps (the attach, then the bio's way through the hook to I);
+    // Stateright's own search had linked one of 43.
+    let example = js("return [...document.querySelectorAll('nav a')]\
+                      .filter(a => a.textContent.includes('bio_redirected'))\
+                      .map(a => a.getAttribute('href'))[0] || null;");
+    let steps = example.as_str().expect("a link").split('/').count() - 3;
+    assert_eq!(steps, 12, "{example}");
     // Steps are numbered as the CLI numbers them: the last is step cli_steps.
     let numbering = js("const ol = document.querySelector('ol.path-list');\
                         return [ol.start, ol.children.length];");

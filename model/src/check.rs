@@ -213,7 +213,8 @@ pub fn explorer_path(model: &Quiesce, (init, steps): &Steps) -> String {
 }
 
 /// Breadth-first search from the initial state; the first state found violating each named
-/// `always` property ends a shortest path to it.
+/// `always` property (or satisfying each named `sometimes` one: an example) ends a shortest
+/// path to it.
 pub fn shortest_counterexamples(
     model: &Quiesce,
     names: &BTreeSet<&'static str>,
@@ -234,7 +235,12 @@ pub fn shortest_counterexamples(
     let mut acts = Vec::new();
     while let Some(s) = queue.pop_front() {
         for p in &props {
-            if !found.contains_key(p.name) && !(p.condition)(model, &s) {
+            let hit = match p.expectation {
+                stateright::Expectation::Always => !(p.condition)(model, &s),
+                stateright::Expectation::Sometimes => (p.condition)(model, &s),
+                stateright::Expectation::Eventually => false,
+            };
+            if !found.contains_key(p.name) && hit {
                 let mut steps = Vec::new();
                 let mut cur = s.clone();
                 while let Some(Some((prev, a))) = parent.get(&cur) {
