@@ -221,7 +221,7 @@ impl Front {
             (
                 "<label>Max Depth:</label>",
                 "<label>Counted:</label>\n                    <span class=\"quiesce-count-note\">without symmetry reduction; \
-                 quiesce check reduces over the interchangeable submitters, so it counts fewer states \
+                 quiesce check reduces over the interchangeable submitters and their bios, so it counts fewer states \
                  (quiesce check --no-symmetry counts these)</span>\n                </li>\n                <li>\n                    \
                  <label>Max Depth:</label>"
                     .to_string(),

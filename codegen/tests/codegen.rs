@@ -183,7 +183,7 @@ fn the_header_names_every_assumption_of_the_proof() {
         "- bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=false",
         "- assumptions: kinds=request,bio filesystem=false marker=bio_flag clone_inherits=true",
         "- injected failures (at most 2 a run): dm_create(I), blkdev_get_excl(I)",
-        "- search: symmetry over submitters=true",
+        "- search: symmetry over submitters and their bios=true",
     ] {
         assert!(head.contains(want), "header lacks `{want}`:\n{head}");
     }

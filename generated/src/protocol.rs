@@ -7,7 +7,7 @@
 //! - bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=false
 //! - assumptions: kinds=request,bio filesystem=false marker=bio_flag clone_inherits=true
 //! - injected failures (at most 2 a run): dm_create(I), blkdev_get_excl(I)
-//! - search: symmetry over submitters=true
+//! - search: symmetry over submitters and their bios=true
 //! - explored: request=265866 bio=793484 unique states
 //! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner
 

@@ -1270,13 +1270,18 @@ impl Quiesce {
 }
 
 impl Representative for State {
-    /// Submitters are interchangeable: sort their groups of bios. Nothing else in the
-    /// state names a submitter (pointers and holdings name controllers only).
+    /// Submitters are interchangeable, and so are one submitter's bios: sort each
+    /// submitter's bios, then the submitters' groups. Nothing else in the state
+    /// names a submitter or a bio (pointers and holdings name controllers only),
+    /// and a submitter's next bio is any unsubmitted one (they are all alike).
     fn representative(&self) -> Self {
         let k = self.k as usize;
         let n = self.bios.len() - self.ctls.len();
         let mut r = self.clone();
-        let mut chunks: Vec<&[Bio]> = self.bios[..n].chunks(k).collect();
+        for g in r.bios[..n].chunks_mut(k) {
+            g.sort();
+        }
+        let mut chunks: Vec<Vec<Bio>> = r.bios[..n].chunks(k).map(<[Bio]>::to_vec).collect();
         chunks.sort();
         for (i, ch) in chunks.iter().enumerate() {
             r.bios[i * k..(i + 1) * k].copy_from_slice(ch);

@@ -1,7 +1,7 @@
 //! The packed form of a state that the engine fingerprints: one byte a field,
-//! in a fixed buffer. With symmetry, the submitters' groups of bios are
-//! written in sorted order (no allocation), so every member of an orbit packs
-//! to the same bytes.
+//! in a fixed buffer. With symmetry, each submitter's bios are written in
+//! sorted order, then the submitters' groups in sorted order (no allocation),
+//! so every member of an orbit packs to the same bytes.
 
 use crate::model::{Bio, Ctl, Ip, Phase, State};
 
@@ -45,7 +45,8 @@ fn ctl(c: &Ctl, out: &mut [u8]) {
     out[8] = c.igen;
 }
 
-/// Pack `s` into `out`; returns the length. `canonical`: sort the submitters.
+/// Pack `s` into `out`; returns the length. `canonical`: sort each submitter's
+/// bios, then the submitters.
 pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
     let nbios = s.bios.len();
     let nsub = nbios - s.ctls.len();
@@ -55,8 +56,15 @@ pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
         bio(b, &mut out[i * BIO..(i + 1) * BIO]);
     }
     at += nbios * BIO;
-    if canonical && k > 0 && nsub / k > 1 {
-        sort_groups(&mut out[..nsub * BIO], k * BIO);
+    if canonical && k > 0 {
+        if k > 1 {
+            for g in out[..nsub * BIO].chunks_exact_mut(k * BIO) {
+                sort_groups(g, BIO);
+            }
+        }
+        if nsub / k > 1 {
+            sort_groups(&mut out[..nsub * BIO], k * BIO);
+        }
     }
     for c in s.ctls.iter() {
         ctl(c, &mut out[at..at + CTL]);
@@ -78,7 +86,7 @@ pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
     at
 }
 
-/// Sort the `width`-byte groups of `buf` (at most 4: an insertion sort in place).
+/// Sort the `width`-byte records of `buf` (a few: an insertion sort in place).
 fn sort_groups(buf: &mut [u8], width: usize) {
     let n = buf.len() / width;
     let mut tmp = [0u8; MAX];

@@ -7,7 +7,7 @@
 //! - bounds: submitters=1 bios=1 controllers=1 cycles=1 failures=1 freezers=0 remover=false
 //! - assumptions: kinds=request filesystem=false marker=bio_flag clone_inherits=true
 //! - injected failures (at most 1 a run): blkdev_get_excl(I)
-//! - search: symmetry over submitters=true
+//! - search: symmetry over submitters and their bios=true
 //! - explored: request=233 unique states
 //! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner
 
