@@ -226,6 +226,11 @@ enum Cmd {
         /// `cd DIR && spin -t -p model.pml`).
         #[arg(long, requires = "spin")]
         keep: Option<PathBuf>,
+        /// Render one process per thread instead (state counts then differ), and
+        /// with --spin run SPIN at its best on it: partial-order reduction on,
+        /// states compressed (-DCOLLAPSE).
+        #[arg(long)]
+        per_thread: bool,
         #[command(flatten)]
         bounds: BoundArgs,
     },
@@ -371,8 +376,9 @@ fn run() -> Result<ExitCode, ExitCode> {
             spin,
             json,
             keep,
+            per_thread,
             bounds,
-        } => promela_cmd::run(&spec, out.as_deref(), spin, json, keep, &bounds),
+        } => promela_cmd::run(&spec, out.as_deref(), spin, json, keep, per_thread, &bounds),
         Cmd::Explore {
             spec,
             addr,

@@ -9,12 +9,19 @@ pub fn run(
     spin: bool,
     json: bool,
     keep: Option<std::path::PathBuf>,
+    per_thread: bool,
     bounds: &BoundArgs,
 ) -> Result<ExitCode, ExitCode> {
     let spec = load(path)?;
     let kind = crate::one_kind(&spec, bounds.kind)?;
     let b = spec.bounds.with(&bounds.overrides()).map_err(exit2)?;
-    let pml = quiesce_codegen::promela::render(&spec, kind, b).map_err(exit2)?;
+    use quiesce_codegen::promela::{render_as, Rendering};
+    let rendering = if per_thread {
+        Rendering::PerThread
+    } else {
+        Rendering::StateForState
+    };
+    let pml = render_as(&spec, kind, b, rendering).map_err(exit2)?;
     match out {
         Some(o) => std::fs::write(o, &pml).map_err(|e| {
             eprintln!("error: {}: {e}", o.display());
@@ -30,6 +37,7 @@ pub fn run(
         hash_bits: None,
         quick_compile: false,
         keep,
+        best: per_thread,
     };
     let run = quiesce_codegen::promela::run_spin(&pml, &opts).map_err(exit2)?;
     // The same contract as `check`: exit 0 when SPIN's verdict is the one the spec

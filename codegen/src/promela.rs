@@ -185,8 +185,144 @@ fn positions(
     (fwd, err, table)
 }
 
-/// Render `spec` for `kind` under `bounds` as a Promela model.
+/// How the model's threads become Promela processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rendering {
+    /// One process whose loop holds every action: SPIN stores exactly quiesce's
+    /// states (run with `-DNOREDUCE`).
+    #[default]
+    StateForState,
+    /// One process per thread (each submitter, each controller, the kworker, O's
+    /// completion, the remover, each freezer), so that SPIN's partial-order
+    /// reduction can work; run with it on and `-DCOLLAPSE`.
+    PerThread,
+}
+
+/// One Promela process: which of the model's actions its loop offers.
+#[derive(Serialize)]
+struct Proc {
+    name: String,
+    what: String,
+    subs: Vec<u8>,
+    /// Bios whose hot-path steps this process runs: all of them (""), those its own
+    /// thread carries ("own"), or those a kworker carries ("kworker").
+    carries: Vec<usize>,
+    carrier_guard: &'static str,
+    completes: bool,
+    ctls: Vec<u8>,
+    remover: bool,
+    freezers: Vec<u8>,
+    /// Offers the ALL_DONE self-loop (the one process not at an end label).
+    idle: bool,
+}
+
+impl Proc {
+    fn new(name: &str, what: String) -> Self {
+        Proc {
+            name: name.into(),
+            what,
+            subs: vec![],
+            carries: vec![],
+            carrier_guard: "",
+            completes: false,
+            ctls: vec![],
+            remover: false,
+            freezers: vec![],
+            idle: false,
+        }
+    }
+}
+
+fn procs(bounds: Bounds, rendering: Rendering) -> Vec<Proc> {
+    let k = bounds.bios as usize;
+    let nsub = bounds.submitters as usize * k;
+    let nb = nsub + bounds.controllers as usize;
+    if rendering == Rendering::StateForState {
+        return vec![Proc {
+            subs: (0..bounds.submitters).collect(),
+            carries: (0..nb).collect(),
+            completes: true,
+            ctls: (0..bounds.controllers).collect(),
+            remover: bounds.remover,
+            freezers: (0..bounds.freezers).collect(),
+            idle: true,
+            ..Proc::new("quiesce", "every thread".into())
+        }];
+    }
+    let own = "own";
+    let mut out = Vec::new();
+    for s in 0..bounds.submitters {
+        let first = s as usize * k;
+        out.push(Proc {
+            subs: vec![s],
+            carries: (first..first + k).collect(),
+            carrier_guard: own,
+            ..Proc::new(
+                &format!("submitter{}", s + 1),
+                format!("submitter {}", s + 1),
+            )
+        });
+    }
+    for c in 0..bounds.controllers {
+        out.push(Proc {
+            ctls: vec![c],
+            carries: vec![nsub + c as usize],
+            carrier_guard: own,
+            ..Proc::new(
+                &format!("controller{}", c + 1),
+                format!(
+                    "controller {}: attach and detach, and its superblock bio",
+                    c + 1
+                ),
+            )
+        });
+    }
+    out.push(Proc {
+        carries: (0..nb).collect(),
+        carrier_guard: "kworker",
+        ..Proc::new(
+            "kworker",
+            "the kworker: resubmissions of deferred bios".into(),
+        )
+    });
+    out.push(Proc {
+        completes: true,
+        ..Proc::new("completion", "O's completion: bio_endio".into())
+    });
+    if bounds.remover {
+        out.push(Proc {
+            remover: true,
+            ..Proc::new("removal", "the remover: del_gendisk(O)".into())
+        });
+    }
+    for f in 0..bounds.freezers {
+        out.push(Proc {
+            freezers: vec![f],
+            ..Proc::new(&format!("freezer{}", f + 1), format!("freezer {}", f + 1))
+        });
+    }
+    out.push(Proc {
+        idle: true,
+        ..Proc::new(
+            "finished",
+            "not an end state until ALL_DONE: it makes a run that stops early a deadlock".into(),
+        )
+    });
+    out
+}
+
+/// Render `spec` for `kind` under `bounds` as a Promela model, state for state.
 pub fn render(spec: &Spec, kind: Kind, bounds: Bounds) -> Result<String, GenError> {
+    render_as(spec, kind, bounds, Rendering::StateForState)
+}
+
+/// Render `spec` for `kind` under `bounds` as a Promela model.
+pub fn render_as(
+    spec: &Spec,
+    kind: Kind,
+    bounds: Bounds,
+    rendering: Rendering,
+) -> Result<String, GenError> {
     let q = Quiesce::new(spec.protocol.clone(), kind, bounds);
     let p = &spec.protocol;
     let (mut fwd, mut err, ta) = positions(&q, &p.attach, Phase::Attach, ("ATTACH", "ATTACHERR"));
@@ -245,6 +381,8 @@ pub fn render(spec: &Spec, kind: Kind, bounds: Bounds) -> Result<String, GenErro
         .map(|(i, (name, mac))| (1u8 << i, *mac, *name))
         .collect();
     ctx.insert("props", &props);
+    ctx.insert("threads", &(rendering == Rendering::PerThread));
+    ctx.insert("procs", &procs(bounds, rendering));
     crate::render_template("promela.pml.tera", &ctx)
 }
 
@@ -260,6 +398,10 @@ pub struct SpinOptions {
     /// `spin -t -p model.pml` replays. Without it, a private temporary directory is
     /// used and removed.
     pub keep: Option<std::path::PathBuf>,
+    /// SPIN at its best, for a [`Rendering::PerThread`] model: partial-order
+    /// reduction on and state compression (`-DSAFETY -DCOLLAPSE`). Without it, the
+    /// exhaustive search (`-DSAFETY -DNOREDUCE`).
+    pub best: bool,
 }
 
 /// SPIN's figures for one run.
@@ -363,7 +505,8 @@ fn memlim_mib() -> u64 {
 }
 
 /// Compile `pml` with SPIN in a private temporary directory (removed afterwards) and
-/// run the exhaustive safety search (`-DSAFETY -DNOREDUCE`).
+/// run the safety search: exhaustive (`-DSAFETY -DNOREDUCE`), or with
+/// [`SpinOptions::best`] reduced and compressed (`-DSAFETY -DCOLLAPSE`).
 pub fn run_spin(pml: &str, opts: &SpinOptions) -> Result<SpinRun, GenError> {
     if let Some(dir) = &opts.keep {
         std::fs::create_dir_all(dir)
@@ -393,7 +536,12 @@ fn run_spin_in(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Gen
     run_tool(
         std::process::Command::new("cc")
             .arg(if opts.quick_compile { "-O0" } else { "-O2" })
-            .args(["-w", "-DSAFETY", "-DNOREDUCE"])
+            .args(["-w", "-DSAFETY"])
+            .arg(if opts.best {
+                "-DCOLLAPSE"
+            } else {
+                "-DNOREDUCE"
+            })
             .arg(format!("-DMEMLIM={}", memlim_mib()))
             .args(["-o", "pan", "pan.c"])
             .current_dir(dir),

@@ -14,7 +14,7 @@
 //! 35 M states per spec) runs with `QUIESCE_SPIN_FULL=1` (about 10 minutes on
 //! 2 cores, 11 GB), and `quiesce bench --spin` fails on any disagreement too.
 
-use quiesce_codegen::promela::{render, run_spin, SpinOptions};
+use quiesce_codegen::promela::{render, render_as, run_spin, Rendering, SpinOptions};
 use quiesce_model::check::{check_kind, CheckOptions, Engine, SERIES};
 use quiesce_model::spec::{Overrides, Spec};
 use std::path::PathBuf;
@@ -48,6 +48,8 @@ struct Case {
     kind: quiesce_model::spec::Kind,
     overrides: Overrides,
     label: String,
+    /// Also check the per-thread rendering (at the spec's own bounds).
+    per_thread: bool,
 }
 
 /// One group per spec and kind: its own bounds, then the series in order.
@@ -66,7 +68,7 @@ fn cases() -> Vec<Vec<Case>> {
                 let (s, b, c, y, f) = size;
                 sizes.push((Overrides::size(size), format!("S{s} B{b} C{c} Y{y} F{f}")));
             }
-            for (overrides, size) in sizes {
+            for (i, (overrides, size)) in sizes.into_iter().enumerate() {
                 // A spec may cap a bound (one controller, say): sizes it cannot take are skipped.
                 if spec.bounds.with(&overrides).is_err() {
                     continue;
@@ -76,6 +78,7 @@ fn cases() -> Vec<Vec<Case>> {
                     spec: spec.clone(),
                     kind,
                     overrides,
+                    per_thread: i == 0,
                 });
             }
             groups.push(out);
@@ -133,7 +136,7 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
         &SpinOptions {
             hash_bits: None,
             quick_compile: true,
-            keep: None,
+            ..SpinOptions::default()
         },
     )
     .map_err(|e| e.to_string())?;
@@ -152,6 +155,9 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
             spin.violated
         ));
     }
+    if case.per_thread {
+        problems.extend(per_thread(case, bounds, q.unique_states, &qv)?);
+    }
     if problems.is_empty() {
         Ok((
             format!(
@@ -163,6 +169,44 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
     } else {
         Err(format!("{}: {}", case.label, problems.join("; ")))
     }
+}
+
+/// The per-thread rendering: without reduction, its states are exactly the
+/// state-for-state rendering's (a process back at its loop head adds nothing);
+/// SPIN at its best on it (partial-order reduction, -DCOLLAPSE) stores no more,
+/// and both find what quiesce finds violated.
+fn per_thread(
+    case: &Case,
+    bounds: quiesce_model::spec::Bounds,
+    states: usize,
+    qv: &[String],
+) -> Result<Vec<String>, String> {
+    let pml = render_as(&case.spec, case.kind, bounds, Rendering::PerThread)
+        .map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    for best in [false, true] {
+        let opts = SpinOptions {
+            quick_compile: true,
+            best,
+            ..SpinOptions::default()
+        };
+        let run = run_spin(&pml, &opts).map_err(|e| e.to_string())?;
+        let what = if best {
+            "SPIN at its best"
+        } else {
+            "per-thread SPIN"
+        };
+        if !run.complete || run.violated != qv {
+            problems.push(format!(
+                "{what}: violated {:?} (complete: {}), quiesce {qv:?}",
+                run.violated, run.complete
+            ));
+        }
+        if (!best && run.states as usize != states) || run.states as usize > states {
+            problems.push(format!("{what}: {} states, quiesce {states}", run.states));
+        }
+    }
+    Ok(problems)
 }
 
 #[test]
@@ -227,7 +271,7 @@ fn spin_sees_a_broken_protocol() {
         &SpinOptions {
             hash_bits: None,
             quick_compile: true,
-            keep: None,
+            ..SpinOptions::default()
         },
     )
     .expect("spin runs");
