@@ -258,7 +258,7 @@ pub fn bench(
         if rows.iter().any(|r| r.checker == "spin-best") {
             println!(
                 "spin-best: SPIN at its best on a rendering with one process per thread \
-                 (partial-order reduction on, -DCOLLAPSE); its states differ by design"
+                 (partial-order reduction on, -DCOLLAPSE); its states may differ by design"
             );
         }
         if rows.iter().any(|r| r.checker.ends_with("(OOM)")) {

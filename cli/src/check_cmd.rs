@@ -1,7 +1,9 @@
 //! `quiesce check`: check specs, print one line per spec and kind, then the counterexamples.
 
 use crate::{BoundArgs, EngineArgs};
-use quiesce_model::check::{check_spec_with, CheckOptions, Progress, SpecReport, REPORT_SCHEMA};
+use quiesce_model::check::{
+    check_spec_with, CheckOptions, Estimator, Progress, SpecReport, REPORT_SCHEMA,
+};
 use quiesce_model::spec::{Kind, Spec, SpecError};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -95,9 +97,23 @@ pub fn run(
             continue;
         }
         let mut last_beat = Instant::now();
+        let mut estimator = (Kind::Request, Estimator::default());
         let mut on_progress = |kind: Kind, p: Progress| {
+            if estimator.0 != kind {
+                estimator = (kind, Estimator::default());
+            }
+            let guess = match estimator.1.update(&p) {
+                Some(e) => format!(
+                    "; estimate: about {} states in all, {:.0}s left",
+                    e.total_states, e.seconds_left
+                ),
+                None if p.expanded.is_some() => {
+                    "; no estimate yet (the search is still widening)".into()
+                }
+                None => String::new(),
+            };
             let msg = format!(
-                "{} [{kind}]: {} states, {:.0} states/s, depth {}, {:.1}s",
+                "{} [{kind}]: {} states, {:.0} states/s, depth {}, {:.1}s{guess}",
                 spec.name,
                 p.states,
                 p.states as f64 / p.seconds.max(1e-3),

@@ -289,8 +289,57 @@ pub fn check_kind(spec: &Spec, kind: Kind, opts: &CheckOptions) -> Result<KindRe
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     pub states: usize,
+    /// States whose successors have been generated (quiesce's engine only).
+    pub expanded: Option<usize>,
     pub depth: usize,
     pub seconds: f64,
+}
+
+/// An estimate of a running search's size, from its progress samples.
+///
+/// The states found but not yet expanded (the open ones) are treated as the
+/// roots of a branching process: each expansion has recently yielded `m` new
+/// states on average, so the open states will yield about `open * m / (1 - m)`
+/// more. That converges only once `m < 1` (the search has passed its widest
+/// part); before that, and with Stateright's engine, there is no estimate.
+#[derive(Debug, Default)]
+pub struct Estimator {
+    last: Option<(usize, usize)>,
+    /// Smoothed new states per expansion.
+    m: Option<f64>,
+}
+
+/// What an [`Estimator`] expects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub total_states: usize,
+    pub seconds_left: f64,
+}
+
+impl Estimator {
+    pub fn update(&mut self, p: &Progress) -> Option<Estimate> {
+        let expanded = p.expanded?;
+        let (states, seconds) = (p.states, p.seconds);
+        if let Some((s0, e0)) = self.last {
+            let de = expanded.saturating_sub(e0);
+            if de > 0 {
+                let m = states.saturating_sub(s0) as f64 / de as f64;
+                self.m = Some(self.m.map_or(m, |old| 0.7 * old + 0.3 * m));
+            }
+        }
+        self.last = Some((states, expanded));
+        let m = self.m?;
+        if m >= 0.98 {
+            return None;
+        }
+        let open = states.saturating_sub(expanded) as f64;
+        let total = states as f64 + open * m / (1.0 - m);
+        let rate = expanded as f64 / seconds.max(1e-3);
+        Some(Estimate {
+            total_states: total as usize,
+            seconds_left: (total - expanded as f64) / rate.max(1.0),
+        })
+    }
 }
 
 /// As [`check_kind`], reporting progress while the checker runs.
@@ -321,6 +370,7 @@ pub fn check_kind_with(
                     &mut |p| {
                         progress(Progress {
                             states: p.states,
+                            expanded: Some(p.expanded),
                             depth: p.depth,
                             seconds: p.seconds,
                         })
@@ -452,6 +502,7 @@ fn stateright_search(
                 last = Instant::now();
                 progress(Progress {
                     states: c.unique_state_count(),
+                    expanded: None,
                     depth: c.max_depth(),
                     seconds: start.elapsed().as_secs_f64(),
                 });
@@ -615,5 +666,53 @@ impl SpecReport {
             met: v["met"].as_bool().ok_or("missing `met`")?,
             kinds,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Estimate, Estimator, Progress};
+
+    fn at(states: usize, expanded: usize, seconds: f64) -> Progress {
+        Progress {
+            states,
+            expanded: Some(expanded),
+            depth: 0,
+            seconds,
+        }
+    }
+
+    #[test]
+    fn a_shrinking_frontier_gives_its_geometric_total() {
+        let mut e = Estimator::default();
+        assert_eq!(
+            e.update(&at(1100, 1000, 1.0)),
+            None,
+            "one sample has no rate"
+        );
+        // 100 expansions found 50 new states: m = 0.5, and the 50 open states
+        // will yield about 50 more (25, then 12.5, ...).
+        let got = e.update(&at(1150, 1100, 1.1)).expect("an estimate");
+        assert_eq!(got.total_states, 1200);
+        let left = (1200.0 - 1100.0) / (1100.0 / 1.1);
+        assert!((got.seconds_left - left).abs() < 1e-9, "{got:?}");
+    }
+
+    #[test]
+    fn no_estimate_while_widening_or_without_expansions() {
+        let mut e = Estimator::default();
+        e.update(&at(1000, 500, 1.0));
+        assert_eq!(
+            e.update(&at(2000, 1000, 2.0)),
+            None,
+            "m = 2: still widening"
+        );
+        let mut s = Estimator::default();
+        let p = Progress {
+            expanded: None,
+            ..at(10, 5, 1.0)
+        };
+        assert_eq!(s.update(&p), None::<Estimate>);
+        assert_eq!(s.update(&p), None);
     }
 }

@@ -95,6 +95,8 @@ impl Outcome {
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
     pub states: usize,
+    /// States whose successors have been generated.
+    pub expanded: usize,
     pub depth: usize,
     pub seconds: f64,
 }
@@ -116,6 +118,7 @@ struct Search<'a> {
     found: Vec<AtomicBool>,
     left: AtomicUsize,
     transitions: AtomicUsize,
+    expanded: AtomicUsize,
     incomplete: Mutex<Option<Incomplete>>,
 }
 
@@ -172,6 +175,7 @@ impl Search<'_> {
         }
         self.transitions
             .fetch_add(scratch.succ.len(), Ordering::Relaxed);
+        self.expanded.fetch_add(batch.len(), Ordering::Relaxed);
         for (n, fp) in scratch.succ.drain(..) {
             if table.insert(fp) {
                 next.push(n);
@@ -219,6 +223,7 @@ impl Search<'_> {
     fn progress(&self, start: Instant, depth: usize) -> Progress {
         Progress {
             states: self.table.read().unwrap().len(),
+            expanded: self.expanded.load(Ordering::Relaxed),
             depth,
             seconds: start.elapsed().as_secs_f64(),
         }
@@ -248,6 +253,7 @@ pub fn search(model: &Quiesce, opts: &Options, progress: &mut dyn FnMut(Progress
         left: AtomicUsize::new(n),
         props,
         transitions: AtomicUsize::new(0),
+        expanded: AtomicUsize::new(0),
         incomplete: Mutex::new(None),
     };
     let mut init: Vec<State> = Vec::new();
