@@ -42,24 +42,13 @@ pub fn run(
     let run = quiesce_codegen::promela::run_spin(&pml, &opts).map_err(exit2)?;
     // The same contract as `check`: exit 0 when SPIN's verdict is the one the spec
     // declares for this kind (SPIN sees the safety properties only), 1 when not.
-    let want: Vec<String> = match &spec.expect[&kind] {
-        quiesce_model::spec::Expect::Pass => Vec::new(),
-        quiesce_model::spec::Expect::Violates(v) => {
-            let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
-            v.sort();
-            v
-        }
-    };
+    let expect = &spec.expect[&kind];
+    let want: Vec<&str> = expect.violated().into_iter().collect();
     let mut mismatch: Vec<String> = Vec::new();
     if !run.complete {
         mismatch.push("the search is incomplete: pan reached its memory cap".into());
     }
-    for n in run.violated.iter().filter(|n| !want.contains(n)) {
-        mismatch.push(format!("{n} is violated but expected to hold"));
-    }
-    for n in want.iter().filter(|n| !run.violated.contains(n)) {
-        mismatch.push(format!("{n} holds but was expected to be violated"));
-    }
+    mismatch.extend(expect.mismatch(run.violated.iter().map(String::as_str)));
     if json {
         let mut v = serde_json::to_value(&run).expect("serialises");
         v["expected"] = serde_json::json!(want);

@@ -8,7 +8,7 @@
 //! last path it saw, which need not be shortest).
 
 use crate::model::{Action, Quiesce, State};
-use crate::spec::{Bounds, Expect, Kind, Overrides, Spec, SANITY};
+use crate::spec::{Bounds, Kind, Overrides, Spec, SANITY};
 use serde::Serialize;
 use stateright::{Checker, Expectation, Model};
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -434,16 +434,8 @@ pub fn check_kind_with(
     if let Some(why) = &incomplete {
         mismatch.push(format!("the search is incomplete: {why}"));
     }
-    let want: BTreeSet<&'static str> = match expect {
-        Expect::Pass => BTreeSet::new(),
-        Expect::Violates(v) => v.iter().copied().collect(),
-    };
-    for name in violated.difference(&want) {
-        mismatch.push(format!("{name} is violated but expected to hold"));
-    }
-    for name in want.difference(&violated) {
-        mismatch.push(format!("{name} holds but was expected to be violated"));
-    }
+    let want = expect.violated();
+    mismatch.extend(expect.mismatch(violated.iter().copied()));
     for p in properties.iter().filter(|p| SANITY.contains(&p.name)) {
         let excused = spec.unreached.contains(&p.name);
         if p.verdict == "not_reached" && !excused {

@@ -173,9 +173,11 @@ impl Search<'_> {
                 }
             }
         }
-        self.transitions
-            .fetch_add(scratch.succ.len(), Ordering::Relaxed);
-        self.expanded.fetch_add(batch.len(), Ordering::Relaxed);
+        scratch.transitions += scratch.succ.len();
+        scratch.expanded += batch.len();
+        if scratch.expanded >= FLUSH {
+            self.flush(scratch);
+        }
         for (n, fp) in scratch.succ.drain(..) {
             if table.insert(fp) {
                 next.push(n);
@@ -184,11 +186,26 @@ impl Search<'_> {
     }
 }
 
-/// A worker's reusable buffers.
+/// A worker adds its counts to the shared ones after this many expansions (and
+/// when it ends), so that the threads do not contend for them every batch.
+const FLUSH: usize = 4096;
+
+/// A worker's reusable buffers, and its counts not yet added to the search's.
 #[derive(Default)]
 struct Scratch {
     acts: Vec<Action>,
     succ: Vec<(State, u64)>,
+    transitions: usize,
+    expanded: usize,
+}
+
+impl Search<'_> {
+    fn flush(&self, scratch: &mut Scratch) {
+        self.transitions
+            .fetch_add(std::mem::take(&mut scratch.transitions), Ordering::Relaxed);
+        self.expanded
+            .fetch_add(std::mem::take(&mut scratch.expanded), Ordering::Relaxed);
+    }
 }
 
 /// The order of the search.
@@ -321,6 +338,7 @@ fn bfs(
                     let grown = next_len.fetch_add(next.len() - before, Ordering::Relaxed);
                     search.after_batch((layer.len() + grown) * state_bytes);
                 }
+                search.flush(&mut scratch);
                 next
             };
             let handles: Vec<_> = (1..threads).map(|_| sc.spawn(work)).collect();
@@ -383,6 +401,7 @@ fn dfs(
                         p.finished = true;
                         wake.notify_all();
                         max_depth.fetch_max(deepest as usize, Ordering::Relaxed);
+                        search.flush(&mut scratch);
                         return;
                     }
                     if let Some(s) = p.states.pop() {
@@ -415,7 +434,10 @@ fn dfs(
                     _ => break,
                 }
             }
-            deepest = deepest.max(depth);
+            if depth > deepest {
+                deepest = depth;
+                max_depth.fetch_max(deepest as usize, Ordering::Relaxed);
+            }
             search.expand(&batch, &mut next, &mut scratch);
             stack.extend(next.drain(..).map(|s| (s, depth + 1)));
             search.after_batch(stack.len() * state_bytes);

@@ -352,6 +352,31 @@ pub enum Expect {
     Violates(Vec<&'static str>),
 }
 
+impl Expect {
+    /// The properties expected to be violated, in order.
+    pub fn violated(&self) -> std::collections::BTreeSet<&'static str> {
+        match self {
+            Expect::Pass => Default::default(),
+            Expect::Violates(v) => v.iter().copied().collect(),
+        }
+    }
+
+    /// How a checker's verdict (`violated`, by name) differs from this
+    /// expectation, one line a property; empty when it meets it.
+    pub fn mismatch<'a>(&self, violated: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let want = self.violated();
+        let got: std::collections::BTreeSet<&str> = violated.into_iter().collect();
+        let mut out = Vec::new();
+        for name in got.iter().filter(|n| !want.contains(*n)) {
+            out.push(format!("{name} is violated but expected to hold"));
+        }
+        for name in want.iter().filter(|n| !got.contains(*n)) {
+            out.push(format!("{name} holds but was expected to be violated"));
+        }
+        out
+    }
+}
+
 /// A compiled spec: the step tables the model interprets and codegen renders.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Protocol {
