@@ -89,13 +89,11 @@ pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
 /// Sort the `width`-byte records of `buf` (a few: an insertion sort in place).
 fn sort_groups(buf: &mut [u8], width: usize) {
     let n = buf.len() / width;
-    let mut tmp = [0u8; MAX];
     for i in 1..n {
         let mut j = i;
         while j > 0 && buf[(j - 1) * width..j * width] > buf[j * width..(j + 1) * width] {
-            tmp[..width].copy_from_slice(&buf[j * width..(j + 1) * width]);
-            buf.copy_within((j - 1) * width..j * width, j * width);
-            buf[(j - 1) * width..j * width].copy_from_slice(&tmp[..width]);
+            let (left, right) = buf.split_at_mut(j * width);
+            left[(j - 1) * width..].swap_with_slice(&mut right[..width]);
             j -= 1;
         }
     }
