@@ -361,6 +361,40 @@ fn promela_names_the_kind_it_needs_and_spin_finds_the_violations() {
 }
 
 #[test]
+fn promela_per_thread_renders_a_process_per_thread_and_spin_at_its_best_agrees() {
+    let one = spec("02-freeze-inside.toml");
+    let out = quiesce(&["promela", &one, "--kind", "bio", "--per-thread"]);
+    assert!(out.status.success(), "{out:?}");
+    let pml = String::from_utf8_lossy(&out.stdout);
+    for p in [
+        "submitter1",
+        "submitter2",
+        "controller1",
+        "kworker",
+        "completion",
+        "finished",
+    ] {
+        assert!(
+            pml.contains(&format!("active proctype {p}()")),
+            "no process {p}"
+        );
+    }
+    assert!(!pml.contains("active proctype quiesce()"));
+    let args = ["promela", &one, "--kind", "bio", "--spin", "--json"];
+    let plain = quiesce(&args);
+    let best = quiesce(&[&args[..], &["--per-thread"]].concat());
+    assert_eq!(best.status.code(), Some(0), "{best:?}");
+    let v = |o: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    let (plain, best) = (v(&plain), v(&best));
+    assert_eq!(best["violated"], serde_json::json!(["no_bypass"]));
+    assert_eq!(best["violated"], plain["violated"]);
+    assert_eq!(best["met"], true);
+    assert!(best["states"].as_u64().unwrap() <= plain["states"].as_u64().unwrap());
+}
+
+#[test]
 fn a_kind_filter_that_selects_nothing_is_an_error() {
     let out = quiesce(&["check", &spec("06-no-marker.toml"), "--kind", "bio"]);
     assert_eq!(out.status.code(), Some(2));
