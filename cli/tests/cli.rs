@@ -153,7 +153,10 @@ fn overrides_change_the_bounds() {
     let k = &v["specs"][0]["kinds"];
     assert_eq!(k.as_array().unwrap().len(), 1);
     assert_eq!(k[0]["bounds"]["bios"], 2);
-    assert_eq!(k[0]["unique_states"], 15714, "2 bios a submitter, both symmetries");
+    assert_eq!(
+        k[0]["unique_states"], 15714,
+        "2 bios a submitter, both symmetries"
+    );
 }
 
 /// The Explorer serves the model over HTTP: its status names the properties, and a path of
