@@ -108,7 +108,8 @@ pub fn run(
                     e.total_states, e.seconds_left
                 ),
                 None if p.expanded.is_some() => {
-                    "; no estimate yet (the search is still widening)".into()
+                    "; no estimate yet (new states still come as fast as states are expanded)"
+                        .into()
                 }
                 None => String::new(),
             };

@@ -249,14 +249,13 @@ fn procs(bounds: Bounds, rendering: Rendering) -> Vec<Proc> {
             ..Proc::new("quiesce", "every thread".into())
         }];
     }
-    let own = "own";
     let mut out = Vec::new();
     for s in 0..bounds.submitters {
         let first = s as usize * k;
         out.push(Proc {
             subs: vec![s],
             carries: (first..first + k).collect(),
-            carrier_guard: own,
+            carrier_guard: "own",
             ..Proc::new(
                 &format!("submitter{}", s + 1),
                 format!("submitter {}", s + 1),
@@ -267,7 +266,7 @@ fn procs(bounds: Bounds, rendering: Rendering) -> Vec<Proc> {
         out.push(Proc {
             ctls: vec![c],
             carries: vec![nsub + c as usize],
-            carrier_guard: own,
+            carrier_guard: "own",
             ..Proc::new(
                 &format!("controller{}", c + 1),
                 format!(

@@ -400,7 +400,6 @@ fn dfs(
                     if p.finished || search.done() {
                         p.finished = true;
                         wake.notify_all();
-                        max_depth.fetch_max(deepest as usize, Ordering::Relaxed);
                         search.flush(&mut scratch);
                         return;
                     }

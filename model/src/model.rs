@@ -1281,7 +1281,8 @@ impl Representative for State {
         for g in r.bios[..n].chunks_mut(k) {
             g.sort();
         }
-        let mut chunks: Vec<Vec<Bio>> = r.bios[..n].chunks(k).map(<[Bio]>::to_vec).collect();
+        let sorted = r.bios;
+        let mut chunks: Vec<&[Bio]> = sorted[..n].chunks(k).collect();
         chunks.sort();
         for (i, ch) in chunks.iter().enumerate() {
             r.bios[i * k..(i + 1) * k].copy_from_slice(ch);

@@ -59,11 +59,11 @@ pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
     if canonical && k > 0 {
         if k > 1 {
             for g in out[..nsub * BIO].chunks_exact_mut(k * BIO) {
-                sort_groups(g, BIO);
+                sort_records(g, BIO);
             }
         }
         if nsub / k > 1 {
-            sort_groups(&mut out[..nsub * BIO], k * BIO);
+            sort_records(&mut out[..nsub * BIO], k * BIO);
         }
     }
     for c in s.ctls.iter() {
@@ -87,7 +87,7 @@ pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
 }
 
 /// Sort the `width`-byte records of `buf` (a few: an insertion sort in place).
-fn sort_groups(buf: &mut [u8], width: usize) {
+fn sort_records(buf: &mut [u8], width: usize) {
     let n = buf.len() / width;
     for i in 1..n {
         let mut j = i;
@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn groups_sort_in_place() {
         let mut b = [3, 3, 1, 1, 2, 2, 0, 9];
-        sort_groups(&mut b[..6], 2);
+        sort_records(&mut b[..6], 2);
         assert_eq!(b, [1, 1, 2, 2, 3, 3, 0, 9]);
     }
 }
