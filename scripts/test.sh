@@ -13,7 +13,7 @@ cargo test --release --locked --workspace 2>&1 | tee target/test.log
 echo "== quiesce check model/specs/*.toml"
 ./target/release/quiesce check -q model/specs/*.toml
 echo "== quiesce gen --check (generated/ must match the kernel spec)"
-./target/release/quiesce gen --check model/specs/04-converged.toml
+./target/release/quiesce gen --check model/specs/15-filter-module.toml
 echo "== checkpatch --strict on the kernel patch series (the rendered route included)"
 bash kmod/scripts/checkpatch.sh
 echo "== kernel: build the patched kernel and quiesce.ko, boot under qemu, run the boot test"

@@ -269,7 +269,7 @@ impl Table {
                 format!("violates {}", k.violated().join(", "))
             };
             println!(
-                "{:<nw$}  {:<7}  {:<bw$}  {:>10} states {:>8.2}s  {:<11}  {}",
+                "{:<nw$}  {:<8}  {:<bw$}  {:>10} states {:>8.2}s  {:<11}  {}",
                 r.name,
                 k.kind.name(),
                 k.bounds.short(),

@@ -109,11 +109,7 @@ fn parse_size(s: &str) -> Result<(u8, u8, u8, u8, u8), String> {
 }
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
-    match s {
-        "request" => Ok(Kind::Request),
-        "bio" => Ok(Kind::Bio),
-        _ => Err(format!("unknown kind `{s}`: use request or bio")),
-    }
+    Kind::by_name(s).ok_or_else(|| format!("unknown kind `{s}`: use request, bio or bio_sync"))
 }
 
 #[derive(Subcommand)]
@@ -141,7 +137,7 @@ enum Cmd {
     /// second and peak memory for each size (each size runs in its own process);
     /// with --spin, side by side with SPIN on the same protocol.
     Bench {
-        /// The spec to scale [default: model/specs/04-converged.toml, the kernel spec].
+        /// The spec to scale [default: model/specs/04-converged.toml, the review's protocol].
         spec: Option<PathBuf>,
         /// Also run each size without symmetry reduction.
         #[arg(long)]
@@ -173,7 +169,7 @@ enum Cmd {
     /// booted in the kernel as a test-only module build; fails (exit 1) when a mutant
     /// the model condemns survives every kernel check.
     Mutants {
-        /// The kernel spec the module runs [default: model/specs/04-converged.toml].
+        /// The kernel spec the module runs [default: model/specs/15-filter-module.toml].
         #[arg(long)]
         spec: Option<PathBuf>,
         /// The mutants beyond one per primitive of attach and detach.
@@ -249,17 +245,19 @@ enum Cmd {
     },
 }
 
-/// The spec `bench` and `mutants` use when none is named.
-const DEFAULT_SPEC: &str = "model/specs/04-converged.toml";
+/// The kernel spec: the protocol the module runs (`mutants` uses it when none is named).
+const KERNEL_SPEC: &str = "model/specs/15-filter-module.toml";
+/// The spec `bench` scales when none is named: the review's converged protocol.
+const BENCH_SPEC: &str = "model/specs/04-converged.toml";
 
 /// The named spec, or the default one; a missing default is said to be the default.
-fn default_spec(spec: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+fn default_spec(spec: Option<PathBuf>, default: &str) -> Result<PathBuf, ExitCode> {
     match spec {
         Some(p) => Ok(p),
-        None if std::path::Path::new(DEFAULT_SPEC).exists() => Ok(DEFAULT_SPEC.into()),
+        None if std::path::Path::new(default).exists() => Ok(default.into()),
         None => {
             eprintln!(
-                "error: no spec given, and the default {DEFAULT_SPEC} does not exist here \
+                "error: no spec given, and the default {default} does not exist here \
                  (run from the repository's top, or name a spec)"
             );
             Err(ExitCode::from(2))
@@ -312,7 +310,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             model_only,
             json,
         } => {
-            let spec = default_spec(spec)?;
+            let spec = default_spec(spec, KERNEL_SPEC)?;
             let root = std::env::current_dir().map_err(exit2)?;
             let rows = gate::run(&root, &spec, &list, &only, model_only).map_err(exit2)?;
             if json {
@@ -368,7 +366,7 @@ fn run() -> Result<ExitCode, ExitCode> {
                 json,
                 kind,
             };
-            bench::bench(&default_spec(spec)?, &series, &plan)
+            bench::bench(&default_spec(spec, BENCH_SPEC)?, &series, &plan)
         }
         Cmd::Promela {
             spec,

@@ -278,7 +278,7 @@ fn gen_check_reports_drift_with_a_diff() {
     std::fs::create_dir_all(&patches).unwrap();
     let name = quiesce_codegen::chook::PATCH_NAME;
     std::fs::copy(root.join("kmod/patches").join(name), patches.join(name)).unwrap();
-    let spec = spec("04-converged.toml");
+    let spec = spec("15-filter-module.toml");
     let pd = patches.to_str().unwrap();
     let check = |what: &str| {
         let o = quiesce(&[
@@ -474,7 +474,7 @@ fn the_summary_stays_aligned_for_long_names() {
     ]);
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
     let col = |l: &str, w: &str| l.find(w).unwrap_or_else(|| panic!("{w} in {l}"));
     for w in [" states", "as expected"] {
         let at: Vec<usize> = lines.iter().map(|l| col(l, w)).collect();
@@ -659,7 +659,10 @@ fn the_json_report_follows_its_documented_schema() {
 
 #[test]
 fn a_missing_default_spec_is_said_to_be_the_default() {
-    for args in [&["bench"][..], &["mutants", "--model-only"][..]] {
+    for (args, default) in [
+        (&["bench"][..], "04-converged"),
+        (&["mutants", "--model-only"][..], "15-filter-module"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_quiesce"))
             .args(args)
             .current_dir(std::env::temp_dir())
@@ -667,12 +670,10 @@ fn a_missing_default_spec_is_said_to_be_the_default() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains(
-                "no spec given, and the default model/specs/04-converged.toml does not exist here"
-            ),
-            "{args:?}: {err}"
+        let want = format!(
+            "no spec given, and the default model/specs/{default}.toml does not exist here"
         );
+        assert!(err.contains(&want), "{args:?}: {err}");
     }
 }
 

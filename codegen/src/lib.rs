@@ -364,6 +364,8 @@ struct ProcCtx {
 #[derive(Serialize)]
 struct MonitorCtx {
     kind: &'static str,
+    /// The spec's name of the kind (`bio_sync`).
+    name: &'static str,
     init: usize,
     edges: Vec<(usize, String, usize)>,
 }
@@ -421,11 +423,7 @@ fn procedure(spec: &Spec, kind: Kind, which: &str, list: &[CtlStep]) -> ProcCtx 
     let _ = spec;
     ProcCtx {
         name: format!("{which}_{}", kind.name()),
-        kind: if kind == Kind::Request {
-            "Request"
-        } else {
-            "Bio"
-        },
+        kind: kind.variant(),
         steps: ctx_steps,
         returned: if which == "attach" {
             "AttachReturned"
@@ -562,11 +560,8 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
             .map(|((f, e), t)| (id(f), event_rust(e), id(t)))
             .collect();
         monitors.push(MonitorCtx {
-            kind: if kind == Kind::Request {
-                "Request"
-            } else {
-                "Bio"
-            },
+            kind: kind.variant(),
+            name: kind.name(),
             init,
             edges,
         });
@@ -634,6 +629,7 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
         },
     );
     ctx.insert("clone_inherits", &spec.protocol.clone_inherits);
+    ctx.insert("interposer", spec.protocol.interposer.name());
     ctx.insert("prims", &prims);
     ctx.insert("errnos", &errno_vals);
     ctx.insert("procs", &procs);
@@ -642,13 +638,7 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
         &spec
             .kinds
             .iter()
-            .map(|k| {
-                if *k == Kind::Request {
-                    "Request"
-                } else {
-                    "Bio"
-                }
-            })
+            .map(|k| serde_json::json!({ "v": k.variant(), "n": k.name() }))
             .collect::<Vec<_>>(),
     );
     ctx.insert("monitors", &monitors);

@@ -85,6 +85,7 @@ fn res_name(r: Res) -> &'static str {
         Res::OSuspended => "OSUSPENDED",
         Res::ISuspended => "ISUSPENDED",
         Res::Pointer => "POINTER",
+        Res::ModRef => "MODREF",
     }
 }
 

@@ -20,7 +20,7 @@ fn render_spec(spec: &Spec) -> Vec<(PathBuf, String)> {
 /// The committed generated/ is exactly what the kernel spec renders.
 #[test]
 fn generated_matches_the_kernel_spec() {
-    let spec = load(&root().join("model/specs/04-converged.toml"));
+    let spec = load(&root().join("model/specs/15-filter-module.toml"));
     let files = render_spec(&spec);
     let diffs = drift(&root().join("generated"), &files);
     assert!(
@@ -165,10 +165,10 @@ fn template_errors_name_the_template_and_line() {
 }
 
 /// Everything the verdict depends on is in the generated header: bounds, kinds,
-/// filesystem, marker, the failures injected, and the search's symmetry.
+/// filesystem, the interposer kind, marker, the failures injected, and the search's symmetry.
 #[test]
 fn the_header_names_every_assumption_of_the_proof() {
-    let spec = load(&root().join("model/specs/04-converged.toml"));
+    let spec = load(&root().join("model/specs/15-filter-module.toml"));
     let files = render_spec(&spec);
     let (_, text) = files
         .iter()
@@ -181,8 +181,8 @@ fn the_header_names_every_assumption_of_the_proof() {
         .join("\n");
     for want in [
         "- bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=false",
-        "- assumptions: kinds=request,bio filesystem=false marker=bio_flag clone_inherits=true",
-        "- injected failures (at most 2 a run): dm_create(I), blkdev_get_excl(I)",
+        "- assumptions: kinds=request,bio,bio_sync filesystem=false interposer=filter marker=bio_flag clone_inherits=true",
+        "- injected failures (at most 2 a run): filter_alloc(I), try_module_get(I->owner)",
         "- search: symmetry over submitters and their bios=true",
     ] {
         assert!(head.contains(want), "header lacks `{want}`:\n{head}");

@@ -134,22 +134,29 @@ impl CtlInner {
                 unsafe { bindings::blk_interposer_unlock(self.att().bdev) };
                 Ok(())
             }
-            Prim::DmCreate => self.create(),
-            Prim::DmDestroy => {
-                self.destroy();
+            Prim::TryModuleGet => {
+                // SAFETY: THIS_MODULE is this module, live while its code runs.
+                if unsafe { bindings::try_module_get(THIS_MODULE.as_ptr()) } {
+                    Ok(())
+                } else {
+                    Err(Errno::ENODEV)
+                }
+            }
+            Prim::ModulePut => {
+                // SAFETY: as above. The caller's open file of /dev/quiesce holds one
+                // reference and the attachment another: fewer means try_module_get was
+                // missing, and this put would take the file's reference.
+                let users = unsafe { bindings::module_refcount(THIS_MODULE.as_ptr()) };
+                if users < 2 {
+                    pr_err!("quiesce: ASSERT: module_put(I->owner) with {} module users: its try_module_get is missing\n", users);
+                }
+                // SAFETY: drops the reference try_module_get() took at attach.
+                unsafe { bindings::module_put(THIS_MODULE.as_ptr()) };
                 Ok(())
             }
-            Prim::BlkdevGetExcl => match self.att().ip.as_ref() {
-                None => Err(Errno::ENXIO),
-                Some(ip) if ip.open.swap(true, Ordering::AcqRel) => Err(Errno::EBUSY),
-                Some(_) => Ok(()),
-            },
-            Prim::BlkdevPut => {
-                if let Some(ip) = self.att().ip.as_ref() {
-                    if !ip.open.swap(false, Ordering::AcqRel) {
-                        pr_err!("quiesce: ASSERT: blkdev_put(I) of an I that is not open (blkdev_get_excl(I) missing)\n");
-                    }
-                }
+            Prim::FilterAlloc => self.create(),
+            Prim::FilterFree => {
+                self.destroy();
                 Ok(())
             }
             Prim::BlkMqFreezeQueue => {
@@ -171,25 +178,28 @@ impl CtlInner {
                 self.resume_o();
                 Ok(())
             }
-            Prim::DmSuspend => {
+            Prim::FilterBlock => {
                 if let Some(ip) = self.att().ip.as_ref() {
-                    ip.suspended.store(true, Ordering::SeqCst);
+                    ip.block();
                     ip.wait_drained();
                 }
                 Ok(())
             }
-            Prim::DmResume => {
+            Prim::FilterUnblock => {
                 if let Some(ip) = self.att().ip.as_ref() {
-                    ip.resume();
+                    ip.unblock();
                 }
                 Ok(())
             }
             Prim::CmpxchgInterposer => {
                 let att = self.att();
                 match att.ip.as_ref() {
-                    None => Err(Errno::ENXIO),
+                    None => {
+                        pr_err!("quiesce: ASSERT: cmpxchg_interposer(O, I) with no I allocated (filter_alloc(I) missing)\n");
+                        Err(Errno::EINVAL)
+                    }
                     // SAFETY: the original is held open; the interposer is boxed and
-                    // outlives the pointer (detach clears it before dm_destroy).
+                    // outlives the pointer (detach clears it before filter_free).
                     Some(ip) => match unsafe { bindings::blk_interposer_set(att.bdev, ip.hook.get()) } {
                         0 => Ok(()),
                         _ => Err(Errno::EBUSY),
@@ -204,7 +214,7 @@ impl CtlInner {
         }
     }
 
-    /// `dm_create(I)`: allocate the interposer, its bio_set and its map.
+    /// `filter_alloc(I)`: allocate the filter, its bio_set and its map.
     fn create(&mut self) -> Result<(), Errno> {
         if self.att().ip.is_some() {
             return Err(Errno::EEXIST);
@@ -215,11 +225,12 @@ impl CtlInner {
         Ok(())
     }
 
-    /// `dm_destroy(I)`: free the interposer, keeping its counters and map.
+    /// `filter_free(I)`: free the filter, keeping its counters and map.
     fn destroy(&mut self) {
         if let Some(ip) = self.att().ip.take() {
-            if ip.open.load(Ordering::Acquire) {
-                pr_err!("quiesce: ASSERT: dm_destroy(I) while I is still open (blkdev_put(I) missing)\n");
+            let n = ip.inflight.load(Ordering::Acquire);
+            if n != 0 {
+                pr_err!("quiesce: ASSERT: filter_free(I) with {} clones in flight (filter_block(I) missing)\n", n);
             }
             self.redirected += ip.redirected.load(Ordering::Relaxed);
             self.completed += ip.completed.load(Ordering::Relaxed);
@@ -231,40 +242,27 @@ impl CtlInner {
         }
     }
 
-    /// `dm_internal_suspend_fast(O)`.
+    /// `dm_internal_suspend_fast(O)`: only a device-mapper original has one.
     fn suspend_o(&mut self) -> Result<(), Errno> {
-        let (kind, md) = (self.att().kind, self.att().md);
-        match kind {
-            Kind::Request => Err(Errno::EINVAL),
-            Kind::Bio => {
-                self.stall.begin();
-                if md.is_null() {
-                    // A bio-based device that is not device-mapper (brd): its bios
-                    // complete inside ->submit_bio, so draining its queue usage counter
-                    // blocks new bios at its entry and waits for every bio inside it.
-                    let q = self.queue();
-                    // SAFETY: the original's queue lives while it is held open.
-                    unsafe { bindings::blk_mq_freeze_queue(q) };
-                } else {
-                    // SAFETY: `md` is a referenced mapped_device (dm_get_md()).
-                    unsafe { dm_internal_suspend_fast(md) };
-                }
-                Ok(())
-            }
+        let md = self.att().md;
+        if md.is_null() {
+            return Err(Errno::EINVAL);
         }
+        self.stall.begin();
+        // SAFETY: `md` is a referenced mapped_device (dm_get_md()).
+        unsafe { dm_internal_suspend_fast(md) };
+        Ok(())
     }
 
     /// `dm_internal_resume_fast(O)`.
     fn resume_o(&mut self) {
         let md = self.att().md;
         if md.is_null() {
-            let q = self.queue();
-            // SAFETY: suspend_o() froze the queue for a plain bio-based device.
-            unsafe { bindings::blk_mq_unfreeze_queue(q) };
-        } else {
-            // SAFETY: `md` was suspended by dm_internal_suspend_fast().
-            unsafe { dm_internal_resume_fast(md) };
+            pr_err!("quiesce: ASSERT: dm_internal_resume_fast(O) of an O that is not device-mapper\n");
+            return;
         }
+        // SAFETY: `md` was suspended by dm_internal_suspend_fast().
+        unsafe { dm_internal_resume_fast(md) };
         self.stall.end();
     }
 }
@@ -276,17 +274,17 @@ impl Primitives for CtlInner {
     fn mutex_unlock(&mut self) {
         let _ = self.run(Prim::MutexUnlock);
     }
-    fn dm_create(&mut self) -> Result<(), Errno> {
-        self.run(Prim::DmCreate)
+    fn try_module_get(&mut self) -> Result<(), Errno> {
+        self.run(Prim::TryModuleGet)
     }
-    fn dm_destroy(&mut self) {
-        let _ = self.run(Prim::DmDestroy);
+    fn module_put(&mut self) {
+        let _ = self.run(Prim::ModulePut);
     }
-    fn blkdev_get_excl(&mut self) -> Result<(), Errno> {
-        self.run(Prim::BlkdevGetExcl)
+    fn filter_alloc(&mut self) -> Result<(), Errno> {
+        self.run(Prim::FilterAlloc)
     }
-    fn blkdev_put(&mut self) {
-        let _ = self.run(Prim::BlkdevPut);
+    fn filter_free(&mut self) {
+        let _ = self.run(Prim::FilterFree);
     }
     fn blk_mq_freeze_queue(&mut self) {
         let _ = self.run(Prim::BlkMqFreezeQueue);
@@ -300,11 +298,11 @@ impl Primitives for CtlInner {
     fn dm_internal_resume_fast(&mut self) {
         let _ = self.run(Prim::DmInternalResumeFast);
     }
-    fn dm_suspend(&mut self) -> Result<(), Errno> {
-        self.run(Prim::DmSuspend)
+    fn filter_block(&mut self) {
+        let _ = self.run(Prim::FilterBlock);
     }
-    fn dm_resume(&mut self) {
-        let _ = self.run(Prim::DmResume);
+    fn filter_unblock(&mut self) {
+        let _ = self.run(Prim::FilterUnblock);
     }
     fn cmpxchg_interposer(&mut self) -> Result<(), Errno> {
         self.run(Prim::CmpxchgInterposer)

@@ -83,11 +83,11 @@ struct Interposer {
     hook: Opaque<bindings::blk_interposer>,
     bs: Opaque<bindings::bio_set>,
     orig: *mut bindings::block_device,
+    /// Clones sent to the original and not yet completed.
     inflight: AtomicUsize,
-    /// Held by `blkdev_get_excl(I)` until `blkdev_put(I)`.
-    open: AtomicBool,
-    suspended: AtomicBool,
-    /// Bios that arrived while suspended (a stack linked through `bi_next`).
+    /// Set by `filter_block(I)`: bios handed to the filter are deferred.
+    blocked: AtomicBool,
+    /// Bios that arrived while blocked (a stack linked through `bi_next`).
     deferred: AtomicPtr<bindings::bio>,
     redirected: AtomicU64,
     completed: AtomicU64,
@@ -95,7 +95,7 @@ struct Interposer {
 }
 
 impl Interposer {
-    /// `dm_create(I)` for original `bdev`: the interposer, its bio_set and its map.
+    /// `filter_alloc(I)` for original `bdev`: the filter, its bio_set and its map.
     fn new(bdev: *mut bindings::block_device) -> Result<KBox<Interposer>> {
         // SAFETY: the original is held open.
         let sectors = unsafe { (*bdev).bd_nr_sectors };
@@ -112,8 +112,7 @@ impl Interposer {
                 bs: Opaque::new(unsafe { core::mem::zeroed() }),
                 orig: bdev,
                 inflight: AtomicUsize::new(0),
-                open: AtomicBool::new(false),
-                suspended: AtomicBool::new(false),
+                blocked: AtomicBool::new(false),
                 deferred: AtomicPtr::new(ptr::null_mut()),
                 redirected: AtomicU64::new(0),
                 completed: AtomicU64::new(0),
@@ -144,7 +143,13 @@ impl Interposer {
         }
     }
 
-    /// Wait (uninterruptibly, as dm_suspend does) until no clone is in flight.
+    /// `filter_block(I)`, first half: from now on the bios handed to I are deferred.
+    fn block(&self) {
+        self.blocked.store(true, Ordering::SeqCst);
+    }
+
+    /// `filter_block(I)`, second half: wait (uninterruptibly, `wait_var_event`'s
+    /// loop) until no clone is in flight.
     fn wait_drained(&self) {
         let var = ptr::from_ref(&self.inflight).cast_mut().cast::<c_void>();
         // SAFETY: __var_waitqueue() only hashes the address.
@@ -166,9 +171,9 @@ impl Interposer {
         unsafe { bindings::finish_wait(wq, &mut entry.wq_entry) };
     }
 
-    /// `dm_resume(I)`: take bios again and issue the deferred ones, oldest first.
-    fn resume(&self) {
-        self.suspended.store(false, Ordering::SeqCst);
+    /// `filter_unblock(I)`: take bios again and issue the deferred ones, oldest first.
+    fn unblock(&self) {
+        self.blocked.store(false, Ordering::SeqCst);
         let mut list = self.deferred.swap(ptr::null_mut(), Ordering::AcqRel);
         let mut rev: *mut bindings::bio = ptr::null_mut();
         while !list.is_null() {
@@ -225,7 +230,7 @@ impl Interposer {
     /// `bio` is a valid bio that the caller hands over.
     unsafe fn issue(&self, bio: *mut bindings::bio) {
         self.inflight.fetch_add(1, Ordering::SeqCst);
-        if self.suspended.load(Ordering::SeqCst) {
+        if self.blocked.load(Ordering::SeqCst) {
             self.defer(bio);
             // SAFETY: the count taken above.
             unsafe { Interposer::put_inflight(self) };
@@ -263,7 +268,7 @@ impl Interposer {
 
 impl Drop for Interposer {
     fn drop(&mut self) {
-        // SAFETY: no clone is in flight (dm_suspend(I) drained them) and no bio can
+        // SAFETY: no clone is in flight (filter_block(I) drained them) and no bio can
         // reach the interposer (its pointer was cleared under a queue freeze); a
         // bio_set that bioset_init() never set up is all zero, and exiting it is a no-op.
         unsafe { bindings::bioset_exit(self.bs.get()) };
@@ -303,8 +308,8 @@ unsafe extern "C" fn ip_submit(hook: *mut bindings::blk_interposer, bio: *mut bi
 /// Called by the block layer for a clone made by `Interposer::issue`.
 unsafe extern "C" fn clone_endio(clone: *mut bindings::bio) {
     // SAFETY: `issue` stored the interposer in the clone's front padding and the original
-    // bio in `bi_private`; the interposer outlives its in-flight clones (dm_suspend(I)
-    // waits for `inflight` to drain before dm_destroy(I) frees it).
+    // bio in `bi_private`; the interposer outlives its in-flight clones (filter_block(I)
+    // waits for `inflight` to drain before filter_free(I) frees it).
     unsafe {
         let ip = &**clone.cast::<u8>().sub(PAD).cast::<*const Interposer>();
         let orig = (*clone).bi_private.cast::<bindings::bio>();
@@ -460,11 +465,29 @@ impl CtlInner {
         // SAFETY: `file` is an open block device file.
         let bdev = unsafe { bindings::file_bdev(file) };
         // SAFETY: an open block device has a live queue.
-        let kind = if unsafe { (*(*bdev).bd_queue).mq_ops.is_null() } { Kind::Bio } else { Kind::Request };
-        let md = match kind {
+        let bio_based = unsafe { (*(*bdev).bd_queue).mq_ops.is_null() };
+        let (kind, md) = if !bio_based {
+            (Kind::Request, ptr::null_mut())
+        } else {
             // SAFETY: looking up a device-mapper device by number; NULL if it is not one.
-            Kind::Bio => unsafe { bindings::dm_get_md(dev) },
-            Kind::Request => ptr::null_mut(),
+            let md = unsafe { bindings::dm_get_md(dev) };
+            if !md.is_null() {
+                (Kind::Bio, md)
+            } else if dev >> bindings::MINORBITS == bindings::RAMDISK_MAJOR {
+                // brd completes every bio inside its ->submit_bio.
+                (Kind::BioSync, md)
+            } else {
+                // md, drbd, bcache, nvme multipath, bio-based null_blk: bios may outlive
+                // ->submit_bio, and there is no suspend that waits for them.
+                pr_info!(
+                    "quiesce: attach: {}: a bio-based device that is neither device-mapper nor brd: \
+                     its bios may outlive ->submit_bio and nothing drains them; refused\n",
+                    BStrDisplay(path)
+                );
+                // SAFETY: the file bdev_file_open_by_dev() opened above.
+                unsafe { bindings::fput(file) };
+                return Err(-(bindings::EOPNOTSUPP as i32));
+            }
         };
         let mut name = KVec::new();
         let _ = name.extend_from_slice(path, GFP_KERNEL);
@@ -478,10 +501,9 @@ impl CtlInner {
             Ok(()) => {
                 self.attaches += 1;
                 pr_info!(
-                    "quiesce: attached to {} ({}{})\n",
+                    "quiesce: attached to {} ({})\n",
                     BStrDisplay(path),
-                    if kind == Kind::Request { "blk-mq" } else { "bio-based" },
-                    if md.is_null() { "" } else { ", device-mapper" }
+                    kind_text(kind)
                 );
                 Ok(())
             }
@@ -526,7 +548,7 @@ impl CtlInner {
             // SAFETY: the file bdev_file_open_by_dev() opened.
             unsafe { bindings::fput(a.file) };
             if a.ip.is_some() {
-                pr_err!("quiesce: ASSERT: the interposer outlived its attachment (dm_destroy(I) missing)\n");
+                pr_err!("quiesce: ASSERT: the interposer outlived its attachment (filter_free(I) missing)\n");
             }
         }
     }
@@ -555,10 +577,10 @@ impl CtlInner {
         let _ = match &self.att {
             Some(a) => writeln!(
                 w,
-                "state: attached\ndevice: {}\nkind: {}{}",
+                "state: attached\ndevice: {}\nkind: {} ({})",
                 BStrDisplay(&a.path),
-                if a.kind == Kind::Request { "request" } else { "bio" },
-                if a.md.is_null() { "" } else { " (device-mapper)" }
+                kind_name(a.kind),
+                kind_text(a.kind)
             ),
             None => writeln!(w, "state: detached"),
         };
@@ -640,6 +662,24 @@ impl CtlInner {
                 Err(-(bindings::EINVAL as i32))
             }
         }
+    }
+}
+
+/// The spec's name for a kind of original.
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Request => "request",
+        Kind::Bio => "bio",
+        Kind::BioSync => "bio_sync",
+    }
+}
+
+/// What a kind of original is, for people.
+fn kind_text(k: Kind) -> &'static str {
+    match k {
+        Kind::Request => "blk-mq",
+        Kind::Bio => "bio-based, device-mapper",
+        Kind::BioSync => "bio-based, completes inside ->submit_bio",
     }
 }
 
@@ -784,7 +824,9 @@ impl Drop for QuiesceModule {
         unsafe { bindings::misc_deregister(self.misc.get()) };
         let mut g = self.ctl.lock();
         if g.att.is_some() {
-            pr_info!("quiesce: unloading while attached: detaching\n");
+            // An attachment holds a module reference (try_module_get(I->owner)): the
+            // module cannot be unloaded while attached unless that reference is missing.
+            pr_err!("quiesce: ASSERT: unloading while attached (a module reference is missing): detaching\n");
             if g.detach().is_err() {
                 pr_err!("quiesce: detach on unload failed\n");
             }

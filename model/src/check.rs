@@ -580,11 +580,10 @@ impl SpecReport {
         }
         let mut kinds = Vec::new();
         for k in v["kinds"].as_array().ok_or("missing `kinds`")? {
-            let kind = match k["kind"].as_str() {
-                Some("request") => Kind::Request,
-                Some("bio") => Kind::Bio,
-                _ => return Err("bad `kind`".into()),
-            };
+            let kind = k["kind"]
+                .as_str()
+                .and_then(Kind::by_name)
+                .ok_or("bad `kind`")?;
             let b = &k["bounds"];
             let bounds = Bounds {
                 submitters: u(b, "submitters")? as u8,

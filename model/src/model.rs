@@ -102,6 +102,8 @@ pub mod held {
     pub const FS_FROZEN: u8 = 2;
     pub const Q_FROZEN: u8 = 4;
     pub const O_SUSPENDED: u8 = 8;
+    /// A reference on I's owner module.
+    pub const MODREF: u8 = 16;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -500,6 +502,12 @@ impl Quiesce {
                                 Loc::InO
                             };
                         }
+                        Kind::BioSync => {
+                            // Completed inside O's ->submit_bio, under the pass's reference.
+                            s.bios[b] = bio;
+                            self.end_bio(s, b);
+                            bio = s.bios[b];
+                        }
                     }
                 }
             }
@@ -572,6 +580,7 @@ impl Quiesce {
             Res::FsFrozen => c.held & held::FS_FROZEN != 0,
             Res::QFrozen => c.held & held::Q_FROZEN != 0,
             Res::OSuspended => c.held & held::O_SUSPENDED != 0,
+            Res::ModRef => c.held & held::MODREF != 0,
             Res::ICreated => c.ilife != ILife::Freed,
             Res::IOpen => c.ilife == ILife::Open,
             Res::ISuspended => c.isusp,
@@ -587,7 +596,7 @@ impl Quiesce {
 
     fn prim_enabled(&self, s: &State, ci: usize, prim: Prim, sub: u8) -> bool {
         let c = &s.ctls[ci];
-        match (prim, sub) {
+        match (prim.meaning(), sub) {
             (Prim::MutexLock, _) => !s.ctls.iter().any(|o| o.held & held::MUTEX != 0),
             (Prim::FreezeQueue, 1) => self.qrefs(s) == 0,
             (Prim::DmInternalSuspendFast, 1) => !s.bios.iter().any(|b| b.loc == Loc::InO),
@@ -629,8 +638,10 @@ impl Quiesce {
             c: ci as u8,
             gen: s.ctls[ci].igen,
         };
-        match prim {
+        match prim.meaning() {
             Prim::MutexLock => Self::acquire(s, ci, held::MUTEX),
+            Prim::TryModuleGet => Self::acquire(s, ci, held::MODREF),
+            Prim::ModulePut => Self::release(s, ci, held::MODREF),
             Prim::MutexUnlock => Self::release(s, ci, held::MUTEX),
             Prim::DmCreate => {
                 let c = &mut s.ctls[ci];
@@ -699,7 +710,8 @@ impl Quiesce {
             }
             Prim::UnfreezeQueue => Self::release(s, ci, held::Q_FROZEN),
             Prim::DmInternalSuspendFast => {
-                if self.kind == Kind::Request {
+                if self.kind != Kind::Bio {
+                    // Not a device-mapper device.
                     return Outcome::Err;
                 }
                 if sub == 0 {
@@ -774,6 +786,9 @@ impl Quiesce {
                 if s.o_dead {
                     return Outcome::Err;
                 }
+            }
+            Prim::FilterAlloc | Prim::FilterFree | Prim::FilterBlock | Prim::FilterUnblock => {
+                unreachable!("meaning() maps the filter primitives")
             }
         }
         Outcome::Ok
@@ -1128,6 +1143,7 @@ impl Quiesce {
                     HotOp::DriverSubmit => match self.kind {
                         Kind::Request => format!("blk_mq_submit_bio({bio})"),
                         Kind::Bio => format!("O->submit_bio({bio})"),
+                        Kind::BioSync => format!("O->submit_bio({bio}): bio_endio inside"),
                     },
                     HotOp::Return => format!("return [{bio}]"),
                     HotOp::Restart => format!("submit_bio_noacct({bio}) again"),

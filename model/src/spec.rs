@@ -142,6 +142,9 @@ pub enum Kind {
     /// bio-based device-mapper: the reference is held only during
     /// `->submit_bio`; the bio then lives on inside O until it completes.
     Bio,
+    /// bio-based, not device-mapper, and every bio completes inside O's
+    /// `->submit_bio` (brd): the queue reference covers the bio's whole life.
+    BioSync,
 }
 
 impl Kind {
@@ -149,6 +152,42 @@ impl Kind {
         match self {
             Kind::Request => "request",
             Kind::Bio => "bio",
+            Kind::BioSync => "bio_sync",
+        }
+    }
+    /// Every kind, in the order specs list them.
+    pub const ALL: [Kind; 3] = [Kind::Request, Kind::Bio, Kind::BioSync];
+    /// The kind a spec or a command line names.
+    pub fn by_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+    /// The Rust variant the generated code names it by.
+    pub fn variant(self) -> &'static str {
+        match self {
+            Kind::Request => "Request",
+            Kind::Bio => "Bio",
+            Kind::BioSync => "BioSync",
+        }
+    }
+}
+
+/// What the interposer I is, and so which primitives create, hold and drain it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IKind {
+    /// A device-mapper device: `dm_create`, `blkdev_get_excl`, `dm_suspend`, ...
+    #[default]
+    Dm,
+    /// A filter object with ops and an owner module, allocated by its user:
+    /// `filter_alloc`, `try_module_get`, `filter_block`, ...
+    Filter,
+}
+
+impl IKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            IKind::Dm => "dm",
+            IKind::Filter => "filter",
         }
     }
 }
@@ -229,6 +268,8 @@ pub enum Res {
     OSuspended,
     ISuspended,
     Pointer,
+    /// A reference on the module that owns I's ops.
+    ModRef,
 }
 
 /// A control primitive, named as in the kernel.
@@ -253,6 +294,12 @@ pub enum Prim {
     ClearInterposer,
     AssertFrozen,
     CheckAlive,
+    FilterAlloc,
+    FilterFree,
+    TryModuleGet,
+    ModulePut,
+    FilterBlock,
+    FilterUnblock,
 }
 
 /// Static facts about a primitive.
@@ -292,6 +339,12 @@ pub const PRIMS: &[PrimInfo] = &[
     PrimInfo { prim: Prim::CmpxchgInterposer, name: "cmpxchg_interposer", args: "O, I", phases: &["cmpxchg(O->bd_interposer, NULL, I)"], acquires: Some(Res::Pointer), releases: None, injectable: None, errors: &["EBUSY"], doc: "set O's interposer pointer only if it is NULL; EBUSY otherwise" },
     PrimInfo { prim: Prim::ClearInterposer, name: "clear_interposer", args: "O", phases: &["WRITE_ONCE(O->bd_interposer, NULL)"], acquires: None, releases: Some(Res::Pointer), injectable: None, errors: &[], doc: "clear O's interposer pointer" },
     PrimInfo { prim: Prim::AssertFrozen, name: "assert_frozen", args: "O", phases: &["WARN_ON(!blk_mq_is_queue_frozen(O))"], acquires: None, releases: None, injectable: None, errors: &["EPERM"], doc: "EPERM unless O is frozen and drained at this instant; owns nothing" },
+    PrimInfo { prim: Prim::FilterAlloc, name: "filter_alloc", args: "I", phases: &["filter_alloc(I)"], acquires: Some(Res::ICreated), releases: None, injectable: Some("ENOMEM"), errors: &["EEXIST", "ENOMEM"], doc: "allocate the filter I with its ops, bio_set and changed-block map (EEXIST if it exists)" },
+    PrimInfo { prim: Prim::FilterFree, name: "filter_free", args: "I", phases: &["filter_free(I)"], acquires: None, releases: Some(Res::ICreated), injectable: None, errors: &[], doc: "free the filter I (bioset_exit, kfree); anything that touches it afterwards is a use after free" },
+    PrimInfo { prim: Prim::TryModuleGet, name: "try_module_get", args: "I->owner", phases: &["try_module_get(I->owner)"], acquires: Some(Res::ModRef), releases: None, injectable: Some("ENODEV"), errors: &["ENODEV"], doc: "take a reference on the module that owns I's ops, so it cannot be unloaded while O's hook may call into it (ENODEV while it is being unloaded)" },
+    PrimInfo { prim: Prim::ModulePut, name: "module_put", args: "I->owner", phases: &["module_put(I->owner)"], acquires: None, releases: Some(Res::ModRef), injectable: None, errors: &[], doc: "drop the reference on I's owner module" },
+    PrimInfo { prim: Prim::FilterBlock, name: "filter_block", args: "I", phases: &["filter_block(I): set I->blocked", "filter_block(I): wait_var_event(I->inflight == 0)"], acquires: Some(Res::ISuspended), releases: None, injectable: None, errors: &[], doc: "from now on I defers the bios it is handed; then wait, uninterruptibly, until every clone I sent to O has completed" },
+    PrimInfo { prim: Prim::FilterUnblock, name: "filter_unblock", args: "I", phases: &["filter_unblock(I)"], acquires: None, releases: Some(Res::ISuspended), injectable: None, errors: &[], doc: "I takes bios again; a kworker resubmits the bios it deferred, as clones to O" },
     PrimInfo { prim: Prim::CheckAlive, name: "bdev_check_alive", args: "O", phases: &["disk_live(O)"], acquires: None, releases: None, injectable: None, errors: &["ENODEV"], doc: "ENODEV once O has been removed" },
 ];
 
@@ -310,13 +363,45 @@ impl Prim {
         let i = self.info();
         format!("{}({})", i.name, i.args)
     }
-    /// The releasing primitive that undoes this acquiring one.
+    /// The releasing primitive that undoes this acquiring one (of the same
+    /// interposer kind).
     pub fn inverse(self) -> Option<Prim> {
         let res = self.info().acquires?;
         PRIMS
             .iter()
-            .find(|p| p.releases == Some(res))
+            .find(|p| p.releases == Some(res) && p.prim.ikind() == self.ikind())
             .map(|p| p.prim)
+    }
+    /// The interposer kind this primitive belongs to; `None` for those that
+    /// do not touch I as a device or a filter.
+    pub fn ikind(self) -> Option<IKind> {
+        match self {
+            Prim::DmCreate
+            | Prim::DmDestroy
+            | Prim::BlkdevGetExcl
+            | Prim::BlkdevPut
+            | Prim::DmSuspend
+            | Prim::DmResume => Some(IKind::Dm),
+            Prim::FilterAlloc
+            | Prim::FilterFree
+            | Prim::TryModuleGet
+            | Prim::ModulePut
+            | Prim::FilterBlock
+            | Prim::FilterUnblock => Some(IKind::Filter),
+            _ => None,
+        }
+    }
+    /// The primitive whose model meaning this one has: a filter is created,
+    /// freed, blocked and unblocked as a device-mapper I is (the model's state
+    /// of I is the same), under its own kernel names.
+    pub fn meaning(self) -> Prim {
+        match self {
+            Prim::FilterAlloc => Prim::DmCreate,
+            Prim::FilterFree => Prim::DmDestroy,
+            Prim::FilterBlock => Prim::DmSuspend,
+            Prim::FilterUnblock => Prim::DmResume,
+            p => p,
+        }
     }
     fn by_name(name: &str) -> Option<Prim> {
         PRIMS.iter().find(|p| p.name == name).map(|p| p.prim)
@@ -386,6 +471,8 @@ pub struct Protocol {
     pub marker: MarkerKind,
     pub clone_inherits: bool,
     pub filesystem: bool,
+    /// What I is: a device-mapper device or a filter.
+    pub interposer: IKind,
     /// Primitives whose failure may be injected.
     pub inject: Vec<Prim>,
 }
@@ -415,6 +502,8 @@ struct RawSpec {
     #[serde(default)]
     description: String,
     original: RawOriginal,
+    #[serde(default)]
+    interposer: Option<RawInterposer>,
     marker: RawMarker,
     bounds: RawBounds,
     #[serde(default)]
@@ -429,6 +518,12 @@ struct RawOriginal {
     kinds: Spanned<Vec<Kind>>,
     #[serde(default)]
     filesystem: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterposer {
+    kind: IKind,
 }
 
 #[derive(Deserialize)]
@@ -633,20 +728,50 @@ fn check_attach_creates(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, attach:
     }
     let mut exists = false;
     for (step, raw) in attach.iter().zip(list.get_ref()) {
-        match step.prim {
+        match step.prim.meaning() {
             Prim::DmCreate => exists = true,
             Prim::DmDestroy => exists = false,
             Prim::StoreInterposer | Prim::CmpxchgInterposer if !exists => {
                 ctx.error(
                     raw.span(),
                     format!(
-                        "`{}` in attach uses I before `dm_create(I)` created it (or after `dm_destroy(I)` freed it): put `dm_create(I)` first",
+                        "`{}` in attach uses I before it is created (or after it is freed): put `dm_create(I)` (`filter_alloc(I)` for a filter) first",
                         step.prim.call()
                     ),
                 );
                 return;
             }
             _ => {}
+        }
+    }
+}
+
+/// Every step that touches I uses the primitives of the spec's interposer kind.
+fn check_ikind(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, steps: &[CtlStep], want: IKind) {
+    if steps.len() != list.get_ref().len() {
+        return; // a step did not compile; its error is reported already
+    }
+    for (step, raw) in steps.iter().zip(list.get_ref()) {
+        let errs = step.on_error.iter().flatten();
+        for p in std::iter::once(&step.prim).chain(errs) {
+            if let Some(k) = p.ikind().filter(|&k| k != want) {
+                let own: Vec<_> = PRIMS
+                    .iter()
+                    .filter(|q| q.prim.ikind() == Some(want))
+                    .map(|q| q.name)
+                    .collect();
+                ctx.error(
+                    raw.span(),
+                    format!(
+                        "`{}` is a primitive of a `{}` interposer, but [interposer] kind = \"{}\"; a {} interposer uses {}",
+                        p.call(),
+                        k.name(),
+                        want.name(),
+                        want.name(),
+                        own.join(", ")
+                    ),
+                );
+            }
         }
     }
 }
@@ -892,7 +1017,7 @@ impl Spec {
         if kinds.is_empty() {
             ctx.error(
                 raw.original.kinds.span(),
-                "`kinds` must name at least one of \"request\", \"bio\"",
+                "`kinds` must name at least one of \"request\", \"bio\", \"bio_sync\"",
             );
         }
 
@@ -954,6 +1079,9 @@ impl Spec {
         let attach = compile_ctl(ctx, &raw.protocol.attach, "attach");
         check_attach_creates(ctx, &raw.protocol.attach, &attach);
         let detach = compile_ctl(ctx, &raw.protocol.detach, "detach");
+        let interposer = raw.interposer.as_ref().map_or(IKind::Dm, |i| i.kind);
+        check_ikind(ctx, &raw.protocol.attach, &attach, interposer);
+        check_ikind(ctx, &raw.protocol.detach, &detach, interposer);
         if raw.marker.kind == MarkerKind::None
             && hot_path
                 .as_ref()
@@ -980,6 +1108,7 @@ impl Spec {
                 marker: raw.marker.kind,
                 clone_inherits: raw.marker.clone_inherits,
                 filesystem: raw.original.filesystem,
+                interposer,
                 inject,
             },
         })
@@ -1021,6 +1150,7 @@ impl Spec {
                 "all" => kinds.to_vec(),
                 "request" => vec![Kind::Request],
                 "bio" => vec![Kind::Bio],
+                "bio_sync" => vec![Kind::BioSync],
                 other => {
                     ctx.error(
                         k.span(),

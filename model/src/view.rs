@@ -122,6 +122,7 @@ impl Quiesce {
         let kind = match self.kind {
             Kind::Request => "blk-mq",
             Kind::Bio => "bio-based",
+            Kind::BioSync => "bio-based, completes in submit_bio",
         };
         let _ = writeln!(out, "O ({kind}): {}", o.join(", "));
         let _ = writeln!(

@@ -20,7 +20,8 @@ use std::sync::OnceLock;
 fn spec() -> &'static Spec {
     static S: OnceLock<Spec> = OnceLock::new();
     S.get_or_init(|| {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs/04-converged.toml");
+        let p =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs/15-filter-module.toml");
         let s = Spec::load(&p).unwrap();
         assert_eq!(s.sha256, g::SPEC_SHA256, "generated/ is not from this spec");
         s
@@ -84,17 +85,17 @@ impl g::Primitives for Recorder {
     fn mutex_unlock(&mut self) {
         self.plain(g::Prim::MutexUnlock)
     }
-    fn dm_create(&mut self) -> Result<(), g::Errno> {
-        self.fallible(g::Prim::DmCreate, g::Errno::ENOMEM)
+    fn try_module_get(&mut self) -> Result<(), g::Errno> {
+        self.fallible(g::Prim::TryModuleGet, g::Errno::ENODEV)
     }
-    fn dm_destroy(&mut self) {
-        self.plain(g::Prim::DmDestroy)
+    fn module_put(&mut self) {
+        self.plain(g::Prim::ModulePut)
     }
-    fn blkdev_get_excl(&mut self) -> Result<(), g::Errno> {
-        self.fallible(g::Prim::BlkdevGetExcl, g::Errno::EBUSY)
+    fn filter_alloc(&mut self) -> Result<(), g::Errno> {
+        self.fallible(g::Prim::FilterAlloc, g::Errno::ENOMEM)
     }
-    fn blkdev_put(&mut self) {
-        self.plain(g::Prim::BlkdevPut)
+    fn filter_free(&mut self) {
+        self.plain(g::Prim::FilterFree)
     }
     fn blk_mq_freeze_queue(&mut self) {
         self.plain(g::Prim::BlkMqFreezeQueue)
@@ -108,11 +109,11 @@ impl g::Primitives for Recorder {
     fn dm_internal_resume_fast(&mut self) {
         self.plain(g::Prim::DmInternalResumeFast)
     }
-    fn dm_suspend(&mut self) -> Result<(), g::Errno> {
-        self.fallible(g::Prim::DmSuspend, g::Errno::EINTR)
+    fn filter_block(&mut self) {
+        self.plain(g::Prim::FilterBlock)
     }
-    fn dm_resume(&mut self) {
-        self.plain(g::Prim::DmResume)
+    fn filter_unblock(&mut self) {
+        self.plain(g::Prim::FilterUnblock)
     }
     fn cmpxchg_interposer(&mut self) -> Result<(), g::Errno> {
         self.fallible(g::Prim::CmpxchgInterposer, g::Errno::EBUSY)
@@ -126,6 +127,7 @@ fn gkind(k: Kind) -> g::Kind {
     match k {
         Kind::Request => g::Kind::Request,
         Kind::Bio => g::Kind::Bio,
+        Kind::BioSync => g::Kind::BioSync,
     }
 }
 

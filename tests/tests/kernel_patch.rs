@@ -57,14 +57,14 @@ fn at(lines: &[String], c: &str) -> usize {
 /// the kernel spec, and the rendered patch in the series is what the spec renders.
 #[test]
 fn the_c_route_is_rendered_from_the_kernel_spec() {
-    let converged = spec("04-converged.toml");
-    let report = chook_report(&converged);
-    let rendered = chook::render_patch(&converged, &report).expect("renders");
+    let kernel = spec("15-filter-module.toml");
+    let report = chook_report(&kernel);
+    let rendered = chook::render_patch(&kernel, &report).expect("renders");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kmod/patches");
     let shipped = std::fs::read_to_string(dir.join(chook::PATCH_NAME)).expect("shipped");
     assert_eq!(
         shipped, rendered,
-        "run `quiesce gen model/specs/04-converged.toml`"
+        "run `quiesce gen model/specs/15-filter-module.toml`"
     );
     let text = patch();
     assert!(text.contains(

@@ -283,7 +283,33 @@ fn installing_an_interposer_that_was_never_created_is_refused() {
     let (line, _, msg) = err(&text);
     assert_eq!(line, line_of(&text, "cmpxchg_interposer(O, I)"));
     assert!(
-        msg.contains("uses I before `dm_create(I)` created it"),
+        msg.contains("uses I before it is created") && msg.contains("put `dm_create(I)`"),
         "{msg}"
     );
+}
+
+/// A filter interposer is created, held and drained with the filter's primitives:
+/// a device-mapper primitive in its detach is refused at that step, by name.
+#[test]
+fn a_dm_primitive_in_a_filter_spec_is_refused_at_its_step() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../model/specs/15-filter-module.toml"),
+    )
+    .unwrap();
+    let bad = text.replacen("  \"filter_block(I)\",\n", "  \"dm_suspend(I)\",\n", 1);
+    assert_ne!(bad, text);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"dm_suspend(I)\""));
+    assert!(
+        msg.contains("`dm_suspend(I)` is a primitive of a `dm` interposer")
+            && msg.contains("[interposer] kind = \"filter\"")
+            && msg.contains("filter_block"),
+        "{msg}"
+    );
+    // And an unknown interposer kind is refused where it is written.
+    let unknown = text.replacen("kind = \"filter\"", "kind = \"bpf\"", 1);
+    let (line, _, msg) = err(&unknown);
+    assert_eq!(line, line_of(&unknown, "kind = \"bpf\""));
+    assert!(msg.contains("bpf") && msg.contains("filter"), "{msg}");
 }

@@ -18,10 +18,7 @@ fn spec(file: &str) -> Spec {
 }
 
 fn kind(k: &str) -> Kind {
-    match k {
-        "request" => Kind::Request,
-        _ => Kind::Bio,
-    }
+    Kind::by_name(k).unwrap_or_else(|| panic!("unknown kind {k}"))
 }
 
 /// (spec file, kind, unique states with symmetry, violated safety properties)
@@ -64,6 +61,7 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
     ),
     ("02-freeze-inside.toml", "request", 1454, &[]),
     ("02-freeze-inside.toml", "bio", 1454, &["no_bypass"]),
+    ("02-freeze-inside.toml", "bio_sync", 948, &[]),
     (
         "02b-freeze-inside-v7-hook.toml",
         "request",
@@ -140,6 +138,27 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         &["clean_exit"],
     ),
     ("13-detach-checks-alive.toml", "bio", 20913, &["clean_exit"]),
+    ("15-filter-module.toml", "request", 262256, &[]),
+    ("15-filter-module.toml", "bio", 784332, &[]),
+    ("15-filter-module.toml", "bio_sync", 175046, &[]),
+    (
+        "15b-filter-free-unblocked.toml",
+        "request",
+        2148,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "15b-filter-free-unblocked.toml",
+        "bio",
+        5569,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "15b-filter-free-unblocked.toml",
+        "bio_sync",
+        1395,
+        &["no_use_after_free", "exactly_once"],
+    ),
 ];
 
 #[test]

@@ -5,7 +5,7 @@
 //! - sha256: 0abb148583dd0f7b5688f736c54e769763f71dc72ab87d34ef9e91682b46066a
 //! - checker: quiesce 0.1.0 (stateright 0.31)
 //! - bounds: submitters=1 bios=1 controllers=1 cycles=1 failures=1 freezers=0 remover=false
-//! - assumptions: kinds=request filesystem=false marker=bio_flag clone_inherits=true
+//! - assumptions: kinds=request filesystem=false interposer=dm marker=bio_flag clone_inherits=true
 //! - injected failures (at most 1 a run): blkdev_get_excl(I)
 //! - search: symmetry over submitters and their bios=true
 //! - explored: request=233 unique states
@@ -364,7 +364,7 @@ struct Table {
     edges: &'static [(u16, Event, u16)],
 }
 
-/// The controller's legal transitions for a request-based original: every
+/// The controller's legal transitions for the `request` kind of original: every
 /// one the checker took, none other.
 const REQUEST: Table = Table {
     init: 0,
