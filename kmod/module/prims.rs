@@ -46,6 +46,8 @@ pub(crate) enum Mutant {
     NoUnwind,
     /// `unmarked_clone`: the interposer's clones lose `BIO_INTERPOSED`.
     UnmarkedClone,
+    /// `polled_clone`: the interposer's clones keep `REQ_POLLED`.
+    PolledClone,
 }
 
 fn proc_by_name(s: &str) -> Option<Proc> {
@@ -71,6 +73,7 @@ impl Mutant {
             ),
             Some("no_unwind") => Mutant::NoUnwind,
             Some("unmarked_clone") => Mutant::UnmarkedClone,
+            Some("polled_clone") => Mutant::PolledClone,
             _ => return Err(s),
         };
         match it.next() {

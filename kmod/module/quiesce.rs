@@ -54,13 +54,14 @@ const BLK_STS_RESOURCE: bindings::blk_status_t = 9;
 const BLK_STS_IOERR: bindings::blk_status_t = 10;
 /// The `unmarked_clone` mutant (see prims.rs).
 const MUTANT_UNMARKED_CLONE: bool = matches!(MUTANT.as_bytes(), b"unmarked_clone");
-const REQ_OP_MASK: u32 = (1 << 8) - 1;
-const REQ_OP_WRITE: u32 = 1;
-const REQ_OP_DISCARD: u32 = 3;
-const REQ_OP_WRITE_ZEROES: u32 = 9;
-/// `GFP_NOIO`: `GFP_KERNEL` without `__GFP_IO` (bit 6) and `__GFP_FS` (bit 7).
-const GFP_NOIO: bindings::gfp_t = bindings::GFP_KERNEL & !(0x40 | 0x80);
-const MISC_DYNAMIC_MINOR: i32 = 255;
+/// The `polled_clone` mutant (see prims.rs).
+const MUTANT_POLLED_CLONE: bool = matches!(MUTANT.as_bytes(), b"polled_clone");
+const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
+/// `REQ_POLLED`: the submitter polls for this bio's completion (io_uring IOPOLL).
+const REQ_POLLED: u32 = 1 << bindings::req_flag_bits___REQ_POLLED;
+/// `GFP_NOIO`: `GFP_KERNEL` without `__GFP_IO` and `__GFP_FS`.
+const GFP_NOIO: bindings::gfp_t =
+    bindings::GFP_KERNEL & !((1 << bindings::___GFP_IO_BIT) | (1 << bindings::___GFP_FS_BIT));
 /// Changed-block map granularity: 4 KiB, i.e. 8 sectors.
 const SECTORS_PER_BLOCK_SHIFT: u32 = 3;
 /// Front padding of each clone: where the clone's interposer is kept.
@@ -200,7 +201,10 @@ impl Interposer {
         // SAFETY: `bio` is a valid bio owned by this call chain.
         let (opf, sector, size) = unsafe { ((*bio).bi_opf, (*bio).bi_iter.bi_sector, (*bio).bi_iter.bi_size) };
         let op = opf & REQ_OP_MASK;
-        if op != REQ_OP_WRITE && op != REQ_OP_DISCARD && op != REQ_OP_WRITE_ZEROES {
+        if op != bindings::req_op_REQ_OP_WRITE
+            && op != bindings::req_op_REQ_OP_DISCARD
+            && op != bindings::req_op_REQ_OP_WRITE_ZEROES
+        {
             return;
         }
         let first = sector >> SECTORS_PER_BLOCK_SHIFT;
@@ -256,6 +260,11 @@ impl Interposer {
             *clone.cast::<u8>().sub(PAD).cast::<*const Interposer>() = self;
             (*clone).bi_end_io = Some(clone_endio);
             (*clone).bi_private = bio.cast();
+            // The submitter polls the original bio, not this clone: a polled clone
+            // would complete only when someone polls O's poll queue, and no one does.
+            if !MUTANT_POLLED_CLONE {
+                (*clone).bi_opf &= !REQ_POLLED;
+            }
             if MUTANT_UNMARKED_CLONE {
                 (*clone).bi_flags &= !(1 << bindings::BIO_INTERPOSED);
             }
@@ -793,7 +802,7 @@ impl kernel::Module for QuiesceModule {
         let fops = KBox::new(fops, GFP_KERNEL)?;
         // SAFETY: an all-zero miscdevice is unregistered.
         let mut md: bindings::miscdevice = unsafe { core::mem::zeroed() };
-        md.minor = MISC_DYNAMIC_MINOR;
+        md.minor = bindings::MISC_DYNAMIC_MINOR as i32;
         md.name = c_str!("quiesce").as_char_ptr();
         md.fops = &*fops;
         md.mode = 0o600;

@@ -8,7 +8,10 @@
 //! - `skip:PROC:PRIM`: PRIM is left out of PROC (`attach` or `detach`);
 //! - `before:PROC:MOVED:ANCHOR`: MOVED is done just before ANCHOR;
 //! - `no_unwind`: a failing step runs no error path (`on_error = []` everywhere);
-//! - `unmarked_clone`: clones do not inherit the marker (`clone_inherits = false`).
+//! - `unmarked_clone`: clones do not inherit the marker (`clone_inherits = false`);
+//! - `polled_clone`: clones keep `REQ_POLLED`. The model has no polled I/O, so
+//!   the spec is unchanged and the model says it holds: a catch is the kernel's
+//!   alone (the gate's "kernel-only").
 //!
 //! The edit is made on the spec's TOML, so the mutated text goes through the
 //! same parser and static checks as any spec.
@@ -29,6 +32,7 @@ pub enum Mutant {
     },
     NoUnwind,
     UnmarkedClone,
+    PolledClone,
 }
 
 /// A control procedure of a spec.
@@ -58,6 +62,7 @@ impl fmt::Display for Mutant {
             } => write!(f, "before:{}:{moved}:{anchor}", proc.name()),
             Mutant::NoUnwind => f.write_str("no_unwind"),
             Mutant::UnmarkedClone => f.write_str("unmarked_clone"),
+            Mutant::PolledClone => f.write_str("polled_clone"),
         }
     }
 }
@@ -88,8 +93,9 @@ impl std::str::FromStr for Mutant {
             }
             ["no_unwind"] => Ok(Mutant::NoUnwind),
             ["unmarked_clone"] => Ok(Mutant::UnmarkedClone),
+            ["polled_clone"] => Ok(Mutant::PolledClone),
             _ => Err(format!(
-                "unknown mutant `{s}`: use skip:PROC:PRIM, before:PROC:MOVED:ANCHOR, no_unwind or unmarked_clone"
+                "unknown mutant `{s}`: use skip:PROC:PRIM, before:PROC:MOVED:ANCHOR, no_unwind, unmarked_clone or polled_clone"
             )),
         }
     }
@@ -181,6 +187,7 @@ pub fn apply(text: &str, m: &Mutant) -> Result<String, String> {
             let t = marker.as_table_mut().ok_or("[marker] is not a table")?;
             t.insert("clone_inherits".into(), toml::Value::Boolean(false));
         }
+        Mutant::PolledClone => {}
     }
     toml::to_string(&doc).map_err(|e| format!("{e}"))
 }
@@ -214,6 +221,17 @@ mod tests {
         assert_eq!(ms[16].to_string(), "skip:detach:mutex_unlock");
     }
 
+    /// Outside the model: the spec is unchanged, so its verdict is the spec's own.
+    #[test]
+    fn polled_clone_leaves_the_spec_as_it_is() {
+        use crate::spec::Spec;
+        let p = std::path::Path::new("04-converged.toml");
+        let a = Spec::parse(p, &apply(SPEC, &Mutant::PolledClone).unwrap()).unwrap();
+        let b = Spec::parse(p, SPEC).unwrap();
+        assert_eq!(a.protocol, b.protocol);
+        assert_eq!(a.bounds, b.bounds);
+    }
+
     #[test]
     fn names_round_trip_and_bad_names_are_refused() {
         for s in [
@@ -221,6 +239,7 @@ mod tests {
             "before:detach:clear_interposer:blk_mq_freeze_queue",
             "no_unwind",
             "unmarked_clone",
+            "polled_clone",
         ] {
             assert_eq!(s.parse::<Mutant>().unwrap().to_string(), s);
         }
