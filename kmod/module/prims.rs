@@ -2,8 +2,8 @@
 
 //! The generated protocol's `Primitives` over the kernel API.
 //!
-//! Every trait method goes through [`CtlInner::run`], which performs the
-//! primitive ([`CtlInner::real`]) and reports it to the runtime monitor. Two
+//! Every trait method goes through [`Ctl::run`], which performs the
+//! primitive ([`Ctl::real`]) and reports it to the runtime monitor. Two
 //! test-only mechanisms sit in `run` and nowhere else:
 //!
 //! - **Injected failures** (`inject <primitive>`, test builds only): the next
@@ -14,6 +14,7 @@
 //!   a primitive left out, or moved, while success is still reported, so that
 //!   only the kernel's own checks can catch it. See `kmod/mutants.toml`.
 
+use super::ctl::Ctl;
 use super::*;
 
 /// Set at build time for the boot test's build: enables `inject`.
@@ -83,7 +84,7 @@ impl Mutant {
     }
 }
 
-impl CtlInner {
+impl Ctl {
     /// Run primitive `p` of the current procedure: inject, mutate, perform, report.
     fn run(&mut self, p: Prim) -> Result<(), Errno> {
         if self.inject == Some(p) {
@@ -237,10 +238,11 @@ impl CtlInner {
             }
             self.redirected += ip.redirected.load(Ordering::Relaxed);
             self.completed += ip.completed.load(Ordering::Relaxed);
-            self.last_map = KVec::new();
+            let mut map = KVec::new();
             for w in ip.map.iter() {
-                let _ = self.last_map.push(w.load(Ordering::Relaxed), GFP_KERNEL);
+                let _ = map.push(w.load(Ordering::Relaxed), GFP_KERNEL);
             }
+            self.last_map = Some(map);
             drop(ip);
         }
     }
@@ -270,7 +272,7 @@ impl CtlInner {
     }
 }
 
-impl Primitives for CtlInner {
+impl Primitives for Ctl {
     fn mutex_lock(&mut self) {
         let _ = self.run(Prim::MutexLock);
     }

@@ -33,7 +33,9 @@ use kernel::{c_str, new_mutex};
 mod protocol;
 use protocol::{Errno, Event, Kind, Monitor, Prim, Primitives};
 
+mod ctl;
 mod prims;
+use ctl::{prim_by_name, Registry};
 use prims::{Mutant, Proc, MUTANT, TEST_BUILD};
 
 /// Interposers allocated and not yet freed (a leak check for the tests).
@@ -331,349 +333,6 @@ unsafe extern "C" fn clone_endio(clone: *mut bindings::bio) {
     }
 }
 
-/// One attachment of an interposer to an original device.
-struct Attachment {
-    file: *mut bindings::file,
-    bdev: *mut bindings::block_device,
-    kind: Kind,
-    md: *mut bindings::mapped_device,
-    ip: Option<KBox<Interposer>>,
-    path: KVec<u8>,
-}
-
-struct CtlInner {
-    att: Option<Attachment>,
-    monitor: Option<Monitor>,
-    /// The next call of this primitive fails (`inject`, test builds only).
-    inject: Option<Prim>,
-    mutant: Mutant,
-    proc: Proc,
-    /// A primitive of the running procedure failed.
-    failed: bool,
-    /// The `before` mutant's moved primitive was done early.
-    moved_done: bool,
-    violations: u64,
-    last_violation: KVec<u8>,
-    attaches: u64,
-    detaches: u64,
-    redirected: u64,
-    completed: u64,
-    last_map: KVec<u64>,
-    stall: Stall,
-}
-
-/// The I/O stall attach and detach cause: from the first freeze or suspend of O to the
-/// release of the last one, while new bios to O wait.
-struct Stall {
-    start: i64,
-    depth: u32,
-    in_detach: bool,
-    attach_ns: KVec<u64>,
-    detach_ns: KVec<u64>,
-}
-
-impl Stall {
-    fn begin(&mut self) {
-        if self.depth == 0 {
-            // SAFETY: ktime_get() may be called from any context.
-            self.start = unsafe { bindings::ktime_get() };
-        }
-        self.depth += 1;
-    }
-
-    fn end(&mut self) {
-        self.depth = self.depth.saturating_sub(1);
-        if self.depth == 0 {
-            // SAFETY: as above.
-            let ns = (unsafe { bindings::ktime_get() } - self.start).max(0) as u64;
-            let v = if self.in_detach { &mut self.detach_ns } else { &mut self.attach_ns };
-            if v.len() < 4096 {
-                let _ = v.push(ns, GFP_KERNEL);
-            }
-        }
-    }
-
-    /// `n=… p50=… p99=… max=…` in microseconds.
-    fn summary(v: &[u64], w: &mut Buf<'_>) {
-        let mut s = KVec::new();
-        if s.extend_from_slice(v, GFP_KERNEL).is_err() || s.is_empty() {
-            let _ = write!(w, "n=0");
-            return;
-        }
-        s.sort_unstable();
-        let at = |q: usize| s[((s.len() - 1) * q) / 100] / 1000;
-        let _ = write!(w, "n={} p50={} p99={} max={}", s.len(), at(50), at(99), s[s.len() - 1] / 1000);
-    }
-}
-
-// SAFETY: the raw pointers in an Attachment are only used under the controller's mutex,
-// from process context; the objects they point to are not tied to a thread.
-unsafe impl Send for CtlInner {}
-
-fn prim_by_name(name: &[u8]) -> Option<Prim> {
-    Prim::ALL.iter().copied().find(|p| p.name().as_bytes() == name)
-}
-
-impl CtlInner {
-    fn report(&mut self, ev: Event) {
-        let Some(m) = self.monitor.as_mut() else { return };
-        if let Err(v) = m.step(ev) {
-            self.violations += 1;
-            pr_err!("quiesce: MONITOR VIOLATION: {:?} is illegal in state \"{}\"; refused\n", v.event, v.state);
-            self.last_violation = KVec::new();
-            let mut w = Buf(&mut self.last_violation);
-            let _ = write!(w, "{:?} in \"{}\"", v.event, v.state);
-        }
-    }
-
-    fn att(&mut self) -> &mut Attachment {
-        self.att.as_mut().expect("primitives run only while an attachment exists")
-    }
-
-    fn queue(&mut self) -> *mut bindings::request_queue {
-        // SAFETY: the attachment holds the original open.
-        unsafe { (*self.att().bdev).bd_queue }
-    }
-
-    fn done(&mut self, p: Prim, r: Result<(), Errno>) -> Result<(), Errno> {
-        self.report(if r.is_ok() { Event::Ok(p) } else { Event::Err(p) });
-        r
-    }
-}
-
-struct Buf<'a>(&'a mut KVec<u8>);
-
-impl Write for Buf<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes(), GFP_KERNEL).map_err(|_| core::fmt::Error)
-    }
-}
-
-impl CtlInner {
-    fn attach(&mut self, path: &[u8]) -> Result<(), i32> {
-        if let Some(a) = &self.att {
-            pr_info!("quiesce: attach: already attached to {}\n", BStrDisplay(&a.path));
-            return Err(-(bindings::EBUSY as i32));
-        }
-        let mut cpath = KVec::new();
-        cpath.extend_from_slice(path, GFP_KERNEL).map_err(|_| -(bindings::ENOMEM as i32))?;
-        cpath.push(0, GFP_KERNEL).map_err(|_| -(bindings::ENOMEM as i32))?;
-        let mut dev: bindings::dev_t = 0;
-        // SAFETY: `cpath` is NUL-terminated; `dev` is a valid out-parameter.
-        let r = unsafe { bindings::lookup_bdev(cpath.as_ptr().cast::<CChar>(), &mut dev) };
-        if r != 0 {
-            pr_info!("quiesce: attach: {}: not a block device ({})\n", BStrDisplay(path), r);
-            return Err(r);
-        }
-        // SAFETY: opening a block device by number, without a holder.
-        let file = unsafe { bindings::bdev_file_open_by_dev(dev, BLK_OPEN_READ | BLK_OPEN_WRITE, ptr::null_mut(), ptr::null()) };
-        if is_err(file) {
-            pr_info!("quiesce: attach: {}: cannot open ({})\n", BStrDisplay(path), file as isize);
-            return Err(file as isize as i32);
-        }
-        // SAFETY: `file` is an open block device file.
-        let bdev = unsafe { bindings::file_bdev(file) };
-        // SAFETY: an open block device has a live queue.
-        let bio_based = unsafe { (*(*bdev).bd_queue).mq_ops.is_null() };
-        let (kind, md) = if !bio_based {
-            (Kind::Request, ptr::null_mut())
-        } else {
-            // SAFETY: looking up a device-mapper device by number; NULL if it is not one.
-            let md = unsafe { bindings::dm_get_md(dev) };
-            if !md.is_null() {
-                (Kind::Bio, md)
-            } else if dev >> bindings::MINORBITS == bindings::RAMDISK_MAJOR {
-                // brd completes every bio inside its ->submit_bio.
-                (Kind::BioSync, md)
-            } else {
-                // md, drbd, bcache, nvme multipath, bio-based null_blk: bios may outlive
-                // ->submit_bio, and there is no suspend that waits for them.
-                pr_info!(
-                    "quiesce: attach: {}: a bio-based device that is neither device-mapper nor brd: \
-                     its bios may outlive ->submit_bio and nothing drains them; refused\n",
-                    BStrDisplay(path)
-                );
-                // SAFETY: the file bdev_file_open_by_dev() opened above.
-                unsafe { bindings::fput(file) };
-                return Err(-(bindings::EOPNOTSUPP as i32));
-            }
-        };
-        let mut name = KVec::new();
-        let _ = name.extend_from_slice(path, GFP_KERNEL);
-        self.att = Some(Attachment { file, bdev, kind, md, ip: None, path: name });
-        self.monitor = Some(Monitor::new(kind));
-        self.begin(Proc::Attach);
-        let r = protocol::attach(self, kind);
-        self.proc = Proc::Idle;
-        self.report(Event::AttachReturned(r.is_ok()));
-        match r {
-            Ok(()) => {
-                self.attaches += 1;
-                pr_info!(
-                    "quiesce: attached to {} ({})\n",
-                    BStrDisplay(path),
-                    kind_text(kind)
-                );
-                Ok(())
-            }
-            Err(e) => {
-                self.release();
-                pr_info!("quiesce: attach to {} failed: {}\n", BStrDisplay(path), e.to_kernel());
-                Err(e.to_kernel())
-            }
-        }
-    }
-
-    fn detach(&mut self) -> Result<(), i32> {
-        let Some(kind) = self.att.as_ref().map(|a| a.kind) else {
-            pr_info!("quiesce: detach: not attached\n");
-            return Err(-(bindings::EINVAL as i32));
-        };
-        self.report(Event::DetachBegin);
-        self.stall.in_detach = true;
-        self.begin(Proc::Detach);
-        let r = protocol::detach(self, kind);
-        self.proc = Proc::Idle;
-        self.stall.in_detach = false;
-        self.report(Event::DetachReturned(r.is_ok()));
-        match r {
-            Ok(()) => {
-                self.detaches += 1;
-                self.release();
-                pr_info!("quiesce: detached\n");
-                Ok(())
-            }
-            Err(e) => Err(e.to_kernel()),
-        }
-    }
-
-    /// Drop the attachment's hold on the original.
-    fn release(&mut self) {
-        if let Some(a) = self.att.take() {
-            if !a.md.is_null() {
-                // SAFETY: the reference dm_get_md() took.
-                unsafe { bindings::dm_put(a.md) };
-            }
-            // SAFETY: the file bdev_file_open_by_dev() opened.
-            unsafe { bindings::fput(a.file) };
-            if a.ip.is_some() {
-                pr_err!("quiesce: ASSERT: the interposer outlived its attachment (filter_free(I) missing)\n");
-            }
-        }
-    }
-
-    fn status(&self, out: &mut KVec<u8>) {
-        let mut w = Buf(out);
-        let (red, comp, infl, map): (u64, u64, usize, KVec<u64>) = match self.att.as_ref().and_then(|a| a.ip.as_ref()) {
-            Some(ip) => {
-                let mut m = KVec::new();
-                for x in ip.map.iter() {
-                    let _ = m.push(x.load(Ordering::Relaxed), GFP_KERNEL);
-                }
-                (
-                    self.redirected + ip.redirected.load(Ordering::Relaxed),
-                    self.completed + ip.completed.load(Ordering::Relaxed),
-                    ip.inflight.load(Ordering::Relaxed),
-                    m,
-                )
-            }
-            None => {
-                let mut m = KVec::new();
-                let _ = m.extend_from_slice(&self.last_map, GFP_KERNEL);
-                (self.redirected, self.completed, 0, m)
-            }
-        };
-        let _ = match &self.att {
-            Some(a) => writeln!(
-                w,
-                "state: attached\ndevice: {}\nkind: {} ({})",
-                BStrDisplay(&a.path),
-                kind_name(a.kind),
-                kind_text(a.kind)
-            ),
-            None => writeln!(w, "state: detached"),
-        };
-        let _ = writeln!(w, "attaches: {}\ndetaches: {}\nredirected: {red}\ncompleted: {comp}\ninflight: {infl}", self.attaches, self.detaches);
-        let _ = writeln!(w, "monitor: {}", self.monitor.as_ref().map_or("idle", |m| m.state()));
-        let _ = writeln!(w, "violations: {}", self.violations);
-        if self.violations > 0 {
-            let _ = writeln!(w, "last_violation: {}", BStrDisplay(&self.last_violation));
-        }
-        let _ = writeln!(w, "inject: {}", self.inject.map_or("none", |p| p.call()));
-        let _ = writeln!(w, "mutant: {}", if MUTANT.is_empty() { "none" } else { MUTANT });
-        let _ = writeln!(w, "interposers_alive: {}", ALIVE.load(Ordering::Relaxed));
-        let _ = write!(w, "injectable:");
-        for p in Prim::ALL.iter().filter(|p| TEST_BUILD && p.injected().is_some()) {
-            let _ = write!(w, " {}={:?}", p.name(), p.injected().unwrap_or(Errno::EINVAL));
-        }
-        let _ = writeln!(w);
-        let _ = write!(w, "stall_attach_us: ");
-        Stall::summary(&self.stall.attach_ns, &mut w);
-        let _ = write!(w, "\nstall_detach_us: ");
-        Stall::summary(&self.stall.detach_ns, &mut w);
-        let _ = writeln!(w);
-        let count: u32 = map.iter().map(|x| x.count_ones()).sum();
-        let _ = writeln!(w, "changed_blocks: {count}");
-        let _ = write!(w, "changed:");
-        let total = map.len() as u64 * 64;
-        let bit = |b: u64| map[(b / 64) as usize] & (1 << (b % 64)) != 0;
-        let mut b = 0;
-        let mut first = true;
-        while b < total {
-            if bit(b) {
-                let start = b;
-                while b + 1 < total && bit(b + 1) {
-                    b += 1;
-                }
-                let _ = if start == b { write!(w, "{}{start}", if first { " " } else { "," }) } else { write!(w, "{}{start}-{b}", if first { " " } else { "," }) };
-                first = false;
-            }
-            b += 1;
-        }
-        let _ = writeln!(w);
-    }
-
-    fn command(&mut self, line: &[u8]) -> Result<(), i32> {
-        let line = trim(line);
-        let (cmd, arg) = match line.iter().position(|&c| c == b' ') {
-            Some(i) => (&line[..i], trim(&line[i + 1..])),
-            None => (line, &line[line.len()..]),
-        };
-        match cmd {
-            b"attach" if !arg.is_empty() => self.attach(arg),
-            b"detach" if arg.is_empty() => self.detach(),
-            b"reset-stats" if arg.is_empty() => {
-                self.stall.attach_ns = KVec::new();
-                self.stall.detach_ns = KVec::new();
-                Ok(())
-            }
-            b"inject" if !TEST_BUILD => {
-                pr_info!("quiesce: inject: failure injection is built only into the test build\n");
-                Err(-(bindings::EOPNOTSUPP as i32))
-            }
-            b"inject" => match prim_by_name(arg) {
-                Some(p) if p.injected().is_none() => {
-                    pr_info!("quiesce: inject: the spec injects no failure into {}\n", p.call());
-                    Err(-(bindings::EINVAL as i32))
-                }
-                Some(p) if self.att.is_none() => {
-                    self.inject = Some(p);
-                    Ok(())
-                }
-                Some(_) => Err(-(bindings::EBUSY as i32)),
-                None => {
-                    pr_info!("quiesce: inject: unknown primitive {}\n", BStrDisplay(arg));
-                    Err(-(bindings::EINVAL as i32))
-                }
-            },
-            _ => {
-                pr_info!("quiesce: unknown command \"{}\"; use attach <path>, detach, inject <primitive>\n", BStrDisplay(line));
-                Err(-(bindings::EINVAL as i32))
-            }
-        }
-    }
-}
-
 /// The spec's name for a kind of original.
 fn kind_name(k: Kind) -> &'static str {
     match k {
@@ -709,20 +368,6 @@ impl core::fmt::Display for BStrDisplay<'_> {
     }
 }
 
-static CTL: AtomicPtr<Mutex<CtlInner>> = AtomicPtr::new(ptr::null_mut());
-
-fn with_ctl<R>(f: impl FnOnce(&mut CtlInner) -> R) -> Option<R> {
-    let p = CTL.load(Ordering::Acquire);
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: CTL points to the module's controller from init until the misc device is
-    // deregistered in drop, which waits for every file operation to return.
-    let m = unsafe { &*p };
-    let mut g = m.lock();
-    Some(f(&mut g))
-}
-
 /// `write(2)` on /dev/quiesce: one command.
 ///
 /// # Safety
@@ -736,10 +381,9 @@ unsafe extern "C" fn ctl_write(_f: *mut bindings::file, buf: *const CChar, count
     if reader.read_all(&mut v, GFP_KERNEL).is_err() {
         return -(bindings::EFAULT as isize);
     }
-    match with_ctl(|c| c.command(&v)) {
-        Some(Ok(())) => count as isize,
-        Some(Err(e)) => e as isize,
-        None => -(bindings::ENODEV as isize),
+    match ctl::command(&v) {
+        Ok(()) => count as isize,
+        Err(e) => e as isize,
     }
 }
 
@@ -749,7 +393,7 @@ unsafe extern "C" fn ctl_write(_f: *mut bindings::file, buf: *const CChar, count
 /// Called by the VFS with a user buffer of `count` bytes and a file position.
 unsafe extern "C" fn ctl_read(_f: *mut bindings::file, buf: *mut CChar, count: usize, pos: *mut bindings::loff_t) -> isize {
     let mut out = KVec::new();
-    if with_ctl(|c| c.status(&mut out)).is_none() {
+    if ctl::with_reg(|r| r.status(&mut out)).is_none() {
         return -(bindings::ENODEV as isize);
     }
     // SAFETY: `buf` and `pos` come from the VFS; `out` is a valid buffer.
@@ -759,7 +403,8 @@ unsafe extern "C" fn ctl_read(_f: *mut bindings::file, buf: *mut CChar, count: u
 struct QuiesceModule {
     misc: KBox<Opaque<bindings::miscdevice>>,
     _fops: KBox<bindings::file_operations>,
-    ctl: Pin<KBox<Mutex<CtlInner>>>,
+    /// The registry `ctl::with_reg` reaches through its published pointer.
+    _reg: Pin<KBox<Mutex<Registry>>>,
 }
 
 // SAFETY: the misc device and file operations are only touched at init and exit; the
@@ -774,26 +419,7 @@ impl kernel::Module for QuiesceModule {
             pr_err!("quiesce: unknown mutant \"{}\" (built with QUIESCE_MUTANT)\n", m);
             EINVAL
         })?;
-        let ctl = KBox::pin_init(
-            new_mutex!(CtlInner {
-                att: None,
-                monitor: None,
-                inject: None,
-                mutant,
-                proc: Proc::Idle,
-                failed: false,
-                moved_done: false,
-                violations: 0,
-                last_violation: KVec::new(),
-                attaches: 0,
-                detaches: 0,
-                redirected: 0,
-                completed: 0,
-                last_map: KVec::new(),
-                stall: Stall { start: 0, depth: 0, in_detach: false, attach_ns: KVec::new(), detach_ns: KVec::new() },
-            }),
-            GFP_KERNEL,
-        )?;
+        let reg = KBox::pin_init(new_mutex!(Registry::new(mutant)), GFP_KERNEL)?;
         // SAFETY: an all-zero file_operations has every operation unset.
         let mut fops: bindings::file_operations = unsafe { core::mem::zeroed() };
         fops.owner = module.as_ptr();
@@ -807,11 +433,11 @@ impl kernel::Module for QuiesceModule {
         md.fops = &*fops;
         md.mode = 0o600;
         let misc = KBox::new(Opaque::new(md), GFP_KERNEL)?;
-        CTL.store(ptr::from_ref(&*ctl).cast_mut(), Ordering::Release);
+        ctl::publish(ptr::from_ref(&*reg).cast_mut());
         // SAFETY: `misc` and `fops` are boxed and live until drop deregisters the device.
         let r = unsafe { bindings::misc_register(misc.get()) };
         if r != 0 {
-            CTL.store(ptr::null_mut(), Ordering::Release);
+            ctl::publish(ptr::null_mut());
             return Err(Error::from_errno(r));
         }
         if !MUTANT.is_empty() {
@@ -823,7 +449,7 @@ impl kernel::Module for QuiesceModule {
             protocol::SPEC_SHA256,
             protocol::CHECKER
         );
-        Ok(QuiesceModule { misc, _fops: fops, ctl })
+        Ok(QuiesceModule { misc, _fops: fops, _reg: reg })
     }
 }
 
@@ -831,17 +457,13 @@ impl Drop for QuiesceModule {
     fn drop(&mut self) {
         // SAFETY: registered in init; this waits for no new opens (the module is going).
         unsafe { bindings::misc_deregister(self.misc.get()) };
-        let mut g = self.ctl.lock();
-        if g.att.is_some() {
-            // An attachment holds a module reference (try_module_get(I->owner)): the
-            // module cannot be unloaded while attached unless that reference is missing.
-            pr_err!("quiesce: ASSERT: unloading while attached (a module reference is missing): detaching\n");
-            if g.detach().is_err() {
-                pr_err!("quiesce: detach on unload failed\n");
-            }
+        // An attachment holds a module reference (try_module_get(I->owner)): the module
+        // cannot be unloaded while attached unless that reference is missing.
+        let n = ctl::detach_all();
+        if n > 0 {
+            pr_err!("quiesce: ASSERT: unloaded while {} attached (a module reference is missing); detached\n", n);
         }
-        drop(g);
-        CTL.store(ptr::null_mut(), Ordering::Release);
+        ctl::publish(ptr::null_mut());
         pr_info!("quiesce: unloaded\n");
     }
 }
