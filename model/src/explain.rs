@@ -164,11 +164,11 @@ impl Quiesce {
     }
 
     fn why_bypass(&self, s: &State) -> String {
-        let owner = (0..s.ctls.len()).find(|&c| s.ctls[c].phase == Phase::Attached);
+        let owner = self.promise_holder(s);
         let bio = (0..s.bios.len()).find(|&b| s.bios[b].loc == Loc::InO && s.bios[b].via.is_none());
         match (owner, bio) {
             (Some(c), Some(b)) => format!(
-                "{} is inside O without having passed I{}, and controller {}'s attach() has returned: it completes on O unseen by the interposer",
+                "{} is inside O without having passed I{}, and controller {}'s attach() has returned (its detach has not cleared the pointer): it completes on O unseen by the interposer",
                 self.bio_name(b),
                 c + 1,
                 c + 1

@@ -1018,8 +1018,8 @@ impl Model for Quiesce {
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
             Property::always("no_use_after_free", |_: &Quiesce, s: &State| !s.uaf),
-            Property::always("no_bypass", |_: &Quiesce, s: &State| {
-                !s.ctls.iter().any(|c| c.phase == Phase::Attached)
+            Property::always("no_bypass", |m: &Quiesce, s: &State| {
+                m.promise_holder(s).is_none()
                     || !s.bios.iter().any(|b| b.loc == Loc::InO && b.via.is_none())
             }),
             Property::always("exactly_once", |m: &Quiesce, s: &State| {
@@ -1094,6 +1094,22 @@ impl Model for Quiesce {
 }
 
 impl Quiesce {
+    /// The controller whose attach has returned and whose detach has not yet
+    /// cleared the pointer: from attach's return until the clear, every bio inside
+    /// O must have passed I (`no_bypass`). Detach's head (its steps before the
+    /// clear) is inside that window.
+    pub fn promise_holder(&self, s: &State) -> Option<usize> {
+        s.ctls.iter().enumerate().position(|(ci, c)| {
+            c.phase == Phase::Attached
+                || (matches!(c.phase, Phase::Detach | Phase::DetachErr { .. })
+                    && s.ptr
+                        == Some(Ip {
+                            c: ci as u8,
+                            gen: c.igen,
+                        }))
+        })
+    }
+
     /// Whether a sanity property can be reached at all under these bounds.
     pub fn sanity_applies(&self, name: &str) -> bool {
         match name {

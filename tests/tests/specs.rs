@@ -367,3 +367,31 @@ fn sanity_properties_get_shortest_examples() {
     // redirected needs the attach and the bio's way through the hook to I.
     assert_eq!(lens, [("attach_under_io", 13), ("bio_redirected", 15)]);
 }
+
+/// `no_bypass` holds from attach's return until detach clears the pointer: a bio
+/// inside O that skipped I breaks it in detach's head too (the pointer still set),
+/// and no longer once detach has cleared the pointer.
+#[test]
+fn no_bypass_covers_detach_until_the_pointer_is_cleared() {
+    use quiesce_model::model::{Ip, Loc, Phase};
+    let s = spec("15-filter-module.toml");
+    let m = Quiesce::new(s.protocol.clone(), Kind::Request, s.bounds);
+    let prop = m
+        .properties()
+        .into_iter()
+        .find(|p| p.name == "no_bypass")
+        .unwrap();
+    let mut st = m.init_states().remove(0);
+    st.bios[0].loc = Loc::InO;
+    st.bios[0].via = None;
+    let holds = |st: &quiesce_model::model::State| (prop.condition)(&m, st);
+    assert!(holds(&st), "nothing attached: no promise yet");
+    st.ctls[0].phase = Phase::Attached;
+    st.ptr = Some(Ip { c: 0, gen: 0 });
+    assert!(!holds(&st), "attached, a bio inside O that skipped I");
+    st.ctls[0].phase = Phase::Detach;
+    st.ctls[0].pc = 1;
+    assert!(!holds(&st), "detach's head: the pointer is still set");
+    st.ptr = None;
+    assert!(holds(&st), "the pointer is cleared: the promise has ended");
+}
