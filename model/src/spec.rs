@@ -1148,19 +1148,20 @@ impl Spec {
             }
             let kinds_here: Vec<Kind> = match k.get_ref().as_str() {
                 "all" => kinds.to_vec(),
-                "request" => vec![Kind::Request],
-                "bio" => vec![Kind::Bio],
-                "bio_sync" => vec![Kind::BioSync],
-                other => {
-                    ctx.error(
-                        k.span(),
-                        format!(
-                            "unknown key `{other}` in [expect]{}; use \"all\", \"request\", \"bio\" or \"unreached\"",
-                            did_you_mean(other, ["all", "request", "bio", "unreached"])
-                        ),
-                    );
-                    continue;
-                }
+                other => match Kind::by_name(other) {
+                    Some(kind) => vec![kind],
+                    None => {
+                        let keys = ["all", "request", "bio", "bio_sync", "unreached"];
+                        ctx.error(
+                            k.span(),
+                            format!(
+                                "unknown key `{other}` in [expect]{}; use \"all\", \"request\", \"bio\", \"bio_sync\" or \"unreached\"",
+                                did_you_mean(other, keys)
+                            ),
+                        );
+                        continue;
+                    }
+                },
             };
             let e = match v.get_ref() {
                 RawExpect::Word(w) if w == "pass" => Expect::Pass,

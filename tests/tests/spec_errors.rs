@@ -313,3 +313,19 @@ fn a_dm_primitive_in_a_filter_spec_is_refused_at_its_step() {
     assert_eq!(line, line_of(&unknown, "kind = \"bpf\""));
     assert!(msg.contains("bpf") && msg.contains("filter"), "{msg}");
 }
+
+/// An [expect] key that names no kind is refused where it stands, and the
+/// message lists every kind a spec may name.
+#[test]
+fn an_unknown_expect_key_names_every_kind() {
+    let text = GOOD.replacen("bio_sync = \"pass\"", "bio_synk = \"pass\"", 1);
+    assert_ne!(text, GOOD);
+    let all = Spec::parse(Path::new("bad.toml"), &text).expect_err("must be rejected");
+    let e = all
+        .0
+        .iter()
+        .find(|e| e.msg.contains("unknown key `bio_synk`"))
+        .unwrap_or_else(|| panic!("no unknown-key error in: {all}"));
+    assert_eq!(e.line, line_of(&text, "bio_synk = "));
+    assert!(e.msg.contains("\"bio_sync\""), "{}", e.msg);
+}
