@@ -38,7 +38,7 @@ pub(crate) struct Ctl {
     /// Counters and map of the interposer, kept when `filter_free(I)` frees it.
     pub(crate) redirected: u64,
     pub(crate) completed: u64,
-    pub(crate) last_map: Option<KVec<u64>>,
+    pub(crate) last_map: Option<KVVec<u64>>,
     pub(crate) stall: Stall,
 }
 
@@ -185,7 +185,7 @@ pub(crate) struct Registry {
     ebusy: u64,
     redirected: u64,
     completed: u64,
-    last_map: KVec<u64>,
+    last_map: KVVec<u64>,
     stall: Stall,
 }
 
@@ -205,7 +205,7 @@ impl Registry {
             ebusy: 0,
             redirected: 0,
             completed: 0,
-            last_map: KVec::new(),
+            last_map: KVVec::new(),
             stall: Stall::new(),
         }
     }
@@ -215,6 +215,15 @@ impl Registry {
             Slot::Attached(c) => Some(c),
             _ => None,
         })
+    }
+
+    /// The interposer attached to device `dev`, alive while the lock is held (detach
+    /// must claim the attachment under it before it frees the interposer).
+    pub(crate) fn interposer_of(&self, dev: bindings::dev_t) -> Option<&Interposer> {
+        self.attached()
+            // SAFETY: the attachment holds the original open.
+            .find(|c| unsafe { (*c.att.bdev).bd_dev } == dev)
+            .and_then(|c| c.att.ip.as_deref())
     }
 
     fn busy(&self) -> usize {
@@ -280,8 +289,11 @@ fn open_original(path: &[u8]) -> Result<Attachment, i32> {
         pr_info!("quiesce: attach: {}: not a block device ({})\n", BStrDisplay(path), r);
         return Err(r);
     }
+    // Read-only: the module never writes through this file (clones are bios), and an
+    // opener for writing would refuse a mount, and be refused on a mounted device,
+    // under CONFIG_BLK_DEV_WRITE_MOUNTED=n.
     // SAFETY: opening a block device by number, without a holder.
-    let file = unsafe { bindings::bdev_file_open_by_dev(dev, BLK_OPEN_READ | BLK_OPEN_WRITE, ptr::null_mut(), ptr::null()) };
+    let file = unsafe { bindings::bdev_file_open_by_dev(dev, BLK_OPEN_READ, ptr::null_mut(), ptr::null()) };
     if is_err(file) {
         pr_info!("quiesce: attach: {}: cannot open ({})\n", BStrDisplay(path), file as isize);
         return Err(file as isize as i32);
@@ -289,7 +301,19 @@ fn open_original(path: &[u8]) -> Result<Attachment, i32> {
     // SAFETY: `file` is an open block device file.
     let bdev = unsafe { bindings::file_bdev(file) };
     // SAFETY: an open block device has a live queue.
-    let bio_based = unsafe { (*(*bdev).bd_queue).mq_ops.is_null() };
+    let (bio_based, features) = unsafe { ((*(*bdev).bd_queue).mq_ops.is_null(), (*(*bdev).bd_queue).limits.features) };
+    if features & BLK_FEAT_ZONED != 0 {
+        // A zone append's clone reports the sector written in the clone, and the
+        // original bio would need it copied back; writes must also stay in order.
+        pr_info!(
+            "quiesce: attach: {}: a zoned device (zone append needs its sector copied back to the \
+             original bio, which this interposer does not do); refused\n",
+            BStrDisplay(path)
+        );
+        // SAFETY: the file bdev_file_open_by_dev() opened above.
+        unsafe { bindings::fput(file) };
+        return Err(errno(bindings::EOPNOTSUPP));
+    }
     let (kind, md) = if !bio_based {
         (Kind::Request, ptr::null_mut())
     } else {
@@ -496,17 +520,6 @@ impl Registry {
                 infl += ip.inflight.load(Ordering::Relaxed);
             }
         }
-        let mut map = KVec::new();
-        match first.and_then(|c| c.att.ip.as_ref()) {
-            Some(ip) => {
-                for x in ip.map.iter() {
-                    let _ = map.push(x.load(Ordering::Relaxed), GFP_KERNEL);
-                }
-            }
-            None => {
-                let _ = map.extend_from_slice(&self.last_map, GFP_KERNEL);
-            }
-        }
         let _ = match first {
             Some(c) => writeln!(
                 w,
@@ -547,26 +560,57 @@ impl Registry {
         let _ = write!(w, "\nstall_detach_us: ");
         Stall::summary(&self.stall.detach_ns, &mut w);
         let _ = writeln!(w);
-        let count: u32 = map.iter().map(|x| x.count_ones()).sum();
-        let _ = writeln!(w, "changed_blocks: {count}");
-        let _ = write!(w, "changed:");
-        let total = map.len() as u64 * 64;
-        let bit = |b: u64| map[(b / 64) as usize] & (1 << (b % 64)) != 0;
-        let mut b = 0;
-        let mut sep = " ";
-        while b < total {
-            if bit(b) {
-                let start = b;
-                while b + 1 < total && bit(b + 1) {
-                    b += 1;
-                }
-                let _ = if start == b { write!(w, "{sep}{start}") } else { write!(w, "{sep}{start}-{b}") };
-                sep = ",";
+        match first.and_then(|c| c.att.ip.as_ref()) {
+            Some(ip) => {
+                let _ = writeln!(
+                    w,
+                    "cbt: session {} generation {} blocks {}",
+                    ip.session,
+                    ip.generation.load(Ordering::Relaxed),
+                    ip.nr_blocks
+                );
+                let map = |i: usize| ip.map[i].load(Ordering::Acquire);
+                changed_text(&mut w, ip.map.len(), map);
             }
-            b += 1;
+            None => changed_text(&mut w, self.last_map.len(), |i| self.last_map[i]),
         }
-        let _ = writeln!(w);
     }
+}
+
+/// At most this many ranges of changed blocks are listed as text (the binary
+/// interface, `QUIESCE_IOC_CBT`, has the whole map).
+const TEXT_RANGES: usize = 1024;
+
+/// `changed_blocks: N` and `changed: a-b,c,...` from `words` map words.
+fn changed_text(w: &mut Buf<'_>, words: usize, map: impl Fn(usize) -> u64) {
+    let count: u64 = (0..words).map(|i| u64::from(map(i).count_ones())).sum();
+    let _ = writeln!(w, "changed_blocks: {count}");
+    let _ = write!(w, "changed:");
+    let total = words as u64 * 64;
+    let bit = |b: u64| map((b / 64) as usize) & (1 << (b % 64)) != 0;
+    let (mut b, mut ranges) = (0, 0usize);
+    let mut sep = " ";
+    while b < total {
+        if map((b / 64) as usize) == 0 {
+            b = (b / 64 + 1) * 64;
+            continue;
+        }
+        if bit(b) {
+            let start = b;
+            while b + 1 < total && bit(b + 1) {
+                b += 1;
+            }
+            if ranges == TEXT_RANGES {
+                let _ = write!(w, "{sep}... (more: read the map with quiesce-cbt)");
+                break;
+            }
+            let _ = if start == b { write!(w, "{sep}{start}") } else { write!(w, "{sep}{start}-{b}") };
+            ranges += 1;
+            sep = ",";
+        }
+        b += 1;
+    }
+    let _ = writeln!(w);
 }
 
 /// One command written to /dev/quiesce.

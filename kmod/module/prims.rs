@@ -49,6 +49,8 @@ pub(crate) enum Mutant {
     UnmarkedClone,
     /// `polled_clone`: the interposer's clones keep `REQ_POLLED`.
     PolledClone,
+    /// `cbt_mark_at_submit`: the changed-block map records a write at submission.
+    CbtMarkAtSubmit,
 }
 
 fn proc_by_name(s: &str) -> Option<Proc> {
@@ -75,6 +77,7 @@ impl Mutant {
             Some("no_unwind") => Mutant::NoUnwind,
             Some("unmarked_clone") => Mutant::UnmarkedClone,
             Some("polled_clone") => Mutant::PolledClone,
+            Some("cbt_mark_at_submit") => Mutant::CbtMarkAtSubmit,
             _ => return Err(s),
         };
         match it.next() {
@@ -206,7 +209,14 @@ impl Ctl {
                     // outlives the pointer (detach clears it before filter_free).
                     Some(ip) => match unsafe { bindings::blk_interposer_set(att.bdev, ip.hook.get()) } {
                         0 => Ok(()),
-                        _ => Err(Errno::EBUSY),
+                        _ => {
+                            pr_info!(
+                                "quiesce: attach: {}: busy: it has an interposer already, or it is a whole \
+                                 disk with partitions (attach to each partition instead)\n",
+                                BStrDisplay(&att.path)
+                            );
+                            Err(Errno::EBUSY)
+                        }
                     },
                 }
             }
@@ -238,11 +248,20 @@ impl Ctl {
             }
             self.redirected += ip.redirected.load(Ordering::Relaxed);
             self.completed += ip.completed.load(Ordering::Relaxed);
-            let mut map = KVec::new();
-            for w in ip.map.iter() {
-                let _ = map.push(w.load(Ordering::Relaxed), GFP_KERNEL);
-            }
-            self.last_map = Some(map);
+            // The last map stays readable as text; the reservation makes the pushes
+            // infallible, and without memory it is dropped with a word, not in part.
+            self.last_map = match KVVec::with_capacity(ip.map.len(), GFP_KERNEL) {
+                Ok(mut map) => {
+                    for w in ip.map.iter() {
+                        let _ = map.push(w.load(Ordering::Acquire), GFP_KERNEL);
+                    }
+                    Some(map)
+                }
+                Err(_) => {
+                    pr_warn!("quiesce: no memory to keep the detached map; its text is empty\n");
+                    None
+                }
+            };
             drop(ip);
         }
     }

@@ -7,11 +7,12 @@
 //! module implements its `Primitives` over the kernel API, feeds the monitor
 //! every event it performs, and provides the interposer's payload: every bio
 //! sent to the original is passed through to it as a marked clone, and the
-//! 4 KiB blocks written while attached are recorded in a changed-block map.
+//! 4 KiB blocks written while attached are recorded in a changed-block map
+//! (`cbt.rs`: generations, read-and-reset, the `QUIESCE_IOC_CBT` ioctl).
 //!
 //! Control: write `attach <path>` or `detach` to `/dev/quiesce` (and, in the
 //! boot test's build, `inject <primitive>`); read it for the state, counters
-//! and changed-block map.
+//! and changed blocks as text; `ioctl(QUIESCE_IOC_CBT)` for the binary map.
 
 use core::ffi::c_void;
 
@@ -33,6 +34,7 @@ use kernel::{c_str, new_mutex};
 mod protocol;
 use protocol::{Errno, Event, Kind, Monitor, Prim, Primitives};
 
+mod cbt;
 mod ctl;
 mod prims;
 use ctl::{prim_by_name, Registry};
@@ -51,13 +53,16 @@ module! {
 
 // Values of kernel macros that bindgen does not translate.
 const BLK_OPEN_READ: bindings::blk_mode_t = 1 << 0;
-const BLK_OPEN_WRITE: bindings::blk_mode_t = 1 << 1;
 const BLK_STS_RESOURCE: bindings::blk_status_t = 9;
 const BLK_STS_IOERR: bindings::blk_status_t = 10;
+/// `BLK_FEAT_ZONED` (a `__force` cast that bindgen leaves out).
+const BLK_FEAT_ZONED: bindings::blk_features_t = 1 << 10;
 /// The `unmarked_clone` mutant (see prims.rs).
 const MUTANT_UNMARKED_CLONE: bool = matches!(MUTANT.as_bytes(), b"unmarked_clone");
 /// The `polled_clone` mutant (see prims.rs).
 const MUTANT_POLLED_CLONE: bool = matches!(MUTANT.as_bytes(), b"polled_clone");
+/// The `cbt_mark_at_submit` mutant (see prims.rs).
+const MUTANT_CBT_MARK_AT_SUBMIT: bool = matches!(MUTANT.as_bytes(), b"cbt_mark_at_submit");
 const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
 /// `REQ_POLLED`: the submitter polls for this bio's completion (io_uring IOPOLL).
 const REQ_POLLED: u32 = 1 << bindings::req_flag_bits___REQ_POLLED;
@@ -94,15 +99,29 @@ struct Interposer {
     deferred: AtomicPtr<bindings::bio>,
     redirected: AtomicU64,
     completed: AtomicU64,
+    /// The changed-block map: bit b of word w is block 64w+b of the original,
+    /// counted from the original's first sector (a partition's, not its disk's).
     map: KVVec<AtomicU64>,
+    /// 4 KiB blocks the map covers (the last one may be partial).
+    nr_blocks: u64,
+    /// The original's first sector on its disk: the hook sees remapped sectors.
+    start_sect: u64,
+    /// This attachment's tracking session (unique while the module is loaded).
+    session: u64,
+    /// The generation the map's bits belong to; a read-and-reset starts the next.
+    generation: AtomicU64,
 }
+
+/// The last tracking session handed out.
+static SESSION: AtomicU64 = AtomicU64::new(0);
 
 impl Interposer {
     /// `filter_alloc(I)` for original `bdev`: the filter, its bio_set and its map.
     fn new(bdev: *mut bindings::block_device) -> Result<KBox<Interposer>> {
         // SAFETY: the original is held open.
-        let sectors = unsafe { (*bdev).bd_nr_sectors };
-        let words = ((sectors >> SECTORS_PER_BLOCK_SHIFT) as usize).div_ceil(64);
+        let (sectors, start_sect) = unsafe { ((*bdev).bd_nr_sectors, (*bdev).bd_start_sect) };
+        let nr_blocks = sectors.div_ceil(1 << SECTORS_PER_BLOCK_SHIFT);
+        let words = (nr_blocks as usize).div_ceil(64);
         let mut map = KVVec::with_capacity(words, GFP_KERNEL)?;
         for _ in 0..words {
             map.push(AtomicU64::new(0), GFP_KERNEL)?;
@@ -120,6 +139,10 @@ impl Interposer {
                 redirected: AtomicU64::new(0),
                 completed: AtomicU64::new(0),
                 map,
+                nr_blocks,
+                start_sect,
+                session: SESSION.fetch_add(1, Ordering::Relaxed) + 1,
+                generation: AtomicU64::new(1),
             },
             GFP_KERNEL,
         )?;
@@ -199,8 +222,19 @@ impl Interposer {
         }
     }
 
-    fn mark_written(&self, bio: *mut bindings::bio) {
-        // SAFETY: `bio` is a valid bio owned by this call chain.
+    /// Record the blocks a write, discard or write-zeroes `bio` changes.
+    ///
+    /// Called when the write has completed (from `clone_endio`, before the
+    /// submitter sees the completion), so a read-and-reset that takes a block's
+    /// bit happens after the block's new data is on the original: a backup that
+    /// copies the block after the read copies the new data, and a write still in
+    /// flight at the read lands in the next generation. Marked at submission, the
+    /// bit could be taken, the old data copied, and the change lost.
+    ///
+    /// # Safety
+    /// `bio` is a valid bio whose `bi_iter` still describes the whole write.
+    unsafe fn mark_written(&self, bio: *const bindings::bio) {
+        // SAFETY: the caller's guarantee.
         let (opf, sector, size) = unsafe { ((*bio).bi_opf, (*bio).bi_iter.bi_sector, (*bio).bi_iter.bi_size) };
         let op = opf & REQ_OP_MASK;
         if op != bindings::req_op_REQ_OP_WRITE
@@ -209,11 +243,13 @@ impl Interposer {
         {
             return;
         }
+        // The hook runs after the partition remap: count from the original's start.
+        let Some(sector) = sector.checked_sub(self.start_sect) else { return };
         let first = sector >> SECTORS_PER_BLOCK_SHIFT;
-        let last = (sector + (u64::from(size) >> 9) + (1 << SECTORS_PER_BLOCK_SHIFT) - 1) >> SECTORS_PER_BLOCK_SHIFT;
-        for b in first..last {
+        let last = (sector + (u64::from(size) >> 9)).div_ceil(1 << SECTORS_PER_BLOCK_SHIFT);
+        for b in first..last.min(self.nr_blocks) {
             if let Some(w) = self.map.get((b / 64) as usize) {
-                w.fetch_or(1 << (b % 64), Ordering::Relaxed);
+                w.fetch_or(1 << (b % 64), Ordering::Release);
             }
         }
     }
@@ -242,7 +278,10 @@ impl Interposer {
             unsafe { Interposer::put_inflight(self) };
             return;
         }
-        self.mark_written(bio);
+        if MUTANT_CBT_MARK_AT_SUBMIT {
+            // SAFETY: `bio` is valid and not yet advanced.
+            unsafe { self.mark_written(bio) };
+        }
         // SAFETY: `orig` is held open while the interposer exists; `bs` was set up by
         // bioset_init(); `bio` is valid. The clone copies BIO_INTERPOSED (patch 1).
         let clone = unsafe { bindings::bio_alloc_clone(self.orig, bio, GFP_NOIO, self.bs.get()) };
@@ -324,6 +363,10 @@ unsafe extern "C" fn clone_endio(clone: *mut bindings::bio) {
     unsafe {
         let ip = &**clone.cast::<u8>().sub(PAD).cast::<*const Interposer>();
         let orig = (*clone).bi_private.cast::<bindings::bio>();
+        // Recorded even when the write failed: part of it may have reached the device.
+        if !MUTANT_CBT_MARK_AT_SUBMIT {
+            ip.mark_written(orig);
+        }
         (*orig).bi_status = (*clone).bi_status;
         bindings::bio_put(clone);
         bindings::bio_endio(orig);
@@ -425,6 +468,7 @@ impl kernel::Module for QuiesceModule {
         fops.owner = module.as_ptr();
         fops.write = Some(ctl_write);
         fops.read = Some(ctl_read);
+        fops.unlocked_ioctl = Some(cbt::ctl_ioctl);
         let fops = KBox::new(fops, GFP_KERNEL)?;
         // SAFETY: an all-zero miscdevice is unregistered.
         let mut md: bindings::miscdevice = unsafe { core::mem::zeroed() };

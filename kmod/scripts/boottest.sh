@@ -21,28 +21,37 @@ echo "boottest: built kernel and module (mutant: ${QUIESCE_MUTANT:-none})"
 # The initramfs: a cached base (busybox, Debian's fio with its libraries, the
 # bench), and a small archive with this run's /init and quiesce.ko appended
 # (the kernel unpacks concatenated archives in order).
-BKEY=$( { chroot "$TC" dpkg-query -W -f='${Version}' busybox-static fio; cat "$here/bench/bench.sh" "$here/bench/iobench.c"; } | sha256sum | cut -c1-16)
+# Debian's tools the guest runs, each with its libraries.
+TOOLS="/usr/bin/fio /usr/sbin/mkfs.ext4 /usr/sbin/e2fsck /usr/sbin/mkfs.xfs /usr/sbin/xfs_repair"
+BKEY=$( { echo "$TOOLS"; chroot "$TC" dpkg-query -W -f='${Version}' busybox-static fio e2fsprogs xfsprogs; cat "$here/bench/bench.sh" "$here/bench/iobench.c"; } | sha256sum | cut -c1-16)
 BASE=/build/initramfs-base-$BKEY.gz
 if [ ! -f "$TC$BASE" ]; then
 	R=/build/initramfs-base
-	rm -rf "$TC$R" && mkdir -p "$TC$R"/{bin,dev,proc,sys,tmp,usr/bin}
+	rm -rf "$TC$R" && mkdir -p "$TC$R"/{bin,dev,proc,sys,tmp,mnt,etc,usr/bin,usr/sbin}
 	cp "$TC/bin/busybox" "$TC$R/bin/"
 	for a in $(chroot "$TC" /bin/busybox --list); do
 		[ "$a" = busybox ] || ln -sf busybox "$TC$R/bin/$a"
 	done
-	cp "$TC/usr/bin/fio" "$TC$R/usr/bin/"
-	for lib in $(chroot "$TC" ldd /usr/bin/fio | awk '/=>/ { print $3 } /^\t\// { print $1 }'); do
-		mkdir -p "$TC$R$(dirname "$lib")"
-		cp -L "$TC$lib" "$TC$R$lib"
+	for t in $TOOLS; do
+		cp -L "$TC$t" "$TC$R$t"
+		for lib in $(chroot "$TC" ldd "$t" | awk '/=>/ { print $3 } /^\t\// { print $1 }'); do
+			mkdir -p "$TC$R$(dirname "$lib")"
+			cp -L "$TC$lib" "$TC$R$lib"
+		done
 	done
+	cp "$TC/etc/mke2fs.conf" "$TC$R/etc/"
 	cp "$here/bench/bench.sh" "$TC$R/bench.sh"
 	cp "$here/bench/iobench.c" "$TC/build/iobench.c"
 	chroot "$TC" clang -O2 -static -o "$R/iobench" /build/iobench.c
 	mknod -m 600 "$TC$R/dev/console" c 5 1
 	chroot "$TC" sh -c "cd $R && find . | cpio -o -H newc --quiet | gzip -1 >$BASE.tmp" && mv "$TC$BASE.tmp" "$TC$BASE"
 fi
+# The changed-block map's reader, static, for the guest.
+RUSTFLAGS="-C target-feature=+crt-static -C strip=symbols" cargo build --release --locked -q -p quiesce-cbt \
+	--manifest-path "$here/../Cargo.toml" --target x86_64-unknown-linux-gnu --target-dir "$here/../target/guest"
 R=/build/initramfs-run
-rm -rf "$TC$R" && mkdir -p "$TC$R"
+rm -rf "$TC$R" && mkdir -p "$TC$R/usr/bin"
+cp "$here/../target/guest/x86_64-unknown-linux-gnu/release/quiesce-cbt" "$TC$R/usr/bin/"
 cp "$here/test/init" "$TC$R/init"
 cp "$KO" "$TC$R/quiesce.ko"
 chroot "$TC" sh -c "cd $R && find . | cpio -o -H newc --quiet | gzip -1 >/build/initramfs-run.gz"
@@ -52,8 +61,10 @@ out=$(mktemp)
 cycles=${QUIESCE_CYCLES:-5}
 append="console=ttyS0 panic=-1 oops=panic hung_task_panic=1 slub_debug=FZPU kfence.sample_interval=5"
 append="$append null_blk.nr_devices=1 null_blk.queue_mode=2 null_blk.irqmode=2 null_blk.completion_nsec=2000000"
-append="$append null_blk.memory_backed=1 null_blk.gb=1 null_blk.hw_queue_depth=64 brd.rd_nr=2 brd.rd_size=65536"
-append="$append dm-mod.create=\"lin,,,rw,0 131072 linear /dev/nullb0 0;lin1,,,rw,0 131072 linear /dev/ram1 0\""
+append="$append null_blk.memory_backed=1 null_blk.gb=1 null_blk.hw_queue_depth=64 brd.rd_nr=3 brd.rd_size=65536 brd.max_part=4"
+# dm-2: dm-delay on nullb0 past dm-0's sectors; reads at once, writes 100 ms late.
+# dm-3: 320 MiB of dm-linear on nullb0, room for xfs.
+append="$append dm-mod.create=\"lin,,,rw,0 131072 linear /dev/nullb0 0;lin1,,,rw,0 131072 linear /dev/ram1 0;dly,,,rw,0 65536 delay /dev/nullb0 262144 0 /dev/nullb0 262144 100;big,,,rw,0 655360 linear /dev/nullb0 524288\""
 append="$append dm-mod.waitfor=/dev/nullb0,/dev/ram1 quiesce.cycles=$cycles quiesce.mode=${QUIESCE_MODE:-test}"
 # A mutant's run ends at the first check that fires (WARN, KASAN, KFENCE,
 # DEBUG_OBJECTS and hung tasks then panic; the test powers off at its first

@@ -12,6 +12,9 @@
 //! - `polled_clone`: clones keep `REQ_POLLED`. The model has no polled I/O, so
 //!   the spec is unchanged and the model says it holds: a catch is the kernel's
 //!   alone (the gate's "kernel-only").
+//! - `cbt_mark_at_submit`: the changed-block map records a write when it is
+//!   submitted instead of when it completes. Outside the model too (it has no
+//!   changed-block map): the backup test's catch is the kernel's alone.
 //!
 //! The edit is made on the spec's TOML, so the mutated text goes through the
 //! same parser and static checks as any spec.
@@ -33,6 +36,7 @@ pub enum Mutant {
     NoUnwind,
     UnmarkedClone,
     PolledClone,
+    CbtMarkAtSubmit,
 }
 
 /// A control procedure of a spec.
@@ -63,6 +67,7 @@ impl fmt::Display for Mutant {
             Mutant::NoUnwind => f.write_str("no_unwind"),
             Mutant::UnmarkedClone => f.write_str("unmarked_clone"),
             Mutant::PolledClone => f.write_str("polled_clone"),
+            Mutant::CbtMarkAtSubmit => f.write_str("cbt_mark_at_submit"),
         }
     }
 }
@@ -94,8 +99,9 @@ impl std::str::FromStr for Mutant {
             ["no_unwind"] => Ok(Mutant::NoUnwind),
             ["unmarked_clone"] => Ok(Mutant::UnmarkedClone),
             ["polled_clone"] => Ok(Mutant::PolledClone),
+            ["cbt_mark_at_submit"] => Ok(Mutant::CbtMarkAtSubmit),
             _ => Err(format!(
-                "unknown mutant `{s}`: use skip:PROC:PRIM, before:PROC:MOVED:ANCHOR, no_unwind, unmarked_clone or polled_clone"
+                "unknown mutant `{s}`: use skip:PROC:PRIM, before:PROC:MOVED:ANCHOR, no_unwind, unmarked_clone, polled_clone or cbt_mark_at_submit"
             )),
         }
     }
@@ -187,7 +193,7 @@ pub fn apply(text: &str, m: &Mutant) -> Result<String, String> {
             let t = marker.as_table_mut().ok_or("[marker] is not a table")?;
             t.insert("clone_inherits".into(), toml::Value::Boolean(false));
         }
-        Mutant::PolledClone => {}
+        Mutant::PolledClone | Mutant::CbtMarkAtSubmit => {}
     }
     toml::to_string(&doc).map_err(|e| format!("{e}"))
 }
@@ -226,10 +232,12 @@ mod tests {
     fn polled_clone_leaves_the_spec_as_it_is() {
         use crate::spec::Spec;
         let p = std::path::Path::new("04-converged.toml");
-        let a = Spec::parse(p, &apply(SPEC, &Mutant::PolledClone).unwrap()).unwrap();
         let b = Spec::parse(p, SPEC).unwrap();
-        assert_eq!(a.protocol, b.protocol);
-        assert_eq!(a.bounds, b.bounds);
+        for m in [Mutant::PolledClone, Mutant::CbtMarkAtSubmit] {
+            let a = Spec::parse(p, &apply(SPEC, &m).unwrap()).unwrap();
+            assert_eq!(a.protocol, b.protocol, "{m}");
+            assert_eq!(a.bounds, b.bounds, "{m}");
+        }
     }
 
     #[test]
@@ -240,6 +248,7 @@ mod tests {
             "no_unwind",
             "unmarked_clone",
             "polled_clone",
+            "cbt_mark_at_submit",
         ] {
             assert_eq!(s.parse::<Mutant>().unwrap().to_string(), s);
         }
