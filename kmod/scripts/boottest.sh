@@ -66,6 +66,8 @@ append="$append null_blk.memory_backed=1 null_blk.gb=1 null_blk.hw_queue_depth=6
 # dm-3: 320 MiB of dm-linear on nullb0, room for xfs.
 append="$append dm-mod.create=\"lin,,,rw,0 131072 linear /dev/nullb0 0;lin1,,,rw,0 131072 linear /dev/ram1 0;dly,,,rw,0 65536 delay /dev/nullb0 262144 0 /dev/nullb0 262144 100;big,,,rw,0 655360 linear /dev/nullb0 524288\""
 append="$append dm-mod.waitfor=/dev/nullb0,/dev/ram1 quiesce.cycles=$cycles quiesce.mode=${QUIESCE_MODE:-test}"
+# QUIESCE_FS=1 adds the mounted-filesystem phase (ext4, xfs; see test/init).
+[ "${QUIESCE_FS:-0}" = 1 ] && append="$append quiesce.fs=1"
 # A mutant's run ends at the first check that fires (WARN, KASAN, KFENCE,
 # DEBUG_OBJECTS and hung tasks then panic; the test powers off at its first
 # FAIL): the gate needs the catch, not the rest.
