@@ -10,6 +10,7 @@
 //! it was set. A read that cannot be handed over (a bad buffer) puts the bits
 //! it took back, so nothing is lost and the generation stays.
 
+use super::ctl::errno;
 use super::*;
 use kernel::types::{AsBytes, FromBytes};
 
@@ -141,8 +142,4 @@ fn cbt_read(arg: usize) -> Result<(), i32> {
         let _ = kernel::uaccess::UserSlice::new(arg, REQ_SIZE).writer().write(&req);
     }
     r
-}
-
-fn errno(e: u32) -> i32 {
-    -(e as i32)
 }

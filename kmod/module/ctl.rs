@@ -273,7 +273,7 @@ pub(crate) fn with_reg<R>(f: impl FnOnce(&mut Registry) -> R) -> Option<R> {
     Some(f(&mut g))
 }
 
-fn errno(e: u32) -> i32 {
+pub(crate) fn errno(e: u32) -> i32 {
     -(e as i32)
 }
 
