@@ -38,6 +38,7 @@ pub(crate) struct Ctl {
     /// Counters and map of the interposer, kept when `filter_free(I)` frees it.
     pub(crate) redirected: u64,
     pub(crate) completed: u64,
+    pub(crate) flushes: u64,
     pub(crate) last_map: Option<KVVec<u64>>,
     pub(crate) stall: Stall,
 }
@@ -185,6 +186,7 @@ pub(crate) struct Registry {
     ebusy: u64,
     redirected: u64,
     completed: u64,
+    flushes: u64,
     last_map: KVVec<u64>,
     stall: Stall,
 }
@@ -205,6 +207,7 @@ impl Registry {
             ebusy: 0,
             redirected: 0,
             completed: 0,
+            flushes: 0,
             last_map: KVVec::new(),
             stall: Stall::new(),
         }
@@ -246,6 +249,7 @@ impl Registry {
         c.violations = 0;
         self.redirected += core::mem::take(&mut c.redirected);
         self.completed += core::mem::take(&mut c.completed);
+        self.flushes += core::mem::take(&mut c.flushes);
         if let Some(m) = c.last_map.take() {
             self.last_map = m;
         }
@@ -369,6 +373,7 @@ fn attach(path: &[u8]) -> Result<(), i32> {
         last_violation: KVec::new(),
         redirected: 0,
         completed: 0,
+        flushes: 0,
         last_map: None,
         stall: Stall::new(),
     };
@@ -512,11 +517,12 @@ impl Registry {
     pub(crate) fn status(&self, out: &mut KVec<u8>) {
         let mut w = Buf(out);
         let first = self.attached().next();
-        let (mut red, mut comp, mut infl) = (self.redirected, self.completed, 0usize);
+        let (mut red, mut comp, mut fl, mut infl) = (self.redirected, self.completed, self.flushes, 0usize);
         for c in self.attached() {
             if let Some(ip) = c.att.ip.as_ref() {
                 red += ip.redirected.load(Ordering::Relaxed);
                 comp += ip.completed.load(Ordering::Relaxed);
+                fl += ip.flushes.load(Ordering::Relaxed);
                 infl += ip.inflight.load(Ordering::Relaxed);
             }
         }
@@ -537,7 +543,7 @@ impl Registry {
         let _ = writeln!(w, "busy: {}", self.busy());
         let _ = writeln!(
             w,
-            "attaches: {}\ndetaches: {}\nattach_ebusy: {}\nredirected: {red}\ncompleted: {comp}\ninflight: {infl}",
+            "attaches: {}\ndetaches: {}\nattach_ebusy: {}\nredirected: {red}\ncompleted: {comp}\nflushes: {fl}\ninflight: {infl}",
             self.attaches, self.detaches, self.ebusy
         );
         let _ = writeln!(w, "monitor: {}", first.map_or("idle", |c| c.monitor.state()));

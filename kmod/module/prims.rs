@@ -141,6 +141,26 @@ impl Ctl {
                 unsafe { bindings::blk_interposer_unlock(self.att().bdev) };
                 Ok(())
             }
+            Prim::BdevFreeze => {
+                // SAFETY: the original is held open. It freezes the filesystem mounted
+                // on O through its holder's ops, or with none syncs O; freezes nest.
+                match unsafe { bindings::bdev_freeze(self.att().bdev) } {
+                    0 => Ok(()),
+                    e => {
+                        pr_info!("quiesce: bdev_freeze(O) = {}\n", e);
+                        Err(Errno::EBUSY)
+                    }
+                }
+            }
+            Prim::BdevThaw => {
+                // SAFETY: the original is held open; a thaw of a device that is not
+                // frozen returns -EINVAL and changes nothing.
+                let e = unsafe { bindings::bdev_thaw(self.att().bdev) };
+                if e != 0 {
+                    pr_err!("quiesce: ASSERT: bdev_thaw(O) = {}: O was not frozen (bdev_freeze(O) missing)\n", e);
+                }
+                Ok(())
+            }
             Prim::TryModuleGet => {
                 // SAFETY: THIS_MODULE is this module, live while its code runs.
                 if unsafe { bindings::try_module_get(THIS_MODULE.as_ptr()) } {
@@ -248,6 +268,7 @@ impl Ctl {
             }
             self.redirected += ip.redirected.load(Ordering::Relaxed);
             self.completed += ip.completed.load(Ordering::Relaxed);
+            self.flushes += ip.flushes.load(Ordering::Relaxed);
             // The last map stays readable as text; the reservation makes the pushes
             // infallible, and without memory it is dropped with a word, not in part.
             self.last_map = match KVVec::with_capacity(ip.map.len(), GFP_KERNEL) {
@@ -297,6 +318,12 @@ impl Primitives for Ctl {
     }
     fn mutex_unlock(&mut self) {
         let _ = self.run(Prim::MutexUnlock);
+    }
+    fn bdev_freeze(&mut self) -> Result<(), Errno> {
+        self.run(Prim::BdevFreeze)
+    }
+    fn bdev_thaw(&mut self) {
+        let _ = self.run(Prim::BdevThaw);
     }
     fn try_module_get(&mut self) -> Result<(), Errno> {
         self.run(Prim::TryModuleGet)

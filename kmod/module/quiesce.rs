@@ -66,6 +66,9 @@ const MUTANT_CBT_MARK_AT_SUBMIT: bool = matches!(MUTANT.as_bytes(), b"cbt_mark_a
 const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
 /// `REQ_POLLED`: the submitter polls for this bio's completion (io_uring IOPOLL).
 const REQ_POLLED: u32 = 1 << bindings::req_flag_bits___REQ_POLLED;
+/// `REQ_PREFLUSH` and `REQ_FUA`: the submitter asks for durability.
+const REQ_PREFLUSH: u32 = 1 << bindings::req_flag_bits___REQ_PREFLUSH;
+const REQ_FUA: u32 = 1 << bindings::req_flag_bits___REQ_FUA;
 /// `GFP_NOIO`: `GFP_KERNEL` without `__GFP_IO` and `__GFP_FS`.
 const GFP_NOIO: bindings::gfp_t =
     bindings::GFP_KERNEL & !((1 << bindings::___GFP_IO_BIT) | (1 << bindings::___GFP_FS_BIT));
@@ -99,6 +102,9 @@ struct Interposer {
     deferred: AtomicPtr<bindings::bio>,
     redirected: AtomicU64,
     completed: AtomicU64,
+    /// Bios with REQ_PREFLUSH or REQ_FUA handed to the interposer: a flush sent to
+    /// the original must reach it, whether or not the original has a write cache.
+    flushes: AtomicU64,
     /// The changed-block map: bit b of word w is block 64w+b of the original,
     /// counted from the original's first sector (a partition's, not its disk's).
     map: KVVec<AtomicU64>,
@@ -138,6 +144,7 @@ impl Interposer {
                 deferred: AtomicPtr::new(ptr::null_mut()),
                 redirected: AtomicU64::new(0),
                 completed: AtomicU64::new(0),
+                flushes: AtomicU64::new(0),
                 map,
                 nr_blocks,
                 start_sect,
@@ -311,6 +318,10 @@ impl Interposer {
             }
         }
         self.redirected.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `clone` is a valid bio we still own.
+        if unsafe { (*clone).bi_opf } & (REQ_PREFLUSH | REQ_FUA) != 0 {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: `clone` is a fully set-up bio for the original device.
         unsafe { bindings::submit_bio_noacct(clone) };
     }

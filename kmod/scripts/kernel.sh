@@ -5,27 +5,45 @@
 # records absolute paths, so a moved tree rebuilds).
 #
 # Usage: kernel.sh   -> prints the kernel tree's path inside the chroot
+# Env:   QUIESCE_KERNEL=plain  the same kernel without the patch series (and so
+#        without CONFIG_BLK_INTERPOSER_DEBUG), in a tree of its own: the bench's
+#        baseline.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 TC=$(bash "$here/scripts/toolchain.sh")
 log() { printf 'kernel: %s\n' "$*" >&2; }
 
 KVER=$(chroot "$TC" dpkg-query -W -f='${Version}' linux-source-6.12)
+CONFIG=$(mktemp)
+trap 'rm -f "$CONFIG"' EXIT
+if [ "${QUIESCE_KERNEL:-patched}" = plain ]; then
+	grep -v '^CONFIG_BLK_INTERPOSER' "$here/kernel.config" >"$CONFIG"
+else
+	cp "$here/kernel.config" "$CONFIG"
+fi
 # The tree is keyed by the source version and the config; the patch series
 # (plus QUIESCE_EXTRA_PATCHES, a test-only mutant of the C side) is swapped in
 # place, so a changed patch costs an incremental build, not a fresh one.
-KEY=$( { echo "$KVER"; cat "$here/kernel.config"; } | sha256sum | cut -c1-16)
+KEY=$( { echo "$KVER"; cat "$CONFIG"; } | sha256sum | cut -c1-16)
 B=/build/linux-$KEY
-# shellcheck disable=SC2086
-PATCHES=("$here"/patches/*.patch ${QUIESCE_EXTRA_PATCHES:-})
-PKEY=$(cat "${PATCHES[@]}" | sha256sum | cut -c1-16)
+if [ "${QUIESCE_KERNEL:-patched}" = plain ]; then
+	PATCHES=()
+	PKEY=none
+else
+	# shellcheck disable=SC2086
+	PATCHES=("$here"/patches/*.patch ${QUIESCE_EXTRA_PATCHES:-})
+	PKEY=$(cat "${PATCHES[@]}" | sha256sum | cut -c1-16)
+fi
 if [ -f "$TC$B/.quiesce-built" ] && [ "$(cat "$TC$B/.quiesce-patches" 2>/dev/null)" = "$PKEY" ]; then
 	log "cached: linux $KVER, config $KEY, patches $PKEY"
 	echo "$B"
 	exit 0
 fi
 
-cleanup() { mountpoint -q "$TC/proc" && umount -l "$TC/proc" || true; }
+cleanup() {
+	rm -f "$CONFIG"
+	mountpoint -q "$TC/proc" && umount -l "$TC/proc" || true
+}
 trap cleanup EXIT
 mountpoint -q "$TC/proc" || mount -t proc proc "$TC/proc"
 
@@ -88,15 +106,15 @@ if [ -n "${SNAP:-}" ]; then
 	done <"$SNAP/.list"
 	rm -rf "$SNAP"
 fi
-if [ "$fresh" = 1 ] || ! cmp -s "$here/kernel.config" "$TC$B/quiesce.config"; then
-	cp "$here/kernel.config" "$TC$B/quiesce.config"
+if [ "$fresh" = 1 ] || ! cmp -s "$CONFIG" "$TC$B/quiesce.config"; then
+	cp "$CONFIG" "$TC$B/quiesce.config"
 	chroot "$TC" make -s -C "$B" LLVM=1 KCONFIG_ALLCONFIG=quiesce.config allnoconfig >/dev/null
 fi
 chroot "$TC" make -s -C "$B" LLVM=1 olddefconfig >/dev/null
 missing=0
 while IFS= read -r opt; do
 	grep -qx "$opt" "$TC$B/.config" || { log "config option did not survive: $opt"; missing=1; }
-done < <(grep -E '^CONFIG_' "$here/kernel.config")
+done < <(grep -E '^CONFIG_' "$CONFIG")
 [ "$missing" = 0 ] || exit 1
 
 jobs=$(nproc)

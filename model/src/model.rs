@@ -787,8 +787,13 @@ impl Quiesce {
                     return Outcome::Err;
                 }
             }
-            Prim::FilterAlloc | Prim::FilterFree | Prim::FilterBlock | Prim::FilterUnblock => {
-                unreachable!("meaning() maps the filter primitives")
+            Prim::FilterAlloc
+            | Prim::FilterFree
+            | Prim::FilterBlock
+            | Prim::FilterUnblock
+            | Prim::BdevFreeze
+            | Prim::BdevThaw => {
+                unreachable!("meaning() maps the filter primitives and the renamed freezes")
             }
         }
         Outcome::Ok

@@ -283,6 +283,10 @@ pub enum Prim {
     BlkdevPut,
     FreezeBdev,
     ThawBdev,
+    /// `freeze_bdev` under its name since Linux 6.8.
+    BdevFreeze,
+    /// `thaw_bdev` under its name since Linux 6.8.
+    BdevThaw,
     FreezeQueue,
     UnfreezeQueue,
     DmInternalSuspendFast,
@@ -329,6 +333,8 @@ pub const PRIMS: &[PrimInfo] = &[
     PrimInfo { prim: Prim::BlkdevPut, name: "blkdev_put", args: "I", phases: &["blkdev_put(I)"], acquires: None, releases: Some(Res::IOpen), injectable: None, errors: &[], doc: "close I" },
     PrimInfo { prim: Prim::FreezeBdev, name: "freeze_bdev", args: "O", phases: &["freeze_bdev(O): sb_wait_write", "freeze_bdev(O): writers drained", "freeze_bdev(O): sync_filesystem"], acquires: Some(Res::FsFrozen), releases: None, injectable: Some("EBUSY"), errors: &["EBUSY"], doc: "freeze the filesystem on O: block new writes, wait for writers, write the superblock through the normal I/O path and wait for all filesystem I/O; a no-op without a filesystem" },
     PrimInfo { prim: Prim::ThawBdev, name: "thaw_bdev", args: "O", phases: &["thaw_bdev(O)"], acquires: None, releases: Some(Res::FsFrozen), injectable: None, errors: &[], doc: "thaw the filesystem on O" },
+    PrimInfo { prim: Prim::BdevFreeze, name: "bdev_freeze", args: "O", phases: &["bdev_freeze(O): sb_wait_write", "bdev_freeze(O): writers drained", "bdev_freeze(O): sync_filesystem"], acquires: Some(Res::FsFrozen), releases: None, injectable: Some("EBUSY"), errors: &["EBUSY"], doc: "freeze_bdev under its name since Linux 6.8: freeze the filesystem mounted on O (through its holder's ops) or, with none, sync O; nests" },
+    PrimInfo { prim: Prim::BdevThaw, name: "bdev_thaw", args: "O", phases: &["bdev_thaw(O)"], acquires: None, releases: Some(Res::FsFrozen), injectable: None, errors: &[], doc: "thaw_bdev under its name since Linux 6.8: thaw what bdev_freeze(O) froze" },
     PrimInfo { prim: Prim::FreezeQueue, name: "blk_mq_freeze_queue", args: "O", phases: &["blk_freeze_queue_start(O)", "blk_mq_freeze_queue_wait(O)"], acquires: Some(Res::QFrozen), releases: None, injectable: None, errors: &[], doc: "no new queue references on O; wait until O's references drain" },
     PrimInfo { prim: Prim::UnfreezeQueue, name: "blk_mq_unfreeze_queue", args: "O", phases: &["blk_mq_unfreeze_queue(O)"], acquires: None, releases: Some(Res::QFrozen), injectable: None, errors: &[], doc: "drop this thread's freeze of O" },
     PrimInfo { prim: Prim::DmInternalSuspendFast, name: "dm_internal_suspend_fast", args: "O", phases: &["dm_internal_suspend_fast(O): block I/O", "dm_internal_suspend_fast(O): dm_wait_for_completion"], acquires: Some(Res::OSuspended), releases: None, injectable: None, errors: &["EINVAL"], doc: "block new bios at O's entry (deferred, resubmitted on resume) and wait until every bio inside O completes; EINVAL for a blk-mq original" },
@@ -366,6 +372,12 @@ impl Prim {
     /// The releasing primitive that undoes this acquiring one (of the same
     /// interposer kind).
     pub fn inverse(self) -> Option<Prim> {
+        // Under the name it was called by.
+        match self {
+            Prim::FreezeBdev => return Some(Prim::ThawBdev),
+            Prim::BdevFreeze => return Some(Prim::BdevThaw),
+            _ => {}
+        }
         let res = self.info().acquires?;
         PRIMS
             .iter()
@@ -400,6 +412,8 @@ impl Prim {
             Prim::FilterFree => Prim::DmDestroy,
             Prim::FilterBlock => Prim::DmSuspend,
             Prim::FilterUnblock => Prim::DmResume,
+            Prim::BdevFreeze => Prim::FreezeBdev,
+            Prim::BdevThaw => Prim::ThawBdev,
             p => p,
         }
     }
