@@ -22,10 +22,12 @@ struct List {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Extra {
-    /// A module mutant (`QUIESCE_MUTANT`), or `hot_path:NAME` for a mutant of the C hook.
+    /// A module mutant (`QUIESCE_MUTANT`), `hot_path:NAME` for a mutant of the C hook,
+    /// or `c:NAME` for a mutant of the kernel's C outside the model.
     kernel: String,
     what: String,
-    /// For `hot_path:NAME`: the patch on top of kmod/patches that makes it in C ...
+    /// For `hot_path:NAME` and `c:NAME`: the patch on top of kmod/patches that makes
+    /// it in C ...
     patch: Option<PathBuf>,
     /// ... and the spec's hot path that says the same.
     hot_path: Option<toml::Value>,
@@ -39,13 +41,19 @@ enum Target {
         patch: PathBuf,
         hot_path: toml::Value,
     },
+    /// A change to the kernel's C that the model does not describe (its spec is
+    /// unchanged, so the model calls it harmless): kernel-only by construction.
+    C {
+        name: String,
+        patch: PathBuf,
+    },
 }
 
 impl Target {
     fn name(&self) -> String {
         match self {
             Target::Module(m) => m.to_string(),
-            Target::Hook { name, .. } => name.clone(),
+            Target::Hook { name, .. } | Target::C { name, .. } => name.clone(),
         }
     }
 
@@ -53,6 +61,7 @@ impl Target {
         match self {
             Target::Module(m) => apply(text, m),
             Target::Hook { hot_path, .. } => replace_hot_path(text, hot_path),
+            Target::C { .. } => Ok(text.to_string()),
         }
     }
 }
@@ -153,7 +162,9 @@ fn kernel_run(root: &Path, m: &Target) -> Result<KernelRun, String> {
     cmd.arg(root.join("kmod/scripts/boottest.sh"));
     match m {
         Target::Module(mm) => cmd.env("QUIESCE_MUTANT", mm.to_string()),
-        Target::Hook { patch, .. } => cmd.env("QUIESCE_EXTRA_PATCHES", root.join(patch)),
+        Target::Hook { patch, .. } | Target::C { patch, .. } => {
+            cmd.env("QUIESCE_EXTRA_PATCHES", root.join(patch))
+        }
     };
     let m = m.name();
     let out = cmd
@@ -217,10 +228,26 @@ pub fn run(
                 }
             }
             (Some(_), _, _) => return Err(bad("a hot_path mutant needs `patch` and `hot_path`")),
+            (None, Some(patch), None) if e.kernel.starts_with("c:") => {
+                if !root.join(&patch).is_file() {
+                    return Err(bad(&format!("no patch {}", patch.display())));
+                }
+                Target::C {
+                    name: e.kernel.clone(),
+                    patch,
+                }
+            }
+            (None, None, None) if e.kernel.starts_with("c:") => {
+                return Err(bad("a c: mutant needs `patch`"))
+            }
             (None, None, None) => {
                 Target::Module(e.kernel.parse().map_err(|err: String| bad(&err))?)
             }
-            (None, _, _) => return Err(bad("`patch` and `hot_path` are for hot_path mutants")),
+            (None, _, _) => {
+                return Err(bad(
+                    "`patch` is for hot_path and c: mutants, `hot_path` for hot_path mutants",
+                ))
+            }
         };
         mutants.push((t, e.what));
     }

@@ -33,6 +33,8 @@ pub(crate) struct Ctl {
     pub(crate) failed: bool,
     /// The `before` mutant's moved primitive was done early.
     pub(crate) moved_done: bool,
+    /// This controller's `bdev_freeze(O)` holds O's filesystem frozen.
+    pub(crate) fs_frozen: bool,
     pub(crate) violations: u64,
     pub(crate) last_violation: KVec<u8>,
     /// Counters and map of the interposer, kept when `filter_free(I)` frees it.
@@ -369,6 +371,7 @@ fn attach(path: &[u8]) -> Result<(), i32> {
         proc: Proc::Idle,
         failed: false,
         moved_done: false,
+        fs_frozen: false,
         violations: 0,
         last_violation: KVec::new(),
         redirected: 0,
@@ -387,7 +390,7 @@ fn attach(path: &[u8]) -> Result<(), i32> {
     };
     ctl.begin(Proc::Attach);
     let r = protocol::attach(&mut *ctl, kind);
-    ctl.proc = Proc::Idle;
+    ctl.end();
     ctl.report(Event::AttachReturned(r.is_ok()));
     match r {
         Ok(()) => {
@@ -421,7 +424,7 @@ fn run_detach(slot: usize, mut ctl: KBox<Ctl>) -> Result<(), Errno> {
     ctl.stall.in_detach = true;
     ctl.begin(Proc::Detach);
     let r = protocol::detach(&mut *ctl, kind);
-    ctl.proc = Proc::Idle;
+    ctl.end();
     ctl.stall.in_detach = false;
     ctl.report(Event::DetachReturned(r.is_ok()));
     if r.is_ok() {

@@ -120,6 +120,18 @@ impl Ctl {
         self.done(p, r)
     }
 
+    /// End a generated procedure. A procedure never returns with O's filesystem
+    /// still frozen by it: its writers would wait forever (a mount is refused).
+    pub(crate) fn end(&mut self) {
+        if self.fs_frozen {
+            pr_err!(
+                "quiesce: ASSERT: {} returned with O's filesystem frozen (bdev_thaw(O) missing)\n",
+                if self.proc == Proc::Attach { "attach" } else { "detach" }
+            );
+        }
+        self.proc = Proc::Idle;
+    }
+
     /// Begin a generated procedure (for the mutants' bookkeeping).
     pub(crate) fn begin(&mut self, p: Proc) {
         self.proc = p;
@@ -145,7 +157,10 @@ impl Ctl {
                 // SAFETY: the original is held open. It freezes the filesystem mounted
                 // on O through its holder's ops, or with none syncs O; freezes nest.
                 match unsafe { bindings::bdev_freeze(self.att().bdev) } {
-                    0 => Ok(()),
+                    0 => {
+                        self.fs_frozen = true;
+                        Ok(())
+                    }
                     e => {
                         pr_info!("quiesce: bdev_freeze(O) = {}\n", e);
                         Err(Errno::EBUSY)
@@ -156,6 +171,7 @@ impl Ctl {
                 // SAFETY: the original is held open; a thaw of a device that is not
                 // frozen returns -EINVAL and changes nothing.
                 let e = unsafe { bindings::bdev_thaw(self.att().bdev) };
+                self.fs_frozen = false;
                 if e != 0 {
                     pr_err!("quiesce: ASSERT: bdev_thaw(O) = {}: O was not frozen (bdev_freeze(O) missing)\n", e);
                 }

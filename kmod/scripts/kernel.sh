@@ -50,8 +50,9 @@ mountpoint -q "$TC/proc" || mount -t proc proc "$TC/proc"
 # The files a patch touches (its "+++ b/" paths).
 touched() { sed -n 's|^+++ b/||p' "$1"; }
 
-# Two patches that make the same change, whatever their messages say.
-same_change() { cmp -s <(sed -n '/^diff --git/,$p' "$1") <(sed -n '/^diff --git/,$p' "$2"); }
+# Two patches that make the same change, whatever their messages say (from the
+# first file header on: a git patch's "diff --git", a plain diff's "---").
+same_change() { cmp -s <(sed -n '/^\(diff --git\|--- \)/,$p' "$1") <(sed -n '/^\(diff --git\|--- \)/,$p' "$2"); }
 
 A=$TC$B/.quiesce-applied
 if [ -d "$A" ] && [ -f "$TC$B/.config" ]; then

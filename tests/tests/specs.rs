@@ -407,8 +407,22 @@ fn the_kernel_spec_passes_without_a_filesystem_too() {
         "the kernel spec declares a filesystem"
     );
     s.protocol.filesystem = false;
+    let pinned = [
+        (Kind::Request, 425472),
+        (Kind::Bio, 1265358),
+        (Kind::BioSync, 285112),
+    ];
     for &k in &s.kinds {
         let r = check_kind(&s, k, &CheckOptions::default()).unwrap();
+        let want = pinned
+            .iter()
+            .find(|p| p.0 == k)
+            .expect("every kind pinned")
+            .1;
+        assert_eq!(
+            r.unique_states, want,
+            "15-filter-module [{k}] without a filesystem: unique states"
+        );
         assert!(
             r.incomplete.is_none(),
             "15-filter-module [{k}] without a filesystem: incomplete"
