@@ -258,9 +258,7 @@ pub fn detach<P: Primitives>(p: &mut P, kind: Kind) -> Result<(), Errno> {
 
 fn attach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     // 0: bdev_freeze(O)
-    if let Err(e) = p.bdev_freeze() {
-        return Err(e);
-    }
+    p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
     // 2: try_module_get(I->owner)
@@ -298,9 +296,7 @@ fn attach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
 
 fn detach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     // 0: bdev_freeze(O)
-    if let Err(e) = p.bdev_freeze() {
-        return Err(e);
-    }
+    p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
     // 2: blk_mq_freeze_queue(O)
@@ -324,9 +320,7 @@ fn detach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
 
 fn attach_bio<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     // 0: bdev_freeze(O)
-    if let Err(e) = p.bdev_freeze() {
-        return Err(e);
-    }
+    p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
     // 2: try_module_get(I->owner)
@@ -375,9 +369,7 @@ fn attach_bio<P: Primitives>(p: &mut P) -> Result<(), Errno> {
 
 fn detach_bio<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     // 0: bdev_freeze(O)
-    if let Err(e) = p.bdev_freeze() {
-        return Err(e);
-    }
+    p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
     // 2: blk_mq_freeze_queue(O)
@@ -401,9 +393,7 @@ fn detach_bio<P: Primitives>(p: &mut P) -> Result<(), Errno> {
 
 fn attach_bio_sync<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     // 0: bdev_freeze(O)
-    if let Err(e) = p.bdev_freeze() {
-        return Err(e);
-    }
+    p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
     // 2: try_module_get(I->owner)
@@ -441,9 +431,7 @@ fn attach_bio_sync<P: Primitives>(p: &mut P) -> Result<(), Errno> {
 
 fn detach_bio_sync<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     // 0: bdev_freeze(O)
-    if let Err(e) = p.bdev_freeze() {
-        return Err(e);
-    }
+    p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
     // 2: blk_mq_freeze_queue(O)

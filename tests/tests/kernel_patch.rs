@@ -68,7 +68,7 @@ fn the_c_route_is_rendered_from_the_kernel_spec() {
     );
     let text = patch();
     assert!(text.contains(
-        "+bool blk_interposer_submit_bio(struct bio *bio)\n+{\n+\treturn blk_interposer_route(bio);\n+}"
+        "+bool __blk_interposer_submit_bio(struct bio *bio)\n+{\n+\treturn blk_interposer_route(bio);\n+}"
     ));
     assert!(text.contains("+#include \"blk-interposer-route.h\"\n"));
     // Outside the rendered patch, no C reads the pointer or enters the interposer.
@@ -88,10 +88,12 @@ fn the_c_route_is_rendered_from_the_kernel_spec() {
             assert!(!body.contains(c), "hand-written `{c}` in {name}");
         }
     }
-    // The marker is copied to clones, as the checked spec's `clone_inherits` says.
+    // The marker is copied to clones for the same device, as the checked spec's
+    // `clone_inherits` says, and dropped when a bio moves to another device.
     assert!(text.contains(
-        "+\tif (bio_flagged(bio_src, BIO_INTERPOSED))\n+\t\tbio_set_flag(bio, BIO_INTERPOSED);"
+        "+\t\tif (bio->bi_bdev == bio_src->bi_bdev &&\n+\t\t    bio_flagged(bio_src, BIO_INTERPOSED))\n+\t\t\tbio_set_flag(bio, BIO_INTERPOSED);"
     ));
+    assert!(text.contains("+\t\tbio_clear_flag(bio, BIO_INTERPOSED);"));
 }
 
 /// The rendered C follows the spec's order: swap two steps and the C swaps too.

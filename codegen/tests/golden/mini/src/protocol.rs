@@ -199,9 +199,7 @@ pub fn detach<P: Primitives>(p: &mut P, kind: Kind) -> Result<(), Errno> {
 
 fn attach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     // 0: dm_create(I)
-    if let Err(e) = p.dm_create() {
-        return Err(e);
-    }
+    p.dm_create()?;
     // 1: blkdev_get_excl(I)
     if let Err(e) = p.blkdev_get_excl() {
         p.dm_destroy();
@@ -229,9 +227,7 @@ fn detach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     // 2: blk_mq_unfreeze_queue(O)
     p.blk_mq_unfreeze_queue();
     // 3: dm_suspend(I)
-    if let Err(e) = p.dm_suspend() {
-        return Err(e);
-    }
+    p.dm_suspend()?;
     // 4: blkdev_put(I)
     p.blkdev_put();
     // 5: dm_destroy(I)
