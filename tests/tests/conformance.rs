@@ -191,7 +191,7 @@ fn replay(kind: Kind, cycles: u8, log: &[Rec]) {
         loop {
             acts.clear();
             m.actions(s, &mut acts);
-            if acts.iter().any(|a| want(a)) {
+            if acts.iter().any(want) {
                 break;
             }
             let Some(&a) = acts.iter().find(|a| sb(a)) else {
