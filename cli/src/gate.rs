@@ -31,6 +31,10 @@ struct Extra {
     patch: Option<PathBuf>,
     /// ... and the spec's hot path that says the same.
     hot_path: Option<toml::Value>,
+    /// The boot test's phase to run first, the one that should catch it
+    /// (`QUIESCE_FIRST`; test/init names the phases): it saves the boot the
+    /// phases before it, and the whole test still runs after it.
+    first: Option<String>,
 }
 
 /// One mutant of the gate: of the module, or of the C hook.
@@ -156,10 +160,13 @@ fn model_verdict(spec_path: &Path, text: &str, m: &Target) -> Result<ModelVerdic
 }
 
 /// Boot the kernel with mutant `m` built in; the checks that fired.
-fn kernel_run(root: &Path, m: &Target) -> Result<KernelRun, String> {
+fn kernel_run(root: &Path, m: &Target, first: Option<&str>) -> Result<KernelRun, String> {
     let start = Instant::now();
     let mut cmd = Command::new("bash");
     cmd.arg(root.join("kmod/scripts/boottest.sh"));
+    if let Some(f) = first {
+        cmd.env("QUIESCE_FIRST", f);
+    }
     match m {
         Target::Module(mm) => cmd.env("QUIESCE_MUTANT", mm.to_string()),
         Target::Hook { patch, .. } | Target::C { patch, .. } => {
@@ -176,6 +183,14 @@ fn kernel_run(root: &Path, m: &Target) -> Result<KernelRun, String> {
     if !stdout.contains("boottest: built ") {
         return Err(format!(
             "the boot test for mutant {m} did not get to boot:\n{stdout}"
+        ));
+    }
+    if let Some(why) = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("boottest: setup failed: "))
+    {
+        return Err(format!(
+            "the boot test for mutant {m} could not set it up: {why}"
         ));
     }
     let caught_by = stdout
@@ -204,18 +219,25 @@ pub fn run(
         &std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?,
     )
     .map_err(|e| format!("{}: {e}", list.display()))?;
-    let mut mutants: Vec<(Target, String)> = skip_mutants(&text)?
+    let mut mutants: Vec<(Target, String, Option<String>)> = skip_mutants(&text)?
         .into_iter()
         .map(|m| {
             let what = match &m {
                 Mutant::Skip { proc, prim } => format!("{} without {prim}", proc.name()),
                 _ => unreachable!("skip_mutants makes skips"),
             };
-            (Target::Module(m), what)
+            (Target::Module(m), what, None)
         })
         .collect();
     for e in extra.mutant {
         let bad = |why: &str| format!("{}: mutant {}: {why}", list.display(), e.kernel);
+        if let Some(f) = &e.first {
+            if f.is_empty() || !f.bytes().all(|b| b.is_ascii_lowercase()) {
+                return Err(bad(&format!(
+                    "first = \"{f}\": a phase of the boot test (kmod/test/init), in a-z"
+                )));
+            }
+        }
         let t = match (e.kernel.strip_prefix("hot_path:"), e.patch, e.hot_path) {
             (Some(name), Some(patch), Some(hot_path)) => {
                 if !root.join(&patch).is_file() {
@@ -249,15 +271,15 @@ pub fn run(
                 ))
             }
         };
-        mutants.push((t, e.what));
+        mutants.push((t, e.what, e.first));
     }
     for o in only {
-        if !mutants.iter().any(|(m, _)| m.name() == *o) {
+        if !mutants.iter().any(|(m, _, _)| m.name() == *o) {
             return Err(format!("--only {o}: no such mutant (see --list)"));
         }
     }
     let mut rows = Vec::new();
-    for (m, what) in mutants {
+    for (m, what, first) in mutants {
         let name = m.name();
         if !only.is_empty() && !only.contains(&name) {
             continue;
@@ -267,7 +289,7 @@ pub fn run(
             None
         } else {
             eprintln!("mutants: booting {name}");
-            Some(kernel_run(root, &m)?)
+            Some(kernel_run(root, &m, first.as_deref())?)
         };
         let fired = kernel.as_ref().is_some_and(|k| !k.caught_by.is_empty());
         let verdict = match (model.condemns(), kernel.is_some(), fired) {

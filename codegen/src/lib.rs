@@ -401,7 +401,11 @@ fn procedure(spec: &Spec, kind: Kind, which: &str, list: &[CtlStep]) -> ProcCtx 
         .enumerate()
         .map(|(i, st)| {
             let unwind = match &st.on_error {
-                Some(l) => l.clone(),
+                Some(l) => l
+                    .iter()
+                    .filter(|e| e.only.is_none_or(|k| k == kind))
+                    .map(|e| e.prim)
+                    .collect(),
                 None => default_unwind(&steps, i),
             };
             StepCtx {
@@ -456,7 +460,6 @@ fn pos_name(spec: &Spec, kind: Kind, p: &CtlPos) -> String {
             .get(i as usize)
             .map_or("returning".to_string(), |s| s.prim.call())
     };
-    let _ = kind;
     match p.phase {
         0 => format!("attach: before {}", step(0, p.pc)),
         1 | 4 => {
@@ -464,8 +467,10 @@ fn pos_name(spec: &Spec, kind: Kind, p: &CtlPos) -> String {
             let failed = &list(p.phase)[p.failed as usize];
             let next = match &failed.on_error {
                 Some(l) => l
-                    .get(p.pc as usize)
-                    .map_or("returning".to_string(), |x| x.call()),
+                    .iter()
+                    .filter(|e| e.only.is_none_or(|k| k == kind))
+                    .nth(p.pc as usize)
+                    .map_or("returning".to_string(), |x| x.prim.call()),
                 None if p.pc == 0 => "returning".to_string(),
                 None => list(p.phase)[p.pc as usize - 1]
                     .prim
@@ -488,8 +493,8 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
         if let Some(p) = st.prim.inverse() {
             used.insert(p);
         }
-        for p in st.on_error.iter().flatten() {
-            used.insert(*p);
+        for e in st.on_error.iter().flatten() {
+            used.insert(e.prim);
         }
     }
     let prims: Vec<PrimCtx> = PRIMS

@@ -162,7 +162,7 @@ fn positions(
                     phase: err_name,
                     failed: Some(i as u8),
                     pc: j as u8,
-                    prim: p.name(),
+                    prim: p.prim.name(),
                     next: j as u8 + 1,
                     inject: false,
                     on_error: true,
@@ -324,7 +324,7 @@ pub fn render_as(
     rendering: Rendering,
 ) -> Result<String, GenError> {
     let q = Quiesce::new(spec.protocol.clone(), kind, bounds);
-    let p = &spec.protocol;
+    let p = &q.protocol;
     let (mut fwd, mut err, ta) = positions(&q, &p.attach, Phase::Attach, ("ATTACH", "ATTACHERR"));
     let (f2, e2, td) = positions(&q, &p.detach, Phase::Detach, ("DETACH", "DETACHERR"));
     fwd.extend(f2);

@@ -10,6 +10,7 @@
 //! unwinds with `EBUSY` from `cmpxchg_interposer(O, I)`.
 
 use super::*;
+use crate::prims::Mutant;
 
 /// One attachment of an interposer to an original device.
 pub(crate) struct Attachment {
@@ -180,7 +181,9 @@ enum Slot {
 pub(crate) struct Registry {
     slots: [Slot; MAX_CTLS],
     pub(crate) inject: Option<Prim>,
+    /// The mutant set by `mutant <name>` (test builds only), and its name.
     pub(crate) mutant: Mutant,
+    mutant_name: KVec<u8>,
     violations: u64,
     last_violation: KVec<u8>,
     attaches: u64,
@@ -197,11 +200,12 @@ pub(crate) struct Registry {
 unsafe impl Send for Registry {}
 
 impl Registry {
-    pub(crate) const fn new(mutant: Mutant) -> Registry {
+    pub(crate) const fn new() -> Registry {
         Registry {
             slots: [const { Slot::Free }; MAX_CTLS],
             inject: None,
-            mutant,
+            mutant: Mutant::None,
+            mutant_name: KVec::new(),
             violations: 0,
             last_violation: KVec::new(),
             attaches: 0,
@@ -557,7 +561,11 @@ impl Registry {
             let _ = writeln!(w, "last_violation: {}", BStrDisplay(last));
         }
         let _ = writeln!(w, "inject: {}", self.inject.map_or("none", |p| p.call()));
-        let _ = writeln!(w, "mutant: {}", if MUTANT.is_empty() { "none" } else { MUTANT });
+        if self.mutant_name.is_empty() {
+            let _ = writeln!(w, "mutant: none");
+        } else {
+            let _ = writeln!(w, "mutant: {}", BStrDisplay(&self.mutant_name));
+        }
         let _ = writeln!(w, "interposers_alive: {}", ALIVE.load(Ordering::Relaxed));
         let _ = write!(w, "injectable:");
         for p in Prim::ALL.iter().filter(|p| TEST_BUILD && p.injected().is_some()) {
@@ -622,6 +630,33 @@ fn changed_text(w: &mut Buf<'_>, words: usize, map: impl Fn(usize) -> u64) {
     let _ = writeln!(w);
 }
 
+/// `mutant <name>` (test builds only): from now on this load of the module is that
+/// mutant of the protocol (`kmod/mutants.toml`). Once per load, while nothing is attached.
+fn set_mutant(name: &[u8]) -> Result<(), i32> {
+    let Some(m) = Mutant::parse(name) else {
+        pr_info!("quiesce: mutant: unknown mutant \"{}\"\n", BStrDisplay(name));
+        return Err(errno(bindings::EINVAL));
+    };
+    with_reg(|r| {
+        if r.mutant != Mutant::None {
+            pr_info!("quiesce: mutant: already set to {}; reload the module\n", BStrDisplay(&r.mutant_name));
+            return Err(errno(bindings::EBUSY));
+        }
+        if r.attached().next().is_some() || r.busy() != 0 {
+            pr_info!("quiesce: mutant: only while no controller is attached or running\n");
+            return Err(errno(bindings::EBUSY));
+        }
+        let mut n = KVec::new();
+        n.extend_from_slice(name, GFP_KERNEL).map_err(|_| errno(bindings::ENOMEM))?;
+        r.mutant = m;
+        r.mutant_name = n;
+        m.arm_hot_path();
+        pr_warn!("quiesce: mutant {} set: this load breaks the checked protocol\n", BStrDisplay(name));
+        Ok(())
+    })
+    .unwrap_or(Err(errno(bindings::ENODEV)))
+}
+
 /// One command written to /dev/quiesce.
 pub(crate) fn command(line: &[u8]) -> Result<(), i32> {
     let line = trim(line);
@@ -636,6 +671,11 @@ pub(crate) fn command(line: &[u8]) -> Result<(), i32> {
             with_reg(|r| r.stall = Stall::new());
             Ok(())
         }
+        b"mutant" | b"inject" if !TEST_BUILD => {
+            pr_info!("quiesce: {}: built only into the test build\n", BStrDisplay(cmd));
+            Err(errno(bindings::EOPNOTSUPP))
+        }
+        b"mutant" => set_mutant(arg),
         b"inject" if !TEST_BUILD => {
             pr_info!("quiesce: inject: failure injection is built only into the test build\n");
             Err(errno(bindings::EOPNOTSUPP))
@@ -662,7 +702,7 @@ pub(crate) fn command(line: &[u8]) -> Result<(), i32> {
         },
         _ => {
             pr_info!(
-                "quiesce: unknown command \"{}\"; use attach <path>, detach [<path>], inject <primitive>\n",
+                "quiesce: unknown command \"{}\"; use attach <path>, detach [<path>], inject <primitive>, mutant <name>\n",
                 BStrDisplay(line)
             );
             Err(errno(bindings::EINVAL))

@@ -10,20 +10,44 @@
 //!   call of a primitive that the spec injects failures into returns the errno
 //!   the model gives it, having done nothing, so the generated unwinding runs
 //!   for real.
-//! - **Mutants** (`QUIESCE_MUTANT` at build time; the normal build has none):
-//!   a primitive left out, or moved, while success is still reported, so that
-//!   only the kernel's own checks can catch it. See `kmod/mutants.toml`.
+//! - **Mutants** (`mutant <name>`, test builds only, once per load, before the
+//!   first attach): a primitive left out, or moved, while success is still
+//!   reported, so that only the kernel's own checks can catch it. The mutation
+//!   gate boots the very module that passed the boot test, with one mutant set.
+//!   See `kmod/mutants.toml`.
 
 use super::ctl::Ctl;
 use super::*;
 
-/// Set at build time for the boot test's build: enables `inject`.
+/// Set at build time for the boot test's build: enables `inject` and `mutant`.
 pub(crate) const TEST_BUILD: bool = option_env!("QUIESCE_TEST").is_some();
-/// The mutant this build is, or "" for none.
-pub(crate) const MUTANT: &str = match option_env!("QUIESCE_MUTANT") {
-    Some(m) => m,
-    None => "",
-};
+
+/// The mutant of the hot path that is set (a [`Mutant`] discriminant of the three
+/// below, or 0): read per bio, so an atomic rather than the registry's mutex.
+static HOT_MUTANT: AtomicU8 = AtomicU8::new(0);
+const HOT_UNMARKED_CLONE: u8 = 1;
+const HOT_POLLED_CLONE: u8 = 2;
+const HOT_CBT_MARK_AT_SUBMIT: u8 = 3;
+
+fn hot(m: u8) -> bool {
+    // A normal build has no mutant: the test folds to `false`.
+    TEST_BUILD && HOT_MUTANT.load(Ordering::Relaxed) == m
+}
+
+/// The `unmarked_clone` mutant is set.
+pub(crate) fn mutant_unmarked_clone() -> bool {
+    hot(HOT_UNMARKED_CLONE)
+}
+
+/// The `polled_clone` mutant is set.
+pub(crate) fn mutant_polled_clone() -> bool {
+    hot(HOT_POLLED_CLONE)
+}
+
+/// The `cbt_mark_at_submit` mutant is set.
+pub(crate) fn mutant_cbt_mark_at_submit() -> bool {
+    hot(HOT_CBT_MARK_AT_SUBMIT)
+}
 
 /// Which generated procedure is running.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -33,7 +57,7 @@ pub(crate) enum Proc {
     Detach,
 }
 
-/// A mutant of the module's side of the protocol, parsed from [`MUTANT`].
+/// A mutant of the module's side of the protocol, set by the `mutant` command.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mutant {
     None,
@@ -62,28 +86,36 @@ fn proc_by_name(s: &str) -> Option<Proc> {
 }
 
 impl Mutant {
-    /// Parses [`MUTANT`]; `Err` names what is wrong (the module then refuses to load).
-    pub(crate) fn parse(s: &str) -> Result<Mutant, &str> {
+    /// Parses a mutant's name (`None` for an unknown name or a malformed one).
+    pub(crate) fn parse(s: &[u8]) -> Option<Mutant> {
+        let s = core::str::from_utf8(s).ok()?;
         let mut it = s.split(':');
         let prim = |x: Option<&str>| x.and_then(|n| prim_by_name(n.as_bytes()));
         let m = match it.next() {
-            Some("") => Mutant::None,
-            Some("skip") => Mutant::Skip(proc_by_name(it.next().unwrap_or("")).ok_or(s)?, prim(it.next()).ok_or(s)?),
-            Some("before") => Mutant::Before(
-                proc_by_name(it.next().unwrap_or("")).ok_or(s)?,
-                prim(it.next()).ok_or(s)?,
-                prim(it.next()).ok_or(s)?,
-            ),
+            Some("skip") => Mutant::Skip(proc_by_name(it.next()?)?, prim(it.next())?),
+            Some("before") => Mutant::Before(proc_by_name(it.next()?)?, prim(it.next())?, prim(it.next())?),
             Some("no_unwind") => Mutant::NoUnwind,
             Some("unmarked_clone") => Mutant::UnmarkedClone,
             Some("polled_clone") => Mutant::PolledClone,
             Some("cbt_mark_at_submit") => Mutant::CbtMarkAtSubmit,
-            _ => return Err(s),
+            _ => return None,
         };
         match it.next() {
-            None => Ok(m),
-            Some(_) => Err(s),
+            None => Some(m),
+            Some(_) => None,
         }
+    }
+
+    /// Make `self` the running mutant of the hot path too (the rest is read from
+    /// each controller's copy of the registry's mutant).
+    pub(crate) fn arm_hot_path(self) {
+        let h = match self {
+            Mutant::UnmarkedClone => HOT_UNMARKED_CLONE,
+            Mutant::PolledClone => HOT_POLLED_CLONE,
+            Mutant::CbtMarkAtSubmit => HOT_CBT_MARK_AT_SUBMIT,
+            _ => 0,
+        };
+        HOT_MUTANT.store(h, Ordering::Relaxed);
     }
 }
 
@@ -110,7 +142,7 @@ impl Ctl {
             _ => false,
         };
         if skip {
-            pr_warn!("quiesce: mutant {}: {} left out, success reported\n", MUTANT, p.call());
+            pr_warn!("quiesce: mutant: {} left out, success reported\n", p.call());
             return self.done(p, Ok(()));
         }
         let r = self.real(p);

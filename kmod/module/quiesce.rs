@@ -20,7 +20,7 @@ use core::ffi::c_void;
 type CChar = u8;
 use core::fmt::Write;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use kernel::alloc::flags::GFP_KERNEL;
 use kernel::alloc::{KBox, KVVec, KVec};
 use kernel::bindings;
@@ -38,7 +38,7 @@ mod cbt;
 mod ctl;
 mod prims;
 use ctl::{prim_by_name, Registry};
-use prims::{Mutant, Proc, MUTANT, TEST_BUILD};
+use prims::{mutant_cbt_mark_at_submit, mutant_polled_clone, mutant_unmarked_clone, Proc, TEST_BUILD};
 
 /// Interposers allocated and not yet freed (a leak check for the tests).
 static ALIVE: AtomicUsize = AtomicUsize::new(0);
@@ -57,12 +57,6 @@ const BLK_STS_RESOURCE: bindings::blk_status_t = 9;
 const BLK_STS_IOERR: bindings::blk_status_t = 10;
 /// `BLK_FEAT_ZONED` (a `__force` cast that bindgen leaves out).
 const BLK_FEAT_ZONED: bindings::blk_features_t = 1 << 10;
-/// The `unmarked_clone` mutant (see prims.rs).
-const MUTANT_UNMARKED_CLONE: bool = matches!(MUTANT.as_bytes(), b"unmarked_clone");
-/// The `polled_clone` mutant (see prims.rs).
-const MUTANT_POLLED_CLONE: bool = matches!(MUTANT.as_bytes(), b"polled_clone");
-/// The `cbt_mark_at_submit` mutant (see prims.rs).
-const MUTANT_CBT_MARK_AT_SUBMIT: bool = matches!(MUTANT.as_bytes(), b"cbt_mark_at_submit");
 const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
 /// `REQ_POLLED`: the submitter polls for this bio's completion (io_uring IOPOLL).
 const REQ_POLLED: u32 = 1 << bindings::req_flag_bits___REQ_POLLED;
@@ -285,7 +279,7 @@ impl Interposer {
             unsafe { Interposer::put_inflight(self) };
             return;
         }
-        if MUTANT_CBT_MARK_AT_SUBMIT {
+        if mutant_cbt_mark_at_submit() {
             // SAFETY: `bio` is valid and not yet advanced.
             unsafe { self.mark_written(bio) };
         }
@@ -310,10 +304,10 @@ impl Interposer {
             (*clone).bi_private = bio.cast();
             // The submitter polls the original bio, not this clone: a polled clone
             // would complete only when someone polls O's poll queue, and no one does.
-            if !MUTANT_POLLED_CLONE {
+            if !mutant_polled_clone() {
                 (*clone).bi_opf &= !REQ_POLLED;
             }
-            if MUTANT_UNMARKED_CLONE {
+            if mutant_unmarked_clone() {
                 (*clone).bi_flags &= !(1 << bindings::BIO_INTERPOSED);
             }
         }
@@ -375,7 +369,7 @@ unsafe extern "C" fn clone_endio(clone: *mut bindings::bio) {
         let ip = &**clone.cast::<u8>().sub(PAD).cast::<*const Interposer>();
         let orig = (*clone).bi_private.cast::<bindings::bio>();
         // Recorded even when the write failed: part of it may have reached the device.
-        if !MUTANT_CBT_MARK_AT_SUBMIT {
+        if !mutant_cbt_mark_at_submit() {
             ip.mark_written(orig);
         }
         (*orig).bi_status = (*clone).bi_status;
@@ -469,11 +463,7 @@ unsafe impl Send for QuiesceModule {}
 
 impl kernel::Module for QuiesceModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let mutant = Mutant::parse(MUTANT).map_err(|m| {
-            pr_err!("quiesce: unknown mutant \"{}\" (built with QUIESCE_MUTANT)\n", m);
-            EINVAL
-        })?;
-        let reg = KBox::pin_init(new_mutex!(Registry::new(mutant)), GFP_KERNEL)?;
+        let reg = KBox::pin_init(new_mutex!(Registry::new()), GFP_KERNEL)?;
         // SAFETY: an all-zero file_operations has every operation unset.
         let mut fops: bindings::file_operations = unsafe { core::mem::zeroed() };
         fops.owner = module.as_ptr();
@@ -494,9 +484,6 @@ impl kernel::Module for QuiesceModule {
         if r != 0 {
             ctl::publish(ptr::null_mut());
             return Err(Error::from_errno(r));
-        }
-        if !MUTANT.is_empty() {
-            pr_warn!("quiesce: built as mutant {}: a test build that breaks the checked protocol\n", MUTANT);
         }
         pr_info!(
             "quiesce: loaded; protocol {} (sha256 {}), checked by {}\n",

@@ -7,7 +7,9 @@
 # unless everything passed.
 #
 # Env: QUIESCE_CYCLES (default 5) minimum attach/detach cycles per device under load.
-#      QUIESCE_MUTANT  build the module as this mutant (test only; see kmod/mutants.toml).
+#      QUIESCE_MUTANT  the mutant the module is made at each load (`mutant NAME`; the
+#        test build only; see kmod/mutants.toml). The module is the boot test's own.
+#      QUIESCE_FIRST  a phase of the test to run first (the gate's `first`; see test/init).
 #      QUIESCE_EXTRA_PATCHES  patches applied on top of kmod/patches (a mutant of the C hook).
 #      QUIESCE_MODE=bench runs kmod/bench/bench.sh instead and prints its "bench:"
 #        lines (kmod/scripts/bench.sh makes the table); with QUIESCE_KERNEL=plain,
@@ -71,6 +73,14 @@ append="$append null_blk.memory_backed=1 null_blk.gb=1 null_blk.hw_queue_depth=6
 # dm-3: 320 MiB of dm-linear on nullb0, room for xfs.
 append="$append dm-mod.create=\"lin,,,rw,0 131072 linear /dev/nullb0 0;lin1,,,rw,0 131072 linear /dev/ram1 0;dly,,,rw,0 65536 delay /dev/nullb0 262144 0 /dev/nullb0 262144 2000;big,,,rw,0 655360 linear /dev/nullb0 524288\""
 append="$append dm-mod.waitfor=/dev/nullb0,/dev/ram1 quiesce.cycles=$cycles quiesce.mode=${QUIESCE_MODE:-test}"
+case "${QUIESCE_MUTANT:-}" in
+*[!a-z0-9_:]*) log "QUIESCE_MUTANT=$QUIESCE_MUTANT: a mutant's name has only a-z, 0-9, _ and :"; exit 2 ;;
+?*) append="$append quiesce.mutant=$QUIESCE_MUTANT" ;;
+esac
+case "${QUIESCE_FIRST:-}" in
+*[!a-z]*) log "QUIESCE_FIRST=$QUIESCE_FIRST: a phase's name has only a-z"; exit 2 ;;
+?*) append="$append quiesce.first=$QUIESCE_FIRST" ;;
+esac
 # QUIESCE_FS=0 leaves out the mounted-filesystem phase (ext4, xfs; see test/init).
 [ "${QUIESCE_FS:-1}" = 0 ] && append="$append quiesce.fs=0"
 [ "${QUIESCE_KERNEL:-patched}" = plain ] && append="$append quiesce.kernel=plain"
@@ -99,6 +109,11 @@ if [ "${QUIESCE_MODE:-test}" = bench ]; then
 	exit 0
 fi
 tr -d '\r' <"$out" >"$out.txt"
+if grep -aq '^quiesce-setup: ' "$out.txt"; then
+	grep -a '^quiesce-setup: ' "$out.txt" >&2
+	echo "boottest: setup failed: $(grep -a -m1 '^quiesce-setup: ' "$out.txt" | cut -d' ' -f2-)"
+	exit 2
+fi
 grep -aE '^(PASS|FAIL): |^quiesce-(boot|inflight): ' "$out.txt" || true
 # Every kernel check that fired, anywhere in the log: one line per check.
 awk -f "$here/scripts/scan.awk" "$out.txt" >"$out.caught"

@@ -251,7 +251,7 @@ enum Outcome {
 impl Quiesce {
     pub fn new(protocol: Protocol, kind: Kind, bounds: Bounds) -> Self {
         Quiesce {
-            protocol,
+            protocol: protocol.for_kind(kind),
             kind,
             bounds,
         }
@@ -540,7 +540,7 @@ impl Quiesce {
             Phase::AttachErr { failed } | Phase::DetachErr { failed } => {
                 let step = &self.steps(c.phase)[failed as usize];
                 match &step.on_error {
-                    Some(list) => list.get(c.pc as usize).map(|p| (*p, true)),
+                    Some(list) => list.get(c.pc as usize).map(|e| (e.prim, true)),
                     None => (c.pc > 0).then(|| {
                         let p = self.steps(c.phase)[c.pc as usize - 1].prim;
                         (
@@ -762,6 +762,11 @@ impl Quiesce {
                             Self::start_pass(bio, bf::KWORKER | marked);
                         }
                     }
+                }
+            }
+            Prim::TestInterposer => {
+                if s.ptr.is_some() {
+                    return Outcome::Err;
                 }
             }
             Prim::StoreInterposer => s.ptr = Some(me),

@@ -293,6 +293,8 @@ pub enum Prim {
     DmInternalResumeFast,
     DmSuspend,
     DmResume,
+    /// The pointer test of a check-then-set written in two steps.
+    TestInterposer,
     StoreInterposer,
     CmpxchgInterposer,
     ClearInterposer,
@@ -341,6 +343,7 @@ pub const PRIMS: &[PrimInfo] = &[
     PrimInfo { prim: Prim::DmInternalResumeFast, name: "dm_internal_resume_fast", args: "O", phases: &["dm_internal_resume_fast(O)"], acquires: None, releases: Some(Res::OSuspended), injectable: None, errors: &[], doc: "resume O; deferred bios are resubmitted through submit_bio_noacct by a kworker" },
     PrimInfo { prim: Prim::DmSuspend, name: "dm_suspend", args: "I", phases: &["dm_suspend(I): block I/O", "dm_suspend(I): dm_wait_for_completion"], acquires: Some(Res::ISuspended), releases: None, injectable: Some("EINTR"), errors: &["EINVAL", "EINTR"], doc: "block new bios at I's entry (deferred) and wait until every bio inside I completes" },
     PrimInfo { prim: Prim::DmResume, name: "dm_resume", args: "I", phases: &["dm_resume(I)"], acquires: None, releases: Some(Res::ISuspended), injectable: None, errors: &[], doc: "resume I; a kworker clones its deferred bios to O" },
+    PrimInfo { prim: Prim::TestInterposer, name: "test_interposer", args: "O", phases: &["if (READ_ONCE(O->bd_interposer)) return -EBUSY"], acquires: None, releases: None, injectable: None, errors: &["EBUSY"], doc: "EBUSY if O has an interposer at this instant; owns nothing, and another controller may set the pointer right after (a check-then-set written in two steps)" },
     PrimInfo { prim: Prim::StoreInterposer, name: "store_interposer", args: "O, I", phases: &["WRITE_ONCE(O->bd_interposer, I)"], acquires: Some(Res::Pointer), releases: None, injectable: None, errors: &[], doc: "a plain store of I into O's interposer pointer; replaces whatever was there" },
     PrimInfo { prim: Prim::CmpxchgInterposer, name: "cmpxchg_interposer", args: "O, I", phases: &["cmpxchg(O->bd_interposer, NULL, I)"], acquires: Some(Res::Pointer), releases: None, injectable: None, errors: &["EBUSY"], doc: "set O's interposer pointer only if it is NULL; EBUSY otherwise" },
     PrimInfo { prim: Prim::ClearInterposer, name: "clear_interposer", args: "O", phases: &["WRITE_ONCE(O->bd_interposer, NULL)"], acquires: None, releases: Some(Res::Pointer), injectable: None, errors: &[], doc: "clear O's interposer pointer" },
@@ -429,7 +432,30 @@ pub struct CtlStep {
     /// Run only for this kind of original (the step is skipped otherwise).
     pub only: Option<Kind>,
     /// A hand-written error path replacing the default unwind.
-    pub on_error: Option<Vec<Prim>>,
+    pub on_error: Option<Vec<ErrStep>>,
+}
+
+/// One step of a hand-written error path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrStep {
+    pub prim: Prim,
+    /// Run only for this kind of original (left out of the path otherwise).
+    pub only: Option<Kind>,
+}
+
+impl Protocol {
+    /// The protocol as it runs on one kind of original: the error paths' entries
+    /// for other kinds are left out (the steps' own `only` stays: a step's place
+    /// in its procedure is its identity in traces and in generated code).
+    pub fn for_kind(&self, kind: Kind) -> Protocol {
+        let mut p = self.clone();
+        for st in p.attach.iter_mut().chain(p.detach.iter_mut()) {
+            if let Some(list) = &mut st.on_error {
+                list.retain(|e| e.only.is_none_or(|k| k == kind));
+            }
+        }
+        p
+    }
 }
 
 /// The bounds of one check.
@@ -598,10 +624,44 @@ enum RawCtl {
     Table {
         call: String,
         #[serde(default)]
-        only: Option<Kind>,
+        only: Option<String>,
         #[serde(default)]
-        on_error: Option<Vec<String>>,
+        on_error: Option<Vec<RawErr>>,
     },
+}
+
+/// An entry of `on_error`: a call, or `{ call = "...", only = "bio" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawErr {
+    Call(String),
+    Table {
+        call: String,
+        #[serde(default)]
+        only: Option<String>,
+    },
+}
+
+/// The kind an `only` names; an unknown one is reported at its step.
+fn parse_only(
+    ctx: &Ctx,
+    span: Range<usize>,
+    only: &Option<String>,
+) -> Result<Option<Kind>, SpecError> {
+    let Some(o) = only else {
+        return Ok(None);
+    };
+    Kind::by_name(o).map(Some).ok_or_else(|| {
+        let names = Kind::ALL.map(|k| k.name());
+        ctx.err(
+            span,
+            format!(
+                "`only = \"{o}\"`: unknown kind of original{}; kinds: {}",
+                did_you_mean(o, names.iter().copied()),
+                names.join(", ")
+            ),
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -717,16 +777,31 @@ fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> V
                 on_error,
             } => {
                 let prim = ctx.keep(parse_call(ctx, span.clone(), call));
+                let only = ctx.keep(parse_only(ctx, span.clone(), only));
                 let on_error = on_error.as_ref().map(|v| {
                     v.iter()
-                        .filter_map(|c| ctx.keep(parse_call(ctx, span.clone(), c)))
+                        .filter_map(|e| {
+                            let (call, only) = match e {
+                                RawErr::Call(c) => (c, &None),
+                                RawErr::Table { call, only } => (call, only),
+                            };
+                            let prim = ctx.keep(parse_call(ctx, span.clone(), call));
+                            let only = ctx.keep(parse_only(ctx, span.clone(), only));
+                            Some(ErrStep {
+                                prim: prim?,
+                                only: only?,
+                            })
+                        })
                         .collect::<Vec<_>>()
                 });
-                prim.map(|prim| CtlStep {
-                    prim,
-                    only: *only,
-                    on_error,
-                })
+                match (prim, only) {
+                    (Some(prim), Some(only)) => Some(CtlStep {
+                        prim,
+                        only,
+                        on_error,
+                    }),
+                    _ => None,
+                }
             }
         };
         out.extend(compiled);
@@ -766,8 +841,8 @@ fn check_ikind(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, steps: &[CtlStep
         return; // a step did not compile; its error is reported already
     }
     for (step, raw) in steps.iter().zip(list.get_ref()) {
-        let errs = step.on_error.iter().flatten();
-        for p in std::iter::once(&step.prim).chain(errs) {
+        let errs = step.on_error.iter().flatten().map(|e| e.prim);
+        for p in std::iter::once(step.prim).chain(errs) {
             if let Some(k) = p.ikind().filter(|&k| k != want) {
                 let own: Vec<_> = PRIMS
                     .iter()

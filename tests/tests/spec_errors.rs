@@ -329,3 +329,42 @@ fn an_unknown_expect_key_names_every_kind() {
     assert_eq!(e.line, line_of(&text, "bio_synk = "));
     assert!(e.msg.contains("\"bio_sync\""), "{}", e.msg);
 }
+
+const PER_KIND: &str = include_str!("../../model/specs/17-hand-error-path-per-kind.toml");
+
+#[test]
+fn unknown_kind_in_only_names_the_step_and_the_kinds() {
+    // On a step, and on an entry of a hand-written error path.
+    let text = PER_KIND.replacen("only = \"bio\" },", "only = \"bo\" },", 1);
+    let (line, col, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "only = \"bo\""));
+    assert_eq!(col, 3);
+    assert!(
+        msg.contains("`only = \"bo\"`: unknown kind of original (did you mean `bio`?)"),
+        "{msg}"
+    );
+    assert!(msg.contains("kinds: request, bio, bio_sync"), "{msg}");
+    let text = PER_KIND.replace(
+        "    { call = \"dm_internal_resume_fast(O)\", only = \"bio\" },\n    \"blkdev_put(I)\",",
+        "    { call = \"dm_internal_resume_fast(O)\", only = \"bip\" },\n    \"blkdev_put(I)\",",
+    );
+    assert_ne!(text, PER_KIND);
+    let (line, _, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "on_error = ["));
+    assert!(msg.contains("`only = \"bip\"`"), "{msg}");
+}
+
+#[test]
+fn unknown_call_in_an_error_path_is_named() {
+    let text = PER_KIND.replace(
+        "    \"blkdev_put(I)\",\n    \"dm_destroy(I)\",",
+        "    \"blkdev_putt(I)\",\n    \"dm_destroy(I)\",",
+    );
+    assert_ne!(text, PER_KIND);
+    let (line, _, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "on_error = ["));
+    assert!(
+        msg.contains("unknown step `blkdev_putt` (did you mean `blkdev_put`?)"),
+        "{msg}"
+    );
+}

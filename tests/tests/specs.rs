@@ -159,6 +159,31 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         1395,
         &["no_use_after_free", "exactly_once"],
     ),
+    // A check-then-set in two steps (test_interposer, then store_interposer).
+    ("16-test-then-store.toml", "request", 3292, &[]),
+    ("16-test-then-store.toml", "bio", 5557, &[]),
+    (
+        "16b-test-then-store-unlocked.toml",
+        "request",
+        5556,
+        &["no_bypass", "clean_exit", "single_owner"],
+    ),
+    (
+        "16b-test-then-store-unlocked.toml",
+        "bio",
+        9978,
+        &["no_bypass", "clean_exit", "single_owner"],
+    ),
+    // `only` on an entry of a hand-written error path.
+    ("17-hand-error-path-per-kind.toml", "request", 2709, &[]),
+    ("17-hand-error-path-per-kind.toml", "bio", 5133, &[]),
+    ("17b-hand-error-path-no-resume.toml", "request", 2709, &[]),
+    (
+        "17b-hand-error-path-no-resume.toml",
+        "bio",
+        5405,
+        &["exactly_once", "no_deadlock", "clean_exit"],
+    ),
 ];
 
 #[test]
