@@ -135,6 +135,13 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
             HotOp::Return | HotOp::DriverSubmit | HotOp::Restart => {
                 return Err(refuse(i, op, "the hook has no such exit before a redirect"))
             }
+            HotOp::RcuLock | HotOp::RcuUnlock => {
+                return Err(refuse(
+                    i,
+                    op,
+                    "the patch's hook reads the pointer under the queue reference, not under RCU",
+                ))
+            }
         }
         i += 1;
     }

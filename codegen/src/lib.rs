@@ -572,6 +572,17 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
         });
     }
 
+    if let Some(op) = spec
+        .protocol
+        .hot_path
+        .iter()
+        .find(|op| matches!(op, HotOp::RcuLock | HotOp::RcuUnlock))
+    {
+        return Err(GenError::Refused(format!(
+            "hot path step `{}`: the module's hook runs under O's queue reference; an RCU read side is checked by the model but not rendered",
+            op.name()
+        )));
+    }
     let routes = hot_routes(spec)?;
     let hot: Vec<String> = spec
         .protocol

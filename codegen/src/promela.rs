@@ -100,6 +100,8 @@ fn hot(i: usize, op: HotOp) -> Hot {
         HotOp::DriverSubmit => ("driver_submit", 0),
         HotOp::Return => ("return", 0),
         HotOp::Restart => ("restart", 0),
+        HotOp::RcuLock => ("rcu_lock", 0),
+        HotOp::RcuUnlock => ("rcu_unlock", 0),
     };
     Hot {
         idx: i as u8,
@@ -365,6 +367,13 @@ pub fn render_as(
         .map(|(i, &o)| hot(i, o))
         .collect();
     ctx.insert("hot", &hot_path);
+    // Only a spec with an RCU read side pays for its byte per bio.
+    ctx.insert(
+        "rcu",
+        &p.hot_path
+            .iter()
+            .any(|op| matches!(op, HotOp::RcuLock | HotOp::RcuUnlock)),
+    );
     ctx.insert("fwd", &fwd);
     ctx.insert("err", &err);
     ctx.insert("tables", &[ta, td]);

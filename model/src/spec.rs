@@ -239,6 +239,10 @@ pub enum HotOp {
     Return,
     /// Resubmit the bio from the top of `submit_bio_noacct` if it was not handed off.
     Restart,
+    /// `rcu_read_lock()`: enter an RCU read-side critical section.
+    RcuLock,
+    /// `rcu_read_unlock()`: leave it; a grace period waits for no more.
+    RcuUnlock,
 }
 
 impl HotOp {
@@ -253,6 +257,8 @@ impl HotOp {
             HotOp::DriverSubmit => "driver_submit",
             HotOp::Return => "return",
             HotOp::Restart => "restart",
+            HotOp::RcuLock => "rcu_read_lock",
+            HotOp::RcuUnlock => "rcu_read_unlock",
         }
     }
 }
@@ -295,6 +301,8 @@ pub enum Prim {
     DmResume,
     /// The pointer test of a check-then-set written in two steps.
     TestInterposer,
+    /// Wait for a grace period: every RCU reader that began before it has left.
+    SynchronizeRcu,
     StoreInterposer,
     CmpxchgInterposer,
     ClearInterposer,
@@ -343,6 +351,7 @@ pub const PRIMS: &[PrimInfo] = &[
     PrimInfo { prim: Prim::DmInternalResumeFast, name: "dm_internal_resume_fast", args: "O", phases: &["dm_internal_resume_fast(O)"], acquires: None, releases: Some(Res::OSuspended), injectable: None, errors: &[], doc: "resume O; deferred bios are resubmitted through submit_bio_noacct by a kworker" },
     PrimInfo { prim: Prim::DmSuspend, name: "dm_suspend", args: "I", phases: &["dm_suspend(I): block I/O", "dm_suspend(I): dm_wait_for_completion"], acquires: Some(Res::ISuspended), releases: None, injectable: Some("EINTR"), errors: &["EINVAL", "EINTR"], doc: "block new bios at I's entry (deferred) and wait until every bio inside I completes" },
     PrimInfo { prim: Prim::DmResume, name: "dm_resume", args: "I", phases: &["dm_resume(I)"], acquires: None, releases: Some(Res::ISuspended), injectable: None, errors: &[], doc: "resume I; a kworker clones its deferred bios to O" },
+    PrimInfo { prim: Prim::SynchronizeRcu, name: "synchronize_rcu", args: "", phases: &["synchronize_rcu(): start a grace period", "synchronize_rcu(): wait for the readers before it"], acquires: None, releases: None, injectable: None, errors: &[], doc: "wait until every RCU read-side critical section that began before the call has ended (readers that begin later are not waited for)" },
     PrimInfo { prim: Prim::TestInterposer, name: "test_interposer", args: "O", phases: &["if (READ_ONCE(O->bd_interposer)) return -EBUSY"], acquires: None, releases: None, injectable: None, errors: &["EBUSY"], doc: "EBUSY if O has an interposer at this instant; owns nothing, and another controller may set the pointer right after (a check-then-set written in two steps)" },
     PrimInfo { prim: Prim::StoreInterposer, name: "store_interposer", args: "O, I", phases: &["WRITE_ONCE(O->bd_interposer, I)"], acquires: Some(Res::Pointer), releases: None, injectable: None, errors: &[], doc: "a plain store of I into O's interposer pointer; replaces whatever was there" },
     PrimInfo { prim: Prim::CmpxchgInterposer, name: "cmpxchg_interposer", args: "O, I", phases: &["cmpxchg(O->bd_interposer, NULL, I)"], acquires: Some(Res::Pointer), releases: None, injectable: None, errors: &["EBUSY"], doc: "set O's interposer pointer only if it is NULL; EBUSY otherwise" },
@@ -932,6 +941,8 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
             "driver_submit" => Ok(HotOp::DriverSubmit),
             "return" => Ok(HotOp::Return),
             "restart" => Ok(HotOp::Restart),
+            "rcu_read_lock" => Ok(HotOp::RcuLock),
+            "rcu_read_unlock" => Ok(HotOp::RcuUnlock),
             other => Err(ctx.err(
                 span.clone(),
                 format!(
@@ -957,7 +968,7 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
 }
 
 /// The hot-path step names a spec may use.
-pub const HOT_STEPS: [&str; 9] = [
+pub const HOT_STEPS: [&str; 11] = [
     "bio_queue_enter",
     "blk_queue_exit",
     "test_marker",
@@ -967,65 +978,103 @@ pub const HOT_STEPS: [&str; 9] = [
     "driver_submit",
     "return",
     "restart",
+    "rcu_read_lock",
+    "rcu_read_unlock",
 ];
 
-/// What is known at a hot-path step about the pass: (holds a queue reference, pointer loaded).
-/// Each is a set of possible values as bits: 1 = false possible, 2 = true possible.
+/// What is known at a hot-path step about the pass: (holds a queue reference,
+/// pointer loaded, inside an RCU read-side section). Each is a set of possible
+/// values as bits: 1 = false possible, 2 = true possible.
+type Facts = (u8, u8, u8);
+
 fn check_hot_flow(ctx: &Ctx, ops: &[HotOp], spans: &[Range<usize>]) -> Result<(), SpecError> {
     let n = ops.len();
-    let mut facts: Vec<Option<(u8, u8)>> = vec![None; n + 1];
-    facts[0] = Some((1, 1));
+    let mut facts: Vec<Option<Facts>> = vec![None; n + 1];
+    facts[0] = Some((1, 1, 1));
     let mut work = vec![0usize];
-    let join = |slot: &mut Option<(u8, u8)>, f: (u8, u8)| -> bool {
+    let join = |slot: &mut Option<Facts>, f: Facts| -> bool {
         let new = match *slot {
             None => f,
-            Some((q, p)) => (q | f.0, p | f.1),
+            Some((q, p, r)) => (q | f.0, p | f.1, r | f.2),
         };
         let changed = *slot != Some(new);
         *slot = Some(new);
         changed
     };
+    let refuse = |i: usize, why: &str| Err(ctx.err(spans[i].clone(), why.to_string()));
     while let Some(i) = work.pop() {
         if i >= n {
+            // Falling off the end returns from the hook.
+            if facts[n].is_some_and(|(_, _, r)| r & 2 != 0) {
+                return refuse(n - 1, "the hot path may end inside an RCU read-side section; put `rcu_read_unlock` before its end on every path");
+            }
             continue;
         }
-        let (q, p) = facts[i].expect("visited");
-        let mut succ: Vec<(usize, (u8, u8))> = Vec::new();
+        let (q, p, r) = facts[i].expect("visited");
+        let mut succ: Vec<(usize, Facts)> = Vec::new();
         match ops[i] {
             HotOp::QueueEnter => {
                 if q & 2 != 0 {
-                    return Err(ctx.err(spans[i].clone(), "`bio_queue_enter` while this pass may already hold O's queue reference; a nested enter blocks behind a pending freeze"));
+                    return refuse(i, "`bio_queue_enter` while this pass may already hold O's queue reference; a nested enter blocks behind a pending freeze");
                 }
-                succ.push((i + 1, (2, p)));
+                if r & 2 != 0 {
+                    return refuse(i, "`bio_queue_enter` may sleep (it waits for a frozen queue), but this pass may be inside an RCU read-side section");
+                }
+                succ.push((i + 1, (2, p, r)));
             }
-            HotOp::QueueExit => succ.push((i + 1, (1, p))),
+            HotOp::QueueExit => succ.push((i + 1, (1, p, r))),
             HotOp::TestMarker { marked } => {
-                succ.push((i + 1, (q, p)));
-                succ.push((marked as usize, (q, p)));
+                succ.push((i + 1, (q, p, r)));
+                succ.push((marked as usize, (q, p, r)));
             }
             HotOp::ReadInterposer { null } => {
-                succ.push((i + 1, (q, 2)));
-                succ.push((null as usize, (q, 1)));
+                succ.push((i + 1, (q, 2, r)));
+                succ.push((null as usize, (q, 1, r)));
             }
             HotOp::Redirect => {
                 if p != 2 {
-                    return Err(ctx.err(spans[i].clone(), "`redirect` may run without a non-NULL interposer pointer; put `read_interposer` before it on every path"));
+                    return refuse(i, "`redirect` may run without a non-NULL interposer pointer; put `read_interposer` before it on every path");
                 }
-                succ.push((i + 1, (q, p)));
+                succ.push((i + 1, (q, p, r)));
             }
             HotOp::DriverSubmit => {
                 if q != 2 {
-                    return Err(ctx.err(spans[i].clone(), "`driver_submit` may run without O's queue reference; put `bio_queue_enter` before it on every path"));
+                    return refuse(i, "`driver_submit` may run without O's queue reference; put `bio_queue_enter` before it on every path");
                 }
-                succ.push((i + 1, (q, p)));
+                if r & 2 != 0 {
+                    return refuse(i, "`driver_submit` may sleep (a blk-mq O waits for a tag), but this pass may be inside an RCU read-side section");
+                }
+                succ.push((i + 1, (q, p, r)));
             }
-            HotOp::SetMarker => succ.push((i + 1, (q, p))),
-            HotOp::Return => {}
+            HotOp::SetMarker => succ.push((i + 1, (q, p, r))),
+            HotOp::Return => {
+                if r & 2 != 0 {
+                    return refuse(i, "`return` may leave the hook inside an RCU read-side section; put `rcu_read_unlock` before it");
+                }
+            }
             HotOp::Restart => {
                 if q & 2 != 0 {
-                    return Err(ctx.err(spans[i].clone(), "`restart` while this pass may hold O's queue reference; drop it with `blk_queue_exit` first"));
+                    return refuse(i, "`restart` while this pass may hold O's queue reference; drop it with `blk_queue_exit` first");
                 }
-                succ.push((0, (1, 1)));
+                if r & 2 != 0 {
+                    return refuse(i, "`restart` while this pass may be inside an RCU read-side section; put `rcu_read_unlock` first");
+                }
+                succ.push((0, (1, 1, 1)));
+            }
+            HotOp::RcuLock => {
+                if r & 2 != 0 {
+                    return refuse(i, "`rcu_read_lock` while this pass may already be inside an RCU read-side section (the model does not nest them)");
+                }
+                succ.push((i + 1, (q, p, 2)));
+            }
+            HotOp::RcuUnlock => {
+                if r & 1 != 0 {
+                    return refuse(
+                        i,
+                        "`rcu_read_unlock` on a path that may not have taken `rcu_read_lock`",
+                    );
+                }
+                succ.push((i + 1, (q, p, 1)));
             }
         }
         for (j, f) in succ {

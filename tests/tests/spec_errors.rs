@@ -368,3 +368,49 @@ fn unknown_call_in_an_error_path_is_named() {
         "{msg}"
     );
 }
+
+const RCU: &str = include_str!("../../model/specs/18-rcu-read-side.toml");
+
+#[test]
+fn an_rcu_section_that_may_sleep_or_leak_is_refused() {
+    // bio_queue_enter inside the section: it may sleep on a frozen queue.
+    let text = RCU.replacen(
+        "  \"bio_queue_enter\",\n  { step = \"test_marker\", marked = \"submit\" },\n  \"rcu_read_lock\",",
+        "  \"rcu_read_lock\",\n  \"bio_queue_enter\",\n  { step = \"test_marker\", marked = \"submit\" },",
+        1,
+    );
+    assert_ne!(text, RCU);
+    let (line, _, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "  \"bio_queue_enter\","));
+    assert!(msg.contains("may sleep"), "{msg}");
+    // The null path forgets its unlock: driver_submit may then run inside the section.
+    let text = RCU.replace(
+        "{ label = \"unlock\", step = \"rcu_read_unlock\" },",
+        "{ label = \"unlock\", step = \"set_marker\" },",
+    );
+    let (line, _, msg) = err(&text);
+    assert_eq!(
+        line,
+        line_of(&text, "{ label = \"submit\", step = \"driver_submit\" }")
+    );
+    assert!(msg.contains("`driver_submit` may sleep"), "{msg}");
+    // An unlock on a path that took no lock (the marked path jumps past the lock).
+    let text = RCU.replace(
+        "{ step = \"test_marker\", marked = \"submit\" },",
+        "{ step = \"test_marker\", marked = \"unlock\" },",
+    );
+    let (line, _, msg) = err(&text);
+    assert_eq!(
+        line,
+        line_of(&text, "{ label = \"unlock\", step = \"rcu_read_unlock\" }")
+    );
+    assert!(msg.contains("may not have taken `rcu_read_lock`"), "{msg}");
+    // Returning from the hook inside the section.
+    let text = RCU.replace(
+        "  \"redirect\",\n  \"rcu_read_unlock\",\n",
+        "  \"redirect\",\n",
+    );
+    assert_ne!(text, RCU);
+    let (_, _, msg) = err(&text);
+    assert!(msg.contains("inside an RCU read-side section"), "{msg}");
+}

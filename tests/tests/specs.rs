@@ -184,6 +184,21 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         5405,
         &["exactly_once", "no_deadlock", "clean_exit"],
     ),
+    // The pointer read under RCU; detach with and without a grace period.
+    ("18-rcu-read-side.toml", "request", 8946, &[]),
+    ("18-rcu-read-side.toml", "bio", 25841, &[]),
+    (
+        "18b-rcu-no-grace-period.toml",
+        "request",
+        12946,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "18b-rcu-no-grace-period.toml",
+        "bio",
+        38977,
+        &["no_use_after_free", "exactly_once"],
+    ),
 ];
 
 #[test]

@@ -6,10 +6,10 @@
 use crate::model::{Bio, Ctl, Ip, Phase, State};
 
 /// Bytes of one bio, one controller.
-const BIO: usize = 7;
+const BIO: usize = 8;
 const CTL: usize = 9;
 /// Enough for the largest bounds (19 bios, 3 controllers, 2 freezers).
-pub const MAX: usize = 192;
+pub const MAX: usize = 224;
 
 fn ip(i: Option<Ip>) -> u8 {
     i.map_or(0, |i| 1 + i.c * 16 + i.gen)
@@ -23,6 +23,7 @@ fn bio(b: &Bio, out: &mut [u8]) {
     out[4] = ip(b.via);
     out[5] = b.depth;
     out[6] = b.done;
+    out[7] = b.rcu;
 }
 
 fn ctl(c: &Ctl, out: &mut [u8]) {
