@@ -188,3 +188,15 @@ fn the_header_names_every_assumption_of_the_proof() {
         assert!(head.contains(want), "header lacks `{want}`:\n{head}");
     }
 }
+
+/// A spec that passed but reads the pointer under RCU: the module's hook cannot run
+/// it, so nothing is rendered, and the refusal names the step.
+#[test]
+fn an_rcu_read_side_that_passed_is_refused_by_name() {
+    let spec = load(&root().join("model/specs/18-rcu-read-side.toml"));
+    let report = check(&spec).unwrap();
+    let err = render(&spec, &report).unwrap_err();
+    assert!(matches!(err, GenError::Refused(_)));
+    let msg = err.to_string();
+    assert!(msg.contains("hot path step `rcu_read_lock`"), "{msg}");
+}
