@@ -17,13 +17,14 @@ use std::path::Path;
 
 /// The safety properties the template checks after each step, and the macro that
 /// holds each; `no_deadlock` is SPIN's own invalid-end-state check.
-pub const PROPERTIES: [(&str, &str); 6] = [
+pub const PROPERTIES: [(&str, &str); 7] = [
     ("no_use_after_free", "NO_USE_AFTER_FREE"),
     ("no_bypass", "NO_BYPASS"),
     ("exactly_once", "EXACTLY_ONCE"),
     ("no_recursion", "NO_RECURSION"),
     ("clean_exit", "CLEAN_EXIT"),
     ("single_owner", "SINGLE_OWNER"),
+    ("point_of_no_return", "NO_RETURN_KEPT"),
 ];
 
 /// One place a controller can stand with a primitive to run.
@@ -374,6 +375,10 @@ pub fn render_as(
             .iter()
             .any(|op| matches!(op, HotOp::RcuLock | HotOp::RcuUnlock)),
     );
+    // Each procedure's point of no return, -1 for none.
+    let ponr = |detach| p.point_of_no_return(detach).map_or(-1, |j| j as i64);
+    ctx.insert("ponr_attach", &ponr(false));
+    ctx.insert("ponr_detach", &ponr(true));
     ctx.insert("fwd", &fwd);
     ctx.insert("err", &err);
     ctx.insert("tables", &[ta, td]);

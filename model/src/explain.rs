@@ -137,6 +137,24 @@ impl Quiesce {
                     on.join(" and ")
                 )
             }
+            "point_of_no_return" => match self.past_no_return(after) {
+                Some((ci, failed, j)) => {
+                    let detach = matches!(after.ctls[ci].phase, Phase::DetachErr { .. });
+                    let steps = if detach {
+                        &self.protocol.detach
+                    } else {
+                        &self.protocol.attach
+                    };
+                    format!(
+                        "controller {}'s {} failed at `{}`, after its point of no return `{}`: what it already did cannot be undone",
+                        ci + 1,
+                        if detach { "detach" } else { "attach" },
+                        steps[failed].prim.call(),
+                        steps[j].prim.call()
+                    )
+                }
+                None => "a procedure failed after its point of no return".into(),
+            },
             other => format!("{other} fails here"),
         }
     }

@@ -290,6 +290,19 @@ impl Quiesce {
             _ => &self.protocol.detach,
         }
     }
+    /// A controller whose procedure failed at a step after its point of no
+    /// return: (controller, failed step, the point of no return).
+    pub fn past_no_return(&self, s: &State) -> Option<(usize, usize, usize)> {
+        s.ctls.iter().enumerate().find_map(|(ci, c)| {
+            let (detach, failed) = match c.phase {
+                Phase::AttachErr { failed } => (false, failed as usize),
+                Phase::DetachErr { failed } => (true, failed as usize),
+                _ => return None,
+            };
+            let j = self.protocol.point_of_no_return(detach)?;
+            (failed > j).then_some((ci, failed, j))
+        })
+    }
     pub fn applies(&self, step: &CtlStep) -> bool {
         step.only.is_none_or(|k| k == self.kind)
     }
@@ -1105,6 +1118,10 @@ impl Model for Quiesce {
             }),
             Property::always("single_owner", |_: &Quiesce, s: &State| {
                 s.ctls.iter().filter(|c| c.phase == Phase::Attached).count() <= 1
+            }),
+            // Once a procedure has passed its point of no return, none of its steps fails.
+            Property::always("point_of_no_return", |m: &Quiesce, s: &State| {
+                m.past_no_return(s).is_none()
             }),
             Property::sometimes("bio_redirected", |_: &Quiesce, s: &State| {
                 s.bios.iter().any(|b| b.depth >= 1)

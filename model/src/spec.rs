@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// Names of the safety properties, as printed and as written in `expect`.
-pub const SAFETY: [&str; 7] = [
+pub const SAFETY: [&str; 8] = [
     "no_use_after_free",
     "no_bypass",
     "exactly_once",
@@ -24,6 +24,7 @@ pub const SAFETY: [&str; 7] = [
     "no_deadlock",
     "clean_exit",
     "single_owner",
+    "point_of_no_return",
 ];
 
 /// Names of the sanity (`sometimes`) properties.
@@ -442,6 +443,9 @@ pub struct CtlStep {
     pub only: Option<Kind>,
     /// A hand-written error path replacing the default unwind.
     pub on_error: Option<Vec<ErrStep>>,
+    /// The procedure's point of no return: once this step has succeeded, no
+    /// later step may fail (`point_of_no_return`).
+    pub no_return: bool,
 }
 
 /// One step of a hand-written error path.
@@ -453,6 +457,12 @@ pub struct ErrStep {
 }
 
 impl Protocol {
+    /// The index of attach's (`detach == false`) or detach's point of no return.
+    pub fn point_of_no_return(&self, detach: bool) -> Option<usize> {
+        let steps = if detach { &self.detach } else { &self.attach };
+        steps.iter().position(|st| st.no_return)
+    }
+
     /// The protocol as it runs on one kind of original: the error paths' entries
     /// for other kinds are left out (the steps' own `only` stays: a step's place
     /// in its procedure is its identity in traces and in generated code).
@@ -636,6 +646,8 @@ enum RawCtl {
         only: Option<String>,
         #[serde(default)]
         on_error: Option<Vec<RawErr>>,
+        #[serde(default)]
+        no_return: bool,
     },
 }
 
@@ -772,6 +784,7 @@ fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> V
         ctx.error(list.span(), format!("`{what}` has no steps"));
     }
     let mut out = Vec::new();
+    let mut first_no_return: Option<Range<usize>> = None;
     for step in list.get_ref() {
         let span = step.span();
         let compiled = match step.get_ref() {
@@ -779,12 +792,23 @@ fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> V
                 prim,
                 only: None,
                 on_error: None,
+                no_return: false,
             }),
             RawCtl::Table {
                 call,
                 only,
                 on_error,
+                no_return,
             } => {
+                if *no_return {
+                    if let Some(first) = first_no_return.replace(span.clone()) {
+                        let (line, _) = line_col(ctx.text, first.start);
+                        ctx.error(
+                            span.clone(),
+                            format!("`{what}` has a second point of no return (the first is on line {line}); a procedure has at most one"),
+                        );
+                    }
+                }
                 let prim = ctx.keep(parse_call(ctx, span.clone(), call));
                 let only = ctx.keep(parse_only(ctx, span.clone(), only));
                 let on_error = on_error.as_ref().map(|v| {
@@ -808,6 +832,7 @@ fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> V
                         prim,
                         only,
                         on_error,
+                        no_return: *no_return,
                     }),
                     _ => None,
                 }

@@ -414,3 +414,30 @@ fn an_rcu_section_that_may_sleep_or_leak_is_refused() {
     let (_, _, msg) = err(&text);
     assert!(msg.contains("inside an RCU read-side section"), "{msg}");
 }
+
+#[test]
+fn a_second_point_of_no_return_is_refused() {
+    let text = include_str!("../../model/specs/19-point-of-no-return.toml").replace(
+        "  \"blk_mq_unfreeze_queue(O)\",\n  { call = \"dm_internal_resume_fast(O)\", only = \"bio\" },",
+        "  { call = \"blk_mq_unfreeze_queue(O)\", no_return = true },\n  { call = \"dm_internal_resume_fast(O)\", only = \"bio\" },",
+    );
+    let (line, col, msg) = err(&text);
+    assert_eq!(
+        line,
+        line_of(
+            &text,
+            "{ call = \"blk_mq_unfreeze_queue(O)\", no_return = true }"
+        )
+    );
+    assert_eq!(col, 3);
+    let first = line_of(
+        &text,
+        "{ call = \"cmpxchg_interposer(O, I)\", no_return = true }",
+    );
+    assert!(
+        msg.contains(&format!(
+            "`attach` has a second point of no return (the first is on line {first})"
+        )),
+        "{msg}"
+    );
+}

@@ -199,6 +199,21 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         38977,
         &["no_use_after_free", "exactly_once"],
     ),
+    // A point of no return in attach and detach, kept and broken.
+    ("19-point-of-no-return.toml", "request", 4750, &[]),
+    ("19-point-of-no-return.toml", "bio", 8433, &[]),
+    (
+        "19b-fails-after-no-return.toml",
+        "request",
+        5637,
+        &["no_use_after_free", "exactly_once", "point_of_no_return"],
+    ),
+    (
+        "19b-fails-after-no-return.toml",
+        "bio",
+        10284,
+        &["no_use_after_free", "exactly_once", "point_of_no_return"],
+    ),
 ];
 
 #[test]
@@ -374,7 +389,7 @@ fn converged_holds_with_more_bios() {
         assert!(r.violated().is_empty(), "{k}: {:?}", r.violated());
         assert!(r.unique_states > 1000);
     }
-    assert_eq!(SAFETY.len(), 7);
+    assert_eq!(SAFETY.len(), 8);
 }
 
 /// The same breadth-first search gives each sanity property a shortest example (the
