@@ -2,19 +2,19 @@
 //! run `quiesce check`, then `quiesce gen`.
 //!
 //! - spec: filter-module: the module's protocol: freeze O's filesystem; a filter pinned by its owner module; suspend a dm O; freeze around the pointer; block and drain the filter before it is freed
-//! - sha256: a97b1034e396f6cc78891b1ae5dc0ab8ace0ef49c540a05d9189a0f7a5a25524
+//! - sha256: 1ca7a0b0b67344e7f3ef544552648e9d0055bbb71d30893a8e91239728c48656
 //! - checker: quiesce 0.1.0 (stateright 0.31)
 //! - bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=false
 //! - assumptions: kinds=request,bio,bio_sync filesystem=true interposer=filter marker=bio_flag clone_inherits=true
 //! - injected failures (at most 2 a run): filter_alloc(I), try_module_get(I->owner)
 //! - search: symmetry over submitters and their bios=true
 //! - explored: request=221012 bio=267902 bio_sync=156054 unique states
-//! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner
+//! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner, point_of_no_return
 
 /// The spec this code was rendered from.
 pub const SPEC_NAME: &str = "filter-module";
 /// SHA-256 of the spec file that passed the checker.
-pub const SPEC_SHA256: &str = "a97b1034e396f6cc78891b1ae5dc0ab8ace0ef49c540a05d9189a0f7a5a25524";
+pub const SPEC_SHA256: &str = "1ca7a0b0b67344e7f3ef544552648e9d0055bbb71d30893a8e91239728c48656";
 /// The checker that proved it.
 pub const CHECKER: &str = "quiesce 0.1.0 (stateright 0.31)";
 /// Unique states the checker explored, per kind of original.
