@@ -544,7 +544,7 @@ impl Quiesce {
                 }
             }
             HotOp::Return => end = true,
-            HotOp::RcuLock => bio.rcu = rcu::IN,
+            HotOp::RcuLock => bio.rcu |= rcu::IN,
             // Leaving the section ends every grace period's wait for it.
             HotOp::RcuUnlock => bio.rcu = 0,
             HotOp::Restart => {

@@ -464,13 +464,18 @@ impl Protocol {
     }
 
     /// The protocol as it runs on one kind of original: the error paths' entries
-    /// for other kinds are left out (the steps' own `only` stays: a step's place
-    /// in its procedure is its identity in traces and in generated code).
+    /// for other kinds are left out, and a point of no return on a step of
+    /// another kind is dropped (the steps' own `only` stays: a step's place in
+    /// its procedure is its identity in traces and in generated code).
     pub fn for_kind(&self, kind: Kind) -> Protocol {
         let mut p = self.clone();
         for st in p.attach.iter_mut().chain(p.detach.iter_mut()) {
             if let Some(list) = &mut st.on_error {
                 list.retain(|e| e.only.is_none_or(|k| k == kind));
+            }
+            // A step that does not run for this kind is no point of no return.
+            if st.only.is_some_and(|k| k != kind) {
+                st.no_return = false;
             }
         }
         p

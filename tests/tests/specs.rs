@@ -489,3 +489,38 @@ fn the_kernel_spec_passes_without_a_filesystem_too() {
         );
     }
 }
+
+/// A point of no return on a step that runs for one kind only holds for that kind:
+/// on the others the step never runs, and a later failure breaks nothing.
+#[test]
+fn a_point_of_no_return_of_another_kind_is_no_point_of_no_return() {
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs/19-point-of-no-return.toml"),
+    )
+    .unwrap()
+    .replacen(
+        "{ call = \"dm_internal_suspend_fast(O)\", only = \"bio\" },",
+        "{ call = \"dm_internal_suspend_fast(O)\", only = \"bio\", no_return = true },",
+        1,
+    )
+    .replacen(
+        "{ call = \"cmpxchg_interposer(O, I)\", no_return = true },",
+        "\"cmpxchg_interposer(O, I)\",",
+        1,
+    );
+    let s = Spec::parse(std::path::Path::new("19-ponr-on-suspend.toml"), &text).unwrap();
+    let opts = CheckOptions::default();
+    // bio: cmpxchg_interposer's EBUSY (two controllers) comes after the suspend.
+    let bio = check_kind(&s, Kind::Bio, &opts).unwrap();
+    assert!(
+        bio.violated().contains(&"point_of_no_return"),
+        "{:?}",
+        bio.violated()
+    );
+    let req = check_kind(&s, Kind::Request, &opts).unwrap();
+    assert!(
+        !req.violated().contains(&"point_of_no_return"),
+        "{:?}",
+        req.violated()
+    );
+}

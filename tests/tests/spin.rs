@@ -281,3 +281,28 @@ fn spin_sees_a_broken_protocol() {
     );
     assert_eq!(run.states, 581, "{run:?}");
 }
+
+/// A grace period in a protocol whose hot path has no RCU reader ends at once,
+/// in both checkers, state for state (the Promela wait must not depend on
+/// whether the hot path renders its RCU bytes).
+#[test]
+fn a_grace_period_without_readers_agrees_with_spin() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs");
+    let text = std::fs::read_to_string(dir.join("19-point-of-no-return.toml")).expect("spec 19");
+    let old = "  { call = \"clear_interposer(O)\", no_return = true },\n";
+    assert!(text.contains(old));
+    let text = text.replace(old, &format!("{old}  \"synchronize_rcu()\",\n"));
+    let spec = Spec::parse(&dir.join("19-with-a-grace-period.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for &kind in &spec.kinds {
+        let case = Case {
+            label: format!("{} [{}] with synchronize_rcu()", spec.name, kind.name()),
+            spec: spec.clone(),
+            kind,
+            overrides: Overrides::default(),
+            per_thread: true,
+        };
+        let (line, n) = compare(&case).unwrap_or_else(|e| panic!("{}: {e}", case.label));
+        assert!(n > 1000, "{line}");
+    }
+}
