@@ -74,11 +74,17 @@ append="$append null_blk.memory_backed=1 null_blk.gb=1 null_blk.hw_queue_depth=6
 append="$append dm-mod.create=\"lin,,,rw,0 131072 linear /dev/nullb0 0;lin1,,,rw,0 131072 linear /dev/ram1 0;dly,,,rw,0 65536 delay /dev/nullb0 262144 0 /dev/nullb0 262144 2000;big,,,rw,0 655360 linear /dev/nullb0 524288\""
 append="$append dm-mod.waitfor=/dev/nullb0,/dev/ram1 quiesce.cycles=$cycles quiesce.mode=${QUIESCE_MODE:-test}"
 case "${QUIESCE_MUTANT:-}" in
-*[!a-z0-9_:]*) log "QUIESCE_MUTANT=$QUIESCE_MUTANT: a mutant's name has only a-z, 0-9, _ and :"; exit 2 ;;
+*[!a-z0-9_:]*)
+	echo "boottest: setup failed: QUIESCE_MUTANT=$QUIESCE_MUTANT: a mutant's name has only a-z, 0-9, _ and :"
+	exit 2
+	;;
 ?*) append="$append quiesce.mutant=$QUIESCE_MUTANT" ;;
 esac
 case "${QUIESCE_FIRST:-}" in
-*[!a-z]*) log "QUIESCE_FIRST=$QUIESCE_FIRST: a phase's name has only a-z"; exit 2 ;;
+*[!a-z]*)
+	echo "boottest: setup failed: QUIESCE_FIRST=$QUIESCE_FIRST: a phase's name has only a-z"
+	exit 2
+	;;
 ?*) append="$append quiesce.first=$QUIESCE_FIRST" ;;
 esac
 # QUIESCE_FS=0 leaves out the mounted-filesystem phase (ext4, xfs; see test/init).
@@ -109,9 +115,10 @@ if [ "${QUIESCE_MODE:-test}" = bench ]; then
 	exit 0
 fi
 tr -d '\r' <"$out" >"$out.txt"
-if grep -aq '^quiesce-setup: ' "$out.txt"; then
-	grep -a '^quiesce-setup: ' "$out.txt" >&2
-	echo "boottest: setup failed: $(grep -a -m1 '^quiesce-setup: ' "$out.txt" | cut -d' ' -f2-)"
+# Not anchored: a kernel line on the serial console may run into init's echo.
+if grep -aq 'quiesce-setup: ' "$out.txt"; then
+	grep -a 'quiesce-setup: ' "$out.txt" >&2
+	echo "boottest: setup failed: $(grep -a -m1 -o 'quiesce-setup: .*' "$out.txt" | cut -d' ' -f2-)"
 	exit 2
 fi
 grep -aE '^(PASS|FAIL): |^quiesce-(boot|inflight): ' "$out.txt" || true

@@ -14,7 +14,8 @@ root=$(cd "$here/.." && pwd)
 TC=$(bash "$here/scripts/toolchain.sh")
 KDIR=$(bash "$here/scripts/kernel.sh")
 key=$( {
-	echo "test=${QUIESCE_TEST:-}"
+	# Set (even empty) is a test build: option_env!("QUIESCE_TEST").is_some().
+	echo "test=${QUIESCE_TEST+set}"
 	cat "$here"/module/Kbuild "$here"/module/*.rs "$root/generated/src/protocol.rs"
 	cat "$TC$KDIR/.config" "$TC$KDIR/Module.symvers" "$TC$KDIR"/rust/bindings/*generated*.rs
 } | sha256sum | cut -c1-16)
