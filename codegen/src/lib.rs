@@ -488,7 +488,13 @@ fn pos_name(spec: &Spec, kind: Kind, p: &CtlPos) -> String {
 pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>, GenError> {
     gate(spec, report)?;
     let mut used: BTreeSet<Prim> = BTreeSet::new();
-    for st in spec.protocol.attach.iter().chain(&spec.protocol.detach) {
+    for st in spec
+        .protocol
+        .attach
+        .iter()
+        .chain(&spec.protocol.detach)
+        .chain(&spec.protocol.on_remove)
+    {
         used.insert(st.prim);
         if let Some(p) = st.prim.inverse() {
             used.insert(p);
@@ -649,6 +655,32 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
     ctx.insert("prims", &prims);
     ctx.insert("errnos", &errno_vals);
     ctx.insert("procs", &procs);
+    // The removal callback: its steps, and the primitives it runs (none can fail).
+    let on_remove: Vec<StepCtx> = spec
+        .protocol
+        .on_remove
+        .iter()
+        .enumerate()
+        .map(|(i, st)| StepCtx {
+            index: i,
+            call: st.prim.call(),
+            method: st.prim.name(),
+            variant: prim_variant(st.prim),
+            fallible: false,
+            unwind: Vec::new(),
+        })
+        .collect();
+    let remove_prims: Vec<&PrimCtx> = prims
+        .iter()
+        .filter(|p| {
+            spec.protocol
+                .on_remove
+                .iter()
+                .any(|st| st.prim.name() == p.method)
+        })
+        .collect();
+    ctx.insert("on_remove", &on_remove);
+    ctx.insert("remove_prims", &remove_prims);
     ctx.insert(
         "kinds",
         &spec

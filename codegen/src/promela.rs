@@ -397,6 +397,15 @@ pub fn render_as(
     ctx.insert("props", &props);
     ctx.insert("threads", &(rendering == Rendering::PerThread));
     ctx.insert("procs", &procs(bounds, rendering));
+    // The removal callback: its steps stand at remover pc 2, 3, ...
+    let rm: Vec<(u8, &str)> = p
+        .on_remove
+        .iter()
+        .enumerate()
+        .map(|(i, st)| (2 + i as u8, st.prim.meaning().name()))
+        .collect();
+    ctx.insert("nrm", &rm.len());
+    ctx.insert("rm_steps", &rm);
     crate::render_template("promela.pml.tera", &ctx)
 }
 

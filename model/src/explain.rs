@@ -129,7 +129,7 @@ impl Quiesce {
             "clean_exit" => self.why_unclean(before, after, what),
             "single_owner" => {
                 let on: Vec<_> = (0..after.ctls.len())
-                    .filter(|&c| after.ctls[c].phase == Phase::Attached)
+                    .filter(|&c| self.owns_o(after, c))
                     .map(|c| format!("controller {}", c + 1))
                     .collect();
                 format!(

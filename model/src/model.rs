@@ -14,6 +14,8 @@ pub const MAX_CTLS: usize = 3;
 pub const MAX_FREEZERS: usize = 2;
 use std::fmt;
 
+mod remover;
+
 /// An interposer instance: controller `c`'s I, created in cycle `gen`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ip {
@@ -155,6 +157,39 @@ pub struct Ctl {
     pub igen: u8,
 }
 
+/// The remover's holdings.
+pub mod rmheld {
+    pub const MUTEX: u8 = 1;
+    /// The core's drain: `__blk_mark_disk_dead` starts a freeze of O that
+    /// `del_gendisk` ends at its close.
+    pub const DRAIN: u8 = 2;
+    /// The removal callback's own queue freeze.
+    pub const Q_FROZEN: u8 = 4;
+}
+
+/// `del_gendisk(O)`: where it is, what it holds, and the I it took over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Rm {
+    pub pc: u8,
+    pub sub: u8,
+    pub held: u8,
+    /// The interposer found published when O was marked dead, which the
+    /// removal callback (`on_remove`) owns from then on.
+    pub ip: Option<Ip>,
+}
+
+/// One step of the remover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RmStep {
+    Lock,
+    MarkDead,
+    /// Step `i` of the spec's removal callback.
+    Callback(usize),
+    Unlock,
+    DrainWait,
+    Unfreeze,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     /// Bios per submitter (constant; lets symmetry reduction find the groups).
@@ -165,7 +200,7 @@ pub struct State {
     /// `O->bd_interposer`.
     pub ptr: Option<Ip>,
     pub o_dead: bool,
-    pub remover: u8,
+    pub rm: Rm,
     pub freezers: Fixed<u8, MAX_FREEZERS>,
     pub injected: u8,
     /// Queue references taken and never dropped.
@@ -225,6 +260,7 @@ pub enum Action {
     },
     Remover {
         pc: u8,
+        sub: u8,
     },
     Freezer {
         f: u8,
@@ -232,12 +268,6 @@ pub enum Action {
     },
 }
 
-pub const REMOVER_STEPS: [&str; 4] = [
-    "del_gendisk(O): mark dead",
-    "blk_freeze_queue_start(O)",
-    "blk_mq_freeze_queue_wait(O)",
-    "blk_mq_unfreeze_queue(O)",
-];
 pub const FREEZER_STEPS: [&str; 3] = [
     "blk_freeze_queue_start(O)",
     "blk_mq_freeze_queue_wait(O)",
@@ -252,6 +282,7 @@ pub struct Quiesce {
     pub bounds: Bounds,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     /// Go on to the next sub-step.
     Next,
@@ -325,7 +356,8 @@ impl Quiesce {
             .filter(|c| c.held & held::Q_FROZEN != 0)
             .count();
         let f = s.freezers.iter().filter(|&&pc| pc == 1 || pc == 2).count();
-        let r = usize::from(self.bounds.remover && (s.remover == 2 || s.remover == 3));
+        let r = usize::from(s.rm.held & rmheld::DRAIN != 0)
+            + usize::from(s.rm.held & rmheld::Q_FROZEN != 0);
         c + f + r
     }
     pub fn qrefs(&self, s: &State) -> usize {
@@ -367,7 +399,7 @@ impl Quiesce {
             .all(|b| b.loc != Loc::Unsubmitted)
             && s.bios.iter().all(|b| !b.has(bf::PASS))
             && s.ctls.iter().all(|c| c.phase == Phase::Done)
-            && (!self.bounds.remover || s.remover as usize == REMOVER_STEPS.len())
+            && (!self.bounds.remover || s.rm.pc as usize == self.rm_len())
             && s.freezers
                 .iter()
                 .all(|&pc| pc as usize == FREEZER_STEPS.len())
@@ -632,7 +664,7 @@ impl Quiesce {
     fn prim_enabled(&self, s: &State, ci: usize, prim: Prim, sub: u8) -> bool {
         let c = &s.ctls[ci];
         match (prim.meaning(), sub) {
-            (Prim::MutexLock, _) => !s.ctls.iter().any(|o| o.held & held::MUTEX != 0),
+            (Prim::MutexLock, _) => !self.mutex_held(s),
             (Prim::FreezeQueue, 1) => self.qrefs(s) == 0,
             (Prim::DmInternalSuspendFast, 1) => !s.bios.iter().any(|b| b.loc == Loc::InO),
             (Prim::DmSuspend, 1) => !self.i_busy(
@@ -777,29 +809,7 @@ impl Quiesce {
                     return Outcome::Next;
                 }
             }
-            Prim::DmResume => {
-                if !s.ctls[ci].isusp {
-                    s.unbalanced = true;
-                }
-                s.ctls[ci].isusp = false;
-                if self.freed(s, me) {
-                    s.uaf = true;
-                } else {
-                    for i in 0..s.bios.len() {
-                        let bio = &mut s.bios[i];
-                        if bio.loc == Loc::DeferredI && bio.via == Some(me) {
-                            // A kworker runs I's ->submit_bio; the clone goes to O from there.
-                            let marked = if self.clone_marked(bio) {
-                                bf::MARKED
-                            } else {
-                                0
-                            };
-                            bio.flags &= !bf::MARKED;
-                            Self::start_pass(bio, bf::KWORKER | marked);
-                        }
-                    }
-                }
-            }
+            Prim::DmResume => self.resume_i(s, me),
             Prim::SynchronizeRcu => {
                 if sub == 0 {
                     // The readers in a section now are the ones this grace period waits for.
@@ -847,6 +857,33 @@ impl Quiesce {
             }
         }
         Outcome::Ok
+    }
+
+    /// `dm_resume(I)`: I takes bios again, and a kworker sends the ones it
+    /// deferred on to O as clones.
+    fn resume_i(&self, s: &mut State, ip: Ip) {
+        let c = &mut s.ctls[ip.c as usize];
+        if !c.isusp {
+            s.unbalanced = true;
+        }
+        c.isusp = false;
+        if self.freed(s, ip) {
+            s.uaf = true;
+            return;
+        }
+        for i in 0..s.bios.len() {
+            let bio = &mut s.bios[i];
+            if bio.loc == Loc::DeferredI && bio.via == Some(ip) {
+                // A kworker runs I's ->submit_bio; the clone goes to O from there.
+                let marked = if self.clone_marked(bio) {
+                    bf::MARKED
+                } else {
+                    0
+                };
+                bio.flags &= !bf::MARKED;
+                Self::start_pass(bio, bf::KWORKER | marked);
+            }
+        }
     }
 
     /// Enter the error path of the step the controller is on.
@@ -975,7 +1012,12 @@ impl Model for Quiesce {
             ctls: Fixed::filled(ctl, self.bounds.controllers as usize),
             ptr: None,
             o_dead: false,
-            remover: 0,
+            rm: Rm {
+                pc: 0,
+                sub: 0,
+                held: 0,
+                ip: None,
+            },
             freezers: Fixed::filled(0, self.bounds.freezers as usize),
             injected: 0,
             leaked_qrefs: 0,
@@ -1017,11 +1059,11 @@ impl Model for Quiesce {
         for ci in 0..s.ctls.len() {
             self.ctl_actions(s, ci, out);
         }
-        if self.bounds.remover
-            && (s.remover as usize) < REMOVER_STEPS.len()
-            && (s.remover != 2 || self.qrefs(s) == 0)
-        {
-            out.push(Action::Remover { pc: s.remover });
+        if self.rm_enabled(s) {
+            out.push(Action::Remover {
+                pc: s.rm.pc,
+                sub: s.rm.sub,
+            });
         }
         for (f, &pc) in s.freezers.iter().enumerate() {
             if (pc as usize) < FREEZER_STEPS.len() && (pc != 1 || self.qrefs(s) == 0) {
@@ -1059,12 +1101,7 @@ impl Model for Quiesce {
                 ctl.pc = self.norm(Phase::Detach, 0);
                 ctl.sub = 0;
             }
-            Action::Remover { pc } => {
-                if pc == 0 {
-                    s.o_dead = true;
-                }
-                s.remover = pc + 1;
-            }
+            Action::Remover { .. } => self.rm_exec(&mut s),
             Action::Freezer { f, pc } => s.freezers[f as usize] = pc + 1,
         }
         Some(s)
@@ -1104,6 +1141,9 @@ impl Model for Quiesce {
                 if s.unbalanced || s.leaked_qrefs > 0 {
                     return false;
                 }
+                if s.rm.pc as usize == m.rm_len() && s.rm.held != 0 {
+                    return false;
+                }
                 s.ctls.iter().enumerate().all(|(ci, c)| {
                     let at_rest = c.phase == Phase::Done
                         || (c.phase == Phase::Attach
@@ -1116,8 +1156,8 @@ impl Model for Quiesce {
                             && s.ptr.is_none_or(|p| p.c as usize != ci))
                 })
             }),
-            Property::always("single_owner", |_: &Quiesce, s: &State| {
-                s.ctls.iter().filter(|c| c.phase == Phase::Attached).count() <= 1
+            Property::always("single_owner", |m: &Quiesce, s: &State| {
+                (0..s.ctls.len()).filter(|&c| m.owns_o(s, c)).count() <= 1
             }),
             // Once a procedure has passed its point of no return, none of its steps fails.
             Property::always("point_of_no_return", |m: &Quiesce, s: &State| {
@@ -1159,6 +1199,14 @@ impl Quiesce {
     /// clear) is inside that window.
     pub fn promise_holder(&self, s: &State) -> Option<usize> {
         s.ctls.iter().enumerate().position(|(ci, c)| {
+            let me = Ip {
+                c: ci as u8,
+                gen: c.igen,
+            };
+            // Removal took this controller's I over: its promise ended with the clear.
+            if s.rm.ip == Some(me) && s.ptr != Some(me) {
+                return false;
+            }
             c.phase == Phase::Attached
                 || (matches!(c.phase, Phase::Detach | Phase::DetachErr { .. })
                     && s.ptr
@@ -1167,6 +1215,18 @@ impl Quiesce {
                             gen: c.igen,
                         }))
         })
+    }
+
+    /// Controller `ci`'s attach has returned and it still owns its attachment:
+    /// a controller whose I the removal took over owns nothing any more.
+    pub fn owns_o(&self, s: &State, ci: usize) -> bool {
+        let c = &s.ctls[ci];
+        c.phase == Phase::Attached
+            && s.rm.ip
+                != Some(Ip {
+                    c: ci as u8,
+                    gen: c.igen,
+                })
     }
 
     /// Whether a sanity property can be reached at all under these bounds.
@@ -1266,7 +1326,7 @@ impl Quiesce {
                 if ok { "0" } else { "an error" }
             ),
             Action::BeginDetach { c } => format!("controller {}: detach()", c + 1),
-            Action::Remover { pc } => format!("remover: {}", REMOVER_STEPS[pc as usize]),
+            Action::Remover { pc, sub } => format!("remover: {}", self.rm_step_name(pc, sub)),
             Action::Freezer { f, pc } => {
                 format!("freezer {}: {}", f + 1, FREEZER_STEPS[pc as usize])
             }
@@ -1296,6 +1356,7 @@ impl Quiesce {
             (held::FS_FROZEN, "fs freeze"),
             (held::Q_FROZEN, "queue freeze"),
             (held::O_SUSPENDED, "O suspend"),
+            (held::MODREF, "module reference"),
         ]
         .iter()
         .filter(|(b, _)| c.held & b != 0)

@@ -532,6 +532,10 @@ pub struct Protocol {
     pub hot_path: Vec<HotOp>,
     pub attach: Vec<CtlStep>,
     pub detach: Vec<CtlStep>,
+    /// The interposer's removal callback: what `del_gendisk(O)` runs, under O's
+    /// `open_mutex` once O is marked dead, when O still has an interposer. It
+    /// takes over the I it finds published. Empty: removal does not detach.
+    pub on_remove: Vec<CtlStep>,
     pub marker: MarkerKind,
     pub clone_inherits: bool,
     pub filesystem: bool,
@@ -624,6 +628,8 @@ struct RawProtocol {
     hot_path: Spanned<Vec<Spanned<RawHot>>>,
     attach: Spanned<Vec<Spanned<RawCtl>>>,
     detach: Spanned<Vec<Spanned<RawCtl>>>,
+    #[serde(default)]
+    on_remove: Option<Spanned<Vec<Spanned<RawCtl>>>>,
 }
 
 #[derive(Deserialize)]
@@ -900,6 +906,59 @@ fn check_ikind(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, steps: &[CtlStep
                     ),
                 );
             }
+        }
+    }
+}
+
+/// The primitives a removal callback may run: it holds no lock of its own
+/// (the core holds `open_mutex`), cannot fail (`del_gendisk` returns void),
+/// and works on O and on the I it took over.
+pub const ON_REMOVE_PRIMS: &[Prim] = &[
+    Prim::FreezeQueue,
+    Prim::UnfreezeQueue,
+    Prim::ClearInterposer,
+    Prim::DmResume,
+    Prim::DmDestroy,
+    Prim::BlkdevPut,
+    Prim::FilterBlock,
+    Prim::FilterUnblock,
+    Prim::FilterFree,
+    Prim::ModulePut,
+];
+
+/// `on_remove` runs inside `del_gendisk(O)`: only primitives that fit there,
+/// with no error paths, and only when the bounds run a remover.
+fn check_on_remove(
+    ctx: &Ctx,
+    list: &Spanned<Vec<Spanned<RawCtl>>>,
+    steps: &[CtlStep],
+    remover: bool,
+) {
+    if !remover {
+        ctx.error(
+            list.span(),
+            "`on_remove` is never checked without a remover: set `remover = true` in [bounds]",
+        );
+    }
+    if steps.len() != list.get_ref().len() {
+        return; // a step did not compile; its error is reported already
+    }
+    for (step, raw) in steps.iter().zip(list.get_ref()) {
+        if !ON_REMOVE_PRIMS.contains(&step.prim) {
+            let ok: Vec<_> = ON_REMOVE_PRIMS.iter().map(|p| p.name()).collect();
+            ctx.error(
+                raw.span(),
+                format!(
+                    "`{}` cannot run in `on_remove`: del_gendisk(O) calls it with open_mutex held, it must not fail, and it works on O and the I it takes over; allowed: {}",
+                    step.prim.call(),
+                    ok.join(", ")
+                ),
+            );
+        } else if step.on_error.is_some() || step.no_return || step.only.is_some() {
+            ctx.error(
+                raw.span(),
+                "`on_remove` steps take no `on_error`, `no_return` or `only`: the callback cannot fail, and runs for every kind",
+            );
         }
     }
 }
@@ -1250,6 +1309,16 @@ impl Spec {
         let interposer = raw.interposer.as_ref().map_or(IKind::Dm, |i| i.kind);
         check_ikind(ctx, &raw.protocol.attach, &attach, interposer);
         check_ikind(ctx, &raw.protocol.detach, &detach, interposer);
+        let on_remove = raw
+            .protocol
+            .on_remove
+            .as_ref()
+            .map_or_else(Vec::new, |list| {
+                let steps = compile_ctl(ctx, list, "on_remove");
+                check_ikind(ctx, list, &steps, interposer);
+                check_on_remove(ctx, list, &steps, bounds.remover);
+                steps
+            });
         if raw.marker.kind == MarkerKind::None
             && hot_path
                 .as_ref()
@@ -1273,6 +1342,7 @@ impl Spec {
                 hot_path: hot_path?,
                 attach,
                 detach,
+                on_remove,
                 marker: raw.marker.kind,
                 clone_inherits: raw.marker.clone_inherits,
                 filesystem: raw.original.filesystem,

@@ -2,7 +2,7 @@
 //! lane per thread and device, for the Stateright Explorer and for reports.
 
 use crate::model::{
-    bf, Action, Bio, ILife, Loc, Phase, Quiesce, State, Who, FREEZER_STEPS, REMOVER_STEPS,
+    bf, rmheld, Action, Bio, ILife, Loc, Phase, Quiesce, State, Who, FREEZER_STEPS,
 };
 use crate::spec::{HotOp, Kind};
 use stateright::{Expectation, Model, Path};
@@ -58,6 +58,32 @@ impl Quiesce {
             Loc::Lost => "lost (never completes)".into(),
         };
         format!("{what}: {loc}{pass}")
+    }
+
+    /// The remover's line: its next step, what it holds, the I it took over.
+    fn rm_line(&self, s: &State) -> String {
+        let r = &s.rm;
+        let mut line = if r.pc as usize >= self.rm_len() {
+            "done".to_string()
+        } else {
+            format!("before {}", self.rm_step_name(r.pc, r.sub))
+        };
+        let holds: Vec<&str> = [
+            (rmheld::MUTEX, "open_mutex"),
+            (rmheld::DRAIN, "the drain's freeze"),
+            (rmheld::Q_FROZEN, "queue freeze"),
+        ]
+        .iter()
+        .filter(|(bit, _)| r.held & bit != 0)
+        .map(|&(_, n)| n)
+        .collect();
+        if !holds.is_empty() {
+            line.push_str(&format!("; holds {}", holds.join(", ")));
+        }
+        if let Some(ip) = r.ip {
+            line.push_str(&format!("; took over I{}", ip.c + 1));
+        }
+        line
     }
 
     fn ctl_line(&self, s: &State, ci: usize) -> String {
@@ -163,13 +189,7 @@ impl Quiesce {
             }
         }
         if self.bounds.remover {
-            let _ = writeln!(
-                out,
-                "remover: {}",
-                REMOVER_STEPS
-                    .get(s.remover as usize)
-                    .map_or("done".to_string(), |x| format!("before {x}"))
-            );
+            let _ = writeln!(out, "remover: {}", self.rm_line(s));
         }
         for (f, &pc) in s.freezers.iter().enumerate() {
             let _ = writeln!(
@@ -250,12 +270,7 @@ impl Quiesce {
             ));
         }
         if self.bounds.remover {
-            lanes.push((
-                "remover".into(),
-                vec![REMOVER_STEPS
-                    .get(last.remover as usize)
-                    .map_or("done".to_string(), |x| format!("before {x}"))],
-            ));
+            lanes.push(("remover".into(), vec![self.rm_line(last)]));
         }
         for (f, &pc) in last.freezers.iter().enumerate() {
             lanes.push((

@@ -441,3 +441,43 @@ fn a_second_point_of_no_return_is_refused() {
         "{msg}"
     );
 }
+
+const REMOVE: &str = include_str!("../../model/specs/20-remove-detaches.toml");
+
+#[test]
+fn a_removal_callback_is_checked_only_with_a_remover() {
+    let text = REMOVE.replacen("remover = true", "remover = false", 1);
+    let (line, _, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "on_remove = ["));
+    assert!(
+        msg.contains("`on_remove` is never checked without a remover"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_removal_callback_may_not_lock_fail_or_unwind() {
+    // open_mutex is the core's: the callback runs under it.
+    let text = REMOVE.replacen(
+        "on_remove = [\n  \"blk_mq_freeze_queue(O)\",",
+        "on_remove = [\n  \"mutex_lock(open_mutex)\",",
+        1,
+    );
+    let (line, _, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "on_remove = [") + 1);
+    assert!(
+        msg.contains("`mutex_lock(open_mutex)` cannot run in `on_remove`")
+            && msg.contains("allowed: blk_mq_freeze_queue"),
+        "{msg}"
+    );
+    let text = REMOVE.replacen(
+        "on_remove = [\n  \"blk_mq_freeze_queue(O)\",",
+        "on_remove = [\n  { call = \"blk_mq_freeze_queue(O)\", only = \"bio\" },",
+        1,
+    );
+    let (_, _, msg) = err(&text);
+    assert!(
+        msg.contains("take no `on_error`, `no_return` or `only`"),
+        "{msg}"
+    );
+}

@@ -73,13 +73,16 @@ pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
     }
     out[at] = ip(s.ptr);
     out[at + 1] = s.o_dead as u8;
-    out[at + 2] = s.remover;
+    out[at + 2] = s.rm.pc;
     out[at + 3] = s.injected;
     out[at + 4] = s.leaked_qrefs;
     out[at + 5] = s.uaf as u8;
     out[at + 6] = s.unbalanced as u8;
     out[at + 7] = s.k;
-    at += 8;
+    out[at + 8] = s.rm.sub;
+    out[at + 9] = s.rm.held;
+    out[at + 10] = ip(s.rm.ip);
+    at += 11;
     for &f in s.freezers.iter() {
         out[at] = f;
         at += 1;

@@ -235,6 +235,18 @@ fn detach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     Ok(())
 }
 
+/// The primitives of the removal callback: those of `on_remove`, none fallible.
+pub trait RemovePrimitives {}
+
+/// Whether the spec has a removal callback (`on_remove`).
+pub const HAS_ON_REMOVE: bool = false;
+
+/// The removal callback, as checked: what `del_gendisk(O)` has the interposer do,
+/// with O's `open_mutex` held by the core and O already dead, when O still has
+/// this interposer. From its first step the interposer is the callback's, whoever
+/// attached it. It cannot fail.
+pub fn on_remove<P: RemovePrimitives>(_p: &mut P) {}
+
 /// Where the hot path sends a bio submitted to the original.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
