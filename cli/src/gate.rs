@@ -4,7 +4,7 @@
 //! caught by a named kernel check; the gate fails when one survives.
 
 use quiesce_model::check::{check_kind, CheckOptions};
-use quiesce_model::mutate::{apply, replace_hot_path, skip_mutants, Mutant};
+use quiesce_model::mutate::{apply, replace_hot_path, skip_mutants, Mutant, Proc};
 use quiesce_model::spec::Spec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -222,11 +222,17 @@ pub fn run(
     let mut mutants: Vec<(Target, String, Option<String>)> = skip_mutants(&text)?
         .into_iter()
         .map(|m| {
-            let what = match &m {
-                Mutant::Skip { proc, prim } => format!("{} without {prim}", proc.name()),
+            let (what, first) = match &m {
+                // The removal phase catches these first: the removal callback's
+                // steps, and the liveness checks that only a removal exercises.
+                Mutant::Skip { proc, prim } => (
+                    format!("{} without {prim}", proc.name()),
+                    (*proc == Proc::Remove || prim == "bdev_check_alive")
+                        .then(|| "remove".to_string()),
+                ),
                 _ => unreachable!("skip_mutants makes skips"),
             };
-            (Target::Module(m), what, None)
+            (Target::Module(m), what, first)
         })
         .collect();
     for e in extra.mutant {

@@ -2,24 +2,24 @@
 //! run `quiesce check`, then `quiesce gen`.
 //!
 //! - spec: filter-module: the module's protocol: freeze O's filesystem; a filter pinned by its owner module; suspend a dm O; freeze around the pointer; block and drain the filter before it is freed
-//! - sha256: 1ca7a0b0b67344e7f3ef544552648e9d0055bbb71d30893a8e91239728c48656
+//! - sha256: a96bcf5f34ebc05d6124fb078c6b3a77a72bba90e85d2e2bd49d76a5dc452b0e
 //! - checker: quiesce 0.1.0 (stateright 0.31)
-//! - bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=false
+//! - bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=true
 //! - assumptions: kinds=request,bio,bio_sync filesystem=true interposer=filter marker=bio_flag clone_inherits=true
 //! - injected failures (at most 2 a run): filter_alloc(I), try_module_get(I->owner)
 //! - search: symmetry over submitters and their bios=true
-//! - explored: request=221012 bio=267902 bio_sync=156054 unique states
+//! - explored: request=1085546 bio=1218374 bio_sync=764698 unique states
 //! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner, point_of_no_return
 
 /// The spec this code was rendered from.
 pub const SPEC_NAME: &str = "filter-module";
 /// SHA-256 of the spec file that passed the checker.
-pub const SPEC_SHA256: &str = "1ca7a0b0b67344e7f3ef544552648e9d0055bbb71d30893a8e91239728c48656";
+pub const SPEC_SHA256: &str = "a96bcf5f34ebc05d6124fb078c6b3a77a72bba90e85d2e2bd49d76a5dc452b0e";
 /// The checker that proved it.
 pub const CHECKER: &str = "quiesce 0.1.0 (stateright 0.31)";
 /// Unique states the checker explored, per kind of original.
 pub const STATES_EXPLORED: &[(&str, usize)] =
-    &[("request", 221012), ("bio", 267902), ("bio_sync", 156054)];
+    &[("request", 1085546), ("bio", 1218374), ("bio_sync", 764698)];
 
 /// The kind of original device the protocol was checked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +88,8 @@ pub enum Prim {
     FilterBlock,
     /// `filter_unblock(I)`
     FilterUnblock,
+    /// `bdev_check_alive(O)`
+    BdevCheckAlive,
 }
 
 impl Prim {
@@ -109,6 +111,7 @@ impl Prim {
         Prim::ModulePut,
         Prim::FilterBlock,
         Prim::FilterUnblock,
+        Prim::BdevCheckAlive,
     ];
 
     /// The call as the spec writes it.
@@ -130,6 +133,7 @@ impl Prim {
             Prim::ModulePut => "module_put(I->owner)",
             Prim::FilterBlock => "filter_block(I)",
             Prim::FilterUnblock => "filter_unblock(I)",
+            Prim::BdevCheckAlive => "bdev_check_alive(O)",
         }
     }
 
@@ -152,6 +156,7 @@ impl Prim {
             Prim::ModulePut => "module_put",
             Prim::FilterBlock => "filter_block",
             Prim::FilterUnblock => "filter_unblock",
+            Prim::BdevCheckAlive => "bdev_check_alive",
         }
     }
 
@@ -174,6 +179,7 @@ impl Prim {
             Prim::ModulePut => None,
             Prim::FilterBlock => Some(Prim::FilterUnblock),
             Prim::FilterUnblock => None,
+            Prim::BdevCheckAlive => None,
         }
     }
 
@@ -197,6 +203,7 @@ impl Prim {
             Prim::ModulePut => None,
             Prim::FilterBlock => None,
             Prim::FilterUnblock => None,
+            Prim::BdevCheckAlive => None,
         }
     }
 }
@@ -236,6 +243,8 @@ pub trait Primitives {
     fn filter_block(&mut self);
     /// `filter_unblock(I)`: I takes bios again; a kworker resubmits the bios it deferred, as clones to O.
     fn filter_unblock(&mut self);
+    /// `bdev_check_alive(O)`: ENODEV once O has been removed.
+    fn bdev_check_alive(&mut self) -> Result<(), Errno>;
 }
 
 /// Attach: the checked sequence of primitives, with the checked unwinding on failure.
@@ -261,84 +270,20 @@ fn attach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
-    // 2: try_module_get(I->owner)
+    // 2: bdev_check_alive(O)
+    if let Err(e) = p.bdev_check_alive() {
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 3: try_module_get(I->owner)
     if let Err(e) = p.try_module_get() {
         p.mutex_unlock();
         p.bdev_thaw();
         return Err(e);
     }
-    // 3: filter_alloc(I)
+    // 4: filter_alloc(I)
     if let Err(e) = p.filter_alloc() {
-        p.module_put();
-        p.mutex_unlock();
-        p.bdev_thaw();
-        return Err(e);
-    }
-    // 4: blk_mq_freeze_queue(O)
-    p.blk_mq_freeze_queue();
-    // 5: cmpxchg_interposer(O, I)
-    if let Err(e) = p.cmpxchg_interposer() {
-        p.blk_mq_unfreeze_queue();
-        p.filter_free();
-        p.module_put();
-        p.mutex_unlock();
-        p.bdev_thaw();
-        return Err(e);
-    }
-    // 6: blk_mq_unfreeze_queue(O)
-    p.blk_mq_unfreeze_queue();
-    // 7: mutex_unlock(open_mutex)
-    p.mutex_unlock();
-    // 8: bdev_thaw(O)
-    p.bdev_thaw();
-    Ok(())
-}
-
-fn detach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
-    // 0: bdev_freeze(O)
-    p.bdev_freeze()?;
-    // 1: mutex_lock(open_mutex)
-    p.mutex_lock();
-    // 2: blk_mq_freeze_queue(O)
-    p.blk_mq_freeze_queue();
-    // 3: clear_interposer(O)
-    p.clear_interposer();
-    // 4: blk_mq_unfreeze_queue(O)
-    p.blk_mq_unfreeze_queue();
-    // 5: filter_block(I)
-    p.filter_block();
-    // 6: filter_free(I)
-    p.filter_free();
-    // 7: module_put(I->owner)
-    p.module_put();
-    // 8: mutex_unlock(open_mutex)
-    p.mutex_unlock();
-    // 9: bdev_thaw(O)
-    p.bdev_thaw();
-    Ok(())
-}
-
-fn attach_bio<P: Primitives>(p: &mut P) -> Result<(), Errno> {
-    // 0: bdev_freeze(O)
-    p.bdev_freeze()?;
-    // 1: mutex_lock(open_mutex)
-    p.mutex_lock();
-    // 2: try_module_get(I->owner)
-    if let Err(e) = p.try_module_get() {
-        p.mutex_unlock();
-        p.bdev_thaw();
-        return Err(e);
-    }
-    // 3: filter_alloc(I)
-    if let Err(e) = p.filter_alloc() {
-        p.module_put();
-        p.mutex_unlock();
-        p.bdev_thaw();
-        return Err(e);
-    }
-    // 4: dm_internal_suspend_fast(O)
-    if let Err(e) = p.dm_internal_suspend_fast() {
-        p.filter_free();
         p.module_put();
         p.mutex_unlock();
         p.bdev_thaw();
@@ -349,7 +294,6 @@ fn attach_bio<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     // 6: cmpxchg_interposer(O, I)
     if let Err(e) = p.cmpxchg_interposer() {
         p.blk_mq_unfreeze_queue();
-        p.dm_internal_resume_fast();
         p.filter_free();
         p.module_put();
         p.mutex_unlock();
@@ -358,11 +302,94 @@ fn attach_bio<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     }
     // 7: blk_mq_unfreeze_queue(O)
     p.blk_mq_unfreeze_queue();
-    // 8: dm_internal_resume_fast(O)
-    p.dm_internal_resume_fast();
+    // 8: mutex_unlock(open_mutex)
+    p.mutex_unlock();
+    // 9: bdev_thaw(O)
+    p.bdev_thaw();
+    Ok(())
+}
+
+fn detach_request<P: Primitives>(p: &mut P) -> Result<(), Errno> {
+    // 0: bdev_freeze(O)
+    p.bdev_freeze()?;
+    // 1: mutex_lock(open_mutex)
+    p.mutex_lock();
+    // 2: bdev_check_alive(O)
+    if let Err(e) = p.bdev_check_alive() {
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 3: blk_mq_freeze_queue(O)
+    p.blk_mq_freeze_queue();
+    // 4: clear_interposer(O)
+    p.clear_interposer();
+    // 5: blk_mq_unfreeze_queue(O)
+    p.blk_mq_unfreeze_queue();
+    // 6: filter_block(I)
+    p.filter_block();
+    // 7: filter_free(I)
+    p.filter_free();
+    // 8: module_put(I->owner)
+    p.module_put();
     // 9: mutex_unlock(open_mutex)
     p.mutex_unlock();
     // 10: bdev_thaw(O)
+    p.bdev_thaw();
+    Ok(())
+}
+
+fn attach_bio<P: Primitives>(p: &mut P) -> Result<(), Errno> {
+    // 0: bdev_freeze(O)
+    p.bdev_freeze()?;
+    // 1: mutex_lock(open_mutex)
+    p.mutex_lock();
+    // 2: bdev_check_alive(O)
+    if let Err(e) = p.bdev_check_alive() {
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 3: try_module_get(I->owner)
+    if let Err(e) = p.try_module_get() {
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 4: filter_alloc(I)
+    if let Err(e) = p.filter_alloc() {
+        p.module_put();
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 5: dm_internal_suspend_fast(O)
+    if let Err(e) = p.dm_internal_suspend_fast() {
+        p.filter_free();
+        p.module_put();
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 6: blk_mq_freeze_queue(O)
+    p.blk_mq_freeze_queue();
+    // 7: cmpxchg_interposer(O, I)
+    if let Err(e) = p.cmpxchg_interposer() {
+        p.blk_mq_unfreeze_queue();
+        p.dm_internal_resume_fast();
+        p.filter_free();
+        p.module_put();
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 8: blk_mq_unfreeze_queue(O)
+    p.blk_mq_unfreeze_queue();
+    // 9: dm_internal_resume_fast(O)
+    p.dm_internal_resume_fast();
+    // 10: mutex_unlock(open_mutex)
+    p.mutex_unlock();
+    // 11: bdev_thaw(O)
     p.bdev_thaw();
     Ok(())
 }
@@ -372,21 +399,27 @@ fn detach_bio<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
-    // 2: blk_mq_freeze_queue(O)
+    // 2: bdev_check_alive(O)
+    if let Err(e) = p.bdev_check_alive() {
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 3: blk_mq_freeze_queue(O)
     p.blk_mq_freeze_queue();
-    // 3: clear_interposer(O)
+    // 4: clear_interposer(O)
     p.clear_interposer();
-    // 4: blk_mq_unfreeze_queue(O)
+    // 5: blk_mq_unfreeze_queue(O)
     p.blk_mq_unfreeze_queue();
-    // 5: filter_block(I)
+    // 6: filter_block(I)
     p.filter_block();
-    // 6: filter_free(I)
+    // 7: filter_free(I)
     p.filter_free();
-    // 7: module_put(I->owner)
+    // 8: module_put(I->owner)
     p.module_put();
-    // 8: mutex_unlock(open_mutex)
+    // 9: mutex_unlock(open_mutex)
     p.mutex_unlock();
-    // 9: bdev_thaw(O)
+    // 10: bdev_thaw(O)
     p.bdev_thaw();
     Ok(())
 }
@@ -396,22 +429,28 @@ fn attach_bio_sync<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
-    // 2: try_module_get(I->owner)
+    // 2: bdev_check_alive(O)
+    if let Err(e) = p.bdev_check_alive() {
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 3: try_module_get(I->owner)
     if let Err(e) = p.try_module_get() {
         p.mutex_unlock();
         p.bdev_thaw();
         return Err(e);
     }
-    // 3: filter_alloc(I)
+    // 4: filter_alloc(I)
     if let Err(e) = p.filter_alloc() {
         p.module_put();
         p.mutex_unlock();
         p.bdev_thaw();
         return Err(e);
     }
-    // 4: blk_mq_freeze_queue(O)
+    // 5: blk_mq_freeze_queue(O)
     p.blk_mq_freeze_queue();
-    // 5: cmpxchg_interposer(O, I)
+    // 6: cmpxchg_interposer(O, I)
     if let Err(e) = p.cmpxchg_interposer() {
         p.blk_mq_unfreeze_queue();
         p.filter_free();
@@ -420,11 +459,11 @@ fn attach_bio_sync<P: Primitives>(p: &mut P) -> Result<(), Errno> {
         p.bdev_thaw();
         return Err(e);
     }
-    // 6: blk_mq_unfreeze_queue(O)
+    // 7: blk_mq_unfreeze_queue(O)
     p.blk_mq_unfreeze_queue();
-    // 7: mutex_unlock(open_mutex)
+    // 8: mutex_unlock(open_mutex)
     p.mutex_unlock();
-    // 8: bdev_thaw(O)
+    // 9: bdev_thaw(O)
     p.bdev_thaw();
     Ok(())
 }
@@ -434,36 +473,68 @@ fn detach_bio_sync<P: Primitives>(p: &mut P) -> Result<(), Errno> {
     p.bdev_freeze()?;
     // 1: mutex_lock(open_mutex)
     p.mutex_lock();
-    // 2: blk_mq_freeze_queue(O)
+    // 2: bdev_check_alive(O)
+    if let Err(e) = p.bdev_check_alive() {
+        p.mutex_unlock();
+        p.bdev_thaw();
+        return Err(e);
+    }
+    // 3: blk_mq_freeze_queue(O)
     p.blk_mq_freeze_queue();
-    // 3: clear_interposer(O)
+    // 4: clear_interposer(O)
     p.clear_interposer();
-    // 4: blk_mq_unfreeze_queue(O)
+    // 5: blk_mq_unfreeze_queue(O)
     p.blk_mq_unfreeze_queue();
-    // 5: filter_block(I)
+    // 6: filter_block(I)
     p.filter_block();
-    // 6: filter_free(I)
+    // 7: filter_free(I)
     p.filter_free();
-    // 7: module_put(I->owner)
+    // 8: module_put(I->owner)
     p.module_put();
-    // 8: mutex_unlock(open_mutex)
+    // 9: mutex_unlock(open_mutex)
     p.mutex_unlock();
-    // 9: bdev_thaw(O)
+    // 10: bdev_thaw(O)
     p.bdev_thaw();
     Ok(())
 }
 
 /// The primitives of the removal callback: those of `on_remove`, none fallible.
-pub trait RemovePrimitives {}
+pub trait RemovePrimitives {
+    /// `blk_mq_freeze_queue(O)`: no new queue references on O; wait until O's references drain.
+    fn blk_mq_freeze_queue(&mut self);
+    /// `blk_mq_unfreeze_queue(O)`: drop this thread's freeze of O.
+    fn blk_mq_unfreeze_queue(&mut self);
+    /// `clear_interposer(O)`: clear O's interposer pointer.
+    fn clear_interposer(&mut self);
+    /// `filter_free(I)`: free the filter I (bioset_exit, kfree); anything that touches it afterwards is a use after free.
+    fn filter_free(&mut self);
+    /// `module_put(I->owner)`: drop the reference on I's owner module.
+    fn module_put(&mut self);
+    /// `filter_block(I)`: from now on I defers the bios it is handed; then wait, uninterruptibly, until every clone I sent to O has completed.
+    fn filter_block(&mut self);
+}
 
 /// Whether the spec has a removal callback (`on_remove`).
-pub const HAS_ON_REMOVE: bool = false;
+pub const HAS_ON_REMOVE: bool = true;
 
 /// The removal callback, as checked: what `del_gendisk(O)` has the interposer do,
 /// with O's `open_mutex` held by the core and O already dead, when O still has
 /// this interposer. From its first step the interposer is the callback's, whoever
 /// attached it. It cannot fail.
-pub fn on_remove<P: RemovePrimitives>(_p: &mut P) {}
+pub fn on_remove<P: RemovePrimitives>(p: &mut P) {
+    // 0: blk_mq_freeze_queue(O)
+    p.blk_mq_freeze_queue();
+    // 1: clear_interposer(O)
+    p.clear_interposer();
+    // 2: blk_mq_unfreeze_queue(O)
+    p.blk_mq_unfreeze_queue();
+    // 3: filter_block(I)
+    p.filter_block();
+    // 4: filter_free(I)
+    p.filter_free();
+    // 5: module_put(I->owner)
+    p.module_put();
+}
 
 /// Where the hot path sends a bio submitted to the original.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -568,7 +639,9 @@ pub enum Event {
 pub const STATES: &[&str] = &[
     "request: attach: before bdev_freeze(O)",
     "request: attach: before mutex_lock(open_mutex)",
+    "request: attach: before bdev_check_alive(O)",
     "request: attach: before try_module_get(I->owner)",
+    "request: attach failed at bdev_check_alive(O): before mutex_unlock(open_mutex)",
     "request: attach: before filter_alloc(I)",
     "request: attach failed at try_module_get(I->owner): before mutex_unlock(open_mutex)",
     "request: attach: before blk_mq_freeze_queue(O)",
@@ -580,9 +653,11 @@ pub const STATES: &[&str] = &[
     "request: attach: before bdev_thaw(O)",
     "request: attach: before returning",
     "request: attached",
+    "request: attach failed at bdev_check_alive(O): before returning",
     "request: attach failed at try_module_get(I->owner): before returning",
     "request: attach failed at filter_alloc(I): before returning",
     "request: attach failed at cmpxchg_interposer(O, I): before returning",
+    "request: attach failed at bdev_check_alive(O): before bdev_thaw(O)",
     "request: attach failed at try_module_get(I->owner): before bdev_thaw(O)",
     "request: attach failed at filter_alloc(I): before bdev_thaw(O)",
     "request: attach failed at cmpxchg_interposer(O, I): before bdev_thaw(O)",
@@ -592,7 +667,9 @@ pub const STATES: &[&str] = &[
     "request: attach failed at cmpxchg_interposer(O, I): before filter_free(I)",
     "request: detach: before bdev_freeze(O)",
     "request: detach: before mutex_lock(open_mutex)",
+    "request: detach: before bdev_check_alive(O)",
     "request: detach: before blk_mq_freeze_queue(O)",
+    "request: detach failed at bdev_check_alive(O): before mutex_unlock(open_mutex)",
     "request: detach: before clear_interposer(O)",
     "request: detach: before blk_mq_unfreeze_queue(O)",
     "request: detach: before filter_block(I)",
@@ -601,9 +678,13 @@ pub const STATES: &[&str] = &[
     "request: detach: before mutex_unlock(open_mutex)",
     "request: detach: before bdev_thaw(O)",
     "request: detach: before returning",
+    "request: detach failed at bdev_check_alive(O): before returning",
+    "request: detach failed at bdev_check_alive(O): before bdev_thaw(O)",
     "bio: attach: before bdev_freeze(O)",
     "bio: attach: before mutex_lock(open_mutex)",
+    "bio: attach: before bdev_check_alive(O)",
     "bio: attach: before try_module_get(I->owner)",
+    "bio: attach failed at bdev_check_alive(O): before mutex_unlock(open_mutex)",
     "bio: attach: before filter_alloc(I)",
     "bio: attach failed at try_module_get(I->owner): before mutex_unlock(open_mutex)",
     "bio: attach: before dm_internal_suspend_fast(O)",
@@ -617,9 +698,11 @@ pub const STATES: &[&str] = &[
     "bio: attach: before bdev_thaw(O)",
     "bio: attach: before returning",
     "bio: attached",
+    "bio: attach failed at bdev_check_alive(O): before returning",
     "bio: attach failed at try_module_get(I->owner): before returning",
     "bio: attach failed at filter_alloc(I): before returning",
     "bio: attach failed at cmpxchg_interposer(O, I): before returning",
+    "bio: attach failed at bdev_check_alive(O): before bdev_thaw(O)",
     "bio: attach failed at try_module_get(I->owner): before bdev_thaw(O)",
     "bio: attach failed at filter_alloc(I): before bdev_thaw(O)",
     "bio: attach failed at cmpxchg_interposer(O, I): before bdev_thaw(O)",
@@ -630,7 +713,9 @@ pub const STATES: &[&str] = &[
     "bio: attach failed at cmpxchg_interposer(O, I): before dm_internal_resume_fast(O)",
     "bio: detach: before bdev_freeze(O)",
     "bio: detach: before mutex_lock(open_mutex)",
+    "bio: detach: before bdev_check_alive(O)",
     "bio: detach: before blk_mq_freeze_queue(O)",
+    "bio: detach failed at bdev_check_alive(O): before mutex_unlock(open_mutex)",
     "bio: detach: before clear_interposer(O)",
     "bio: detach: before blk_mq_unfreeze_queue(O)",
     "bio: detach: before filter_block(I)",
@@ -639,9 +724,13 @@ pub const STATES: &[&str] = &[
     "bio: detach: before mutex_unlock(open_mutex)",
     "bio: detach: before bdev_thaw(O)",
     "bio: detach: before returning",
+    "bio: detach failed at bdev_check_alive(O): before returning",
+    "bio: detach failed at bdev_check_alive(O): before bdev_thaw(O)",
     "bio_sync: attach: before bdev_freeze(O)",
     "bio_sync: attach: before mutex_lock(open_mutex)",
+    "bio_sync: attach: before bdev_check_alive(O)",
     "bio_sync: attach: before try_module_get(I->owner)",
+    "bio_sync: attach failed at bdev_check_alive(O): before mutex_unlock(open_mutex)",
     "bio_sync: attach: before filter_alloc(I)",
     "bio_sync: attach failed at try_module_get(I->owner): before mutex_unlock(open_mutex)",
     "bio_sync: attach: before blk_mq_freeze_queue(O)",
@@ -653,9 +742,11 @@ pub const STATES: &[&str] = &[
     "bio_sync: attach: before bdev_thaw(O)",
     "bio_sync: attach: before returning",
     "bio_sync: attached",
+    "bio_sync: attach failed at bdev_check_alive(O): before returning",
     "bio_sync: attach failed at try_module_get(I->owner): before returning",
     "bio_sync: attach failed at filter_alloc(I): before returning",
     "bio_sync: attach failed at cmpxchg_interposer(O, I): before returning",
+    "bio_sync: attach failed at bdev_check_alive(O): before bdev_thaw(O)",
     "bio_sync: attach failed at try_module_get(I->owner): before bdev_thaw(O)",
     "bio_sync: attach failed at filter_alloc(I): before bdev_thaw(O)",
     "bio_sync: attach failed at cmpxchg_interposer(O, I): before bdev_thaw(O)",
@@ -665,7 +756,9 @@ pub const STATES: &[&str] = &[
     "bio_sync: attach failed at cmpxchg_interposer(O, I): before filter_free(I)",
     "bio_sync: detach: before bdev_freeze(O)",
     "bio_sync: detach: before mutex_lock(open_mutex)",
+    "bio_sync: detach: before bdev_check_alive(O)",
     "bio_sync: detach: before blk_mq_freeze_queue(O)",
+    "bio_sync: detach failed at bdev_check_alive(O): before mutex_unlock(open_mutex)",
     "bio_sync: detach: before clear_interposer(O)",
     "bio_sync: detach: before blk_mq_unfreeze_queue(O)",
     "bio_sync: detach: before filter_block(I)",
@@ -674,6 +767,8 @@ pub const STATES: &[&str] = &[
     "bio_sync: detach: before mutex_unlock(open_mutex)",
     "bio_sync: detach: before bdev_thaw(O)",
     "bio_sync: detach: before returning",
+    "bio_sync: detach failed at bdev_check_alive(O): before returning",
+    "bio_sync: detach failed at bdev_check_alive(O): before bdev_thaw(O)",
 ];
 
 #[derive(Debug)]
@@ -689,137 +784,167 @@ const REQUEST: Table = Table {
     edges: &[
         (0, Event::Ok(Prim::BdevFreeze), 1),
         (1, Event::Ok(Prim::MutexLock), 2),
-        (2, Event::Ok(Prim::TryModuleGet), 3),
-        (2, Event::Err(Prim::TryModuleGet), 4),
-        (3, Event::Ok(Prim::FilterAlloc), 5),
-        (3, Event::Err(Prim::FilterAlloc), 6),
-        (5, Event::Ok(Prim::BlkMqFreezeQueue), 7),
-        (7, Event::Ok(Prim::CmpxchgInterposer), 8),
-        (7, Event::Err(Prim::CmpxchgInterposer), 9),
-        (8, Event::Ok(Prim::BlkMqUnfreezeQueue), 10),
-        (10, Event::Ok(Prim::MutexUnlock), 11),
-        (11, Event::Ok(Prim::BdevThaw), 12),
-        (12, Event::AttachReturned(true), 13),
-        (14, Event::AttachReturned(false), 0),
-        (15, Event::AttachReturned(false), 0),
+        (2, Event::Ok(Prim::BdevCheckAlive), 3),
+        (2, Event::Err(Prim::BdevCheckAlive), 4),
+        (3, Event::Ok(Prim::TryModuleGet), 5),
+        (3, Event::Err(Prim::TryModuleGet), 6),
+        (5, Event::Ok(Prim::FilterAlloc), 7),
+        (5, Event::Err(Prim::FilterAlloc), 8),
+        (7, Event::Ok(Prim::BlkMqFreezeQueue), 9),
+        (9, Event::Ok(Prim::CmpxchgInterposer), 10),
+        (9, Event::Err(Prim::CmpxchgInterposer), 11),
+        (10, Event::Ok(Prim::BlkMqUnfreezeQueue), 12),
+        (12, Event::Ok(Prim::MutexUnlock), 13),
+        (13, Event::Ok(Prim::BdevThaw), 14),
+        (14, Event::AttachReturned(true), 15),
         (16, Event::AttachReturned(false), 0),
-        (17, Event::Ok(Prim::BdevThaw), 14),
-        (18, Event::Ok(Prim::BdevThaw), 15),
-        (19, Event::Ok(Prim::BdevThaw), 16),
-        (4, Event::Ok(Prim::MutexUnlock), 17),
-        (20, Event::Ok(Prim::MutexUnlock), 18),
-        (21, Event::Ok(Prim::MutexUnlock), 19),
-        (6, Event::Ok(Prim::ModulePut), 20),
-        (22, Event::Ok(Prim::ModulePut), 21),
-        (23, Event::Ok(Prim::FilterFree), 22),
-        (9, Event::Ok(Prim::BlkMqUnfreezeQueue), 23),
-        (13, Event::DetachBegin, 24),
-        (24, Event::Ok(Prim::BdevFreeze), 25),
-        (25, Event::Ok(Prim::MutexLock), 26),
-        (26, Event::Ok(Prim::BlkMqFreezeQueue), 27),
-        (27, Event::Ok(Prim::ClearInterposer), 28),
-        (28, Event::Ok(Prim::BlkMqUnfreezeQueue), 29),
-        (29, Event::Ok(Prim::FilterBlock), 30),
-        (30, Event::Ok(Prim::FilterFree), 31),
-        (31, Event::Ok(Prim::ModulePut), 32),
-        (32, Event::Ok(Prim::MutexUnlock), 33),
-        (33, Event::Ok(Prim::BdevThaw), 34),
-        (34, Event::DetachReturned(true), 0),
+        (17, Event::AttachReturned(false), 0),
+        (18, Event::AttachReturned(false), 0),
+        (19, Event::AttachReturned(false), 0),
+        (20, Event::Ok(Prim::BdevThaw), 16),
+        (21, Event::Ok(Prim::BdevThaw), 17),
+        (22, Event::Ok(Prim::BdevThaw), 18),
+        (23, Event::Ok(Prim::BdevThaw), 19),
+        (4, Event::Ok(Prim::MutexUnlock), 20),
+        (6, Event::Ok(Prim::MutexUnlock), 21),
+        (24, Event::Ok(Prim::MutexUnlock), 22),
+        (25, Event::Ok(Prim::MutexUnlock), 23),
+        (8, Event::Ok(Prim::ModulePut), 24),
+        (26, Event::Ok(Prim::ModulePut), 25),
+        (27, Event::Ok(Prim::FilterFree), 26),
+        (11, Event::Ok(Prim::BlkMqUnfreezeQueue), 27),
+        (15, Event::DetachBegin, 28),
+        (28, Event::Ok(Prim::BdevFreeze), 29),
+        (29, Event::Ok(Prim::MutexLock), 30),
+        (30, Event::Ok(Prim::BdevCheckAlive), 31),
+        (30, Event::Err(Prim::BdevCheckAlive), 32),
+        (31, Event::Ok(Prim::BlkMqFreezeQueue), 33),
+        (33, Event::Ok(Prim::ClearInterposer), 34),
+        (34, Event::Ok(Prim::BlkMqUnfreezeQueue), 35),
+        (35, Event::Ok(Prim::FilterBlock), 36),
+        (36, Event::Ok(Prim::FilterFree), 37),
+        (37, Event::Ok(Prim::ModulePut), 38),
+        (38, Event::Ok(Prim::MutexUnlock), 39),
+        (39, Event::Ok(Prim::BdevThaw), 40),
+        (40, Event::DetachReturned(true), 0),
+        (41, Event::DetachReturned(false), 0),
+        (42, Event::Ok(Prim::BdevThaw), 41),
+        (32, Event::Ok(Prim::MutexUnlock), 42),
     ],
 };
 
 /// The controller's legal transitions for the `bio` kind of original: every
 /// one the checker took, none other.
 const BIO: Table = Table {
-    init: 35,
+    init: 43,
     edges: &[
-        (35, Event::Ok(Prim::BdevFreeze), 36),
-        (36, Event::Ok(Prim::MutexLock), 37),
-        (37, Event::Ok(Prim::TryModuleGet), 38),
-        (37, Event::Err(Prim::TryModuleGet), 39),
-        (38, Event::Ok(Prim::FilterAlloc), 40),
-        (38, Event::Err(Prim::FilterAlloc), 41),
-        (40, Event::Ok(Prim::DmInternalSuspendFast), 42),
-        (42, Event::Ok(Prim::BlkMqFreezeQueue), 43),
-        (43, Event::Ok(Prim::CmpxchgInterposer), 44),
-        (43, Event::Err(Prim::CmpxchgInterposer), 45),
-        (44, Event::Ok(Prim::BlkMqUnfreezeQueue), 46),
-        (46, Event::Ok(Prim::DmInternalResumeFast), 47),
-        (47, Event::Ok(Prim::MutexUnlock), 48),
-        (48, Event::Ok(Prim::BdevThaw), 49),
-        (49, Event::AttachReturned(true), 50),
-        (51, Event::AttachReturned(false), 35),
-        (52, Event::AttachReturned(false), 35),
-        (53, Event::AttachReturned(false), 35),
-        (54, Event::Ok(Prim::BdevThaw), 51),
-        (55, Event::Ok(Prim::BdevThaw), 52),
-        (56, Event::Ok(Prim::BdevThaw), 53),
-        (39, Event::Ok(Prim::MutexUnlock), 54),
-        (57, Event::Ok(Prim::MutexUnlock), 55),
-        (58, Event::Ok(Prim::MutexUnlock), 56),
-        (41, Event::Ok(Prim::ModulePut), 57),
-        (59, Event::Ok(Prim::ModulePut), 58),
-        (60, Event::Ok(Prim::FilterFree), 59),
-        (61, Event::Ok(Prim::DmInternalResumeFast), 60),
-        (45, Event::Ok(Prim::BlkMqUnfreezeQueue), 61),
-        (50, Event::DetachBegin, 62),
-        (62, Event::Ok(Prim::BdevFreeze), 63),
-        (63, Event::Ok(Prim::MutexLock), 64),
-        (64, Event::Ok(Prim::BlkMqFreezeQueue), 65),
-        (65, Event::Ok(Prim::ClearInterposer), 66),
-        (66, Event::Ok(Prim::BlkMqUnfreezeQueue), 67),
-        (67, Event::Ok(Prim::FilterBlock), 68),
-        (68, Event::Ok(Prim::FilterFree), 69),
-        (69, Event::Ok(Prim::ModulePut), 70),
-        (70, Event::Ok(Prim::MutexUnlock), 71),
-        (71, Event::Ok(Prim::BdevThaw), 72),
-        (72, Event::DetachReturned(true), 35),
+        (43, Event::Ok(Prim::BdevFreeze), 44),
+        (44, Event::Ok(Prim::MutexLock), 45),
+        (45, Event::Ok(Prim::BdevCheckAlive), 46),
+        (45, Event::Err(Prim::BdevCheckAlive), 47),
+        (46, Event::Ok(Prim::TryModuleGet), 48),
+        (46, Event::Err(Prim::TryModuleGet), 49),
+        (48, Event::Ok(Prim::FilterAlloc), 50),
+        (48, Event::Err(Prim::FilterAlloc), 51),
+        (50, Event::Ok(Prim::DmInternalSuspendFast), 52),
+        (52, Event::Ok(Prim::BlkMqFreezeQueue), 53),
+        (53, Event::Ok(Prim::CmpxchgInterposer), 54),
+        (53, Event::Err(Prim::CmpxchgInterposer), 55),
+        (54, Event::Ok(Prim::BlkMqUnfreezeQueue), 56),
+        (56, Event::Ok(Prim::DmInternalResumeFast), 57),
+        (57, Event::Ok(Prim::MutexUnlock), 58),
+        (58, Event::Ok(Prim::BdevThaw), 59),
+        (59, Event::AttachReturned(true), 60),
+        (61, Event::AttachReturned(false), 43),
+        (62, Event::AttachReturned(false), 43),
+        (63, Event::AttachReturned(false), 43),
+        (64, Event::AttachReturned(false), 43),
+        (65, Event::Ok(Prim::BdevThaw), 61),
+        (66, Event::Ok(Prim::BdevThaw), 62),
+        (67, Event::Ok(Prim::BdevThaw), 63),
+        (68, Event::Ok(Prim::BdevThaw), 64),
+        (47, Event::Ok(Prim::MutexUnlock), 65),
+        (49, Event::Ok(Prim::MutexUnlock), 66),
+        (69, Event::Ok(Prim::MutexUnlock), 67),
+        (70, Event::Ok(Prim::MutexUnlock), 68),
+        (51, Event::Ok(Prim::ModulePut), 69),
+        (71, Event::Ok(Prim::ModulePut), 70),
+        (72, Event::Ok(Prim::FilterFree), 71),
+        (73, Event::Ok(Prim::DmInternalResumeFast), 72),
+        (55, Event::Ok(Prim::BlkMqUnfreezeQueue), 73),
+        (60, Event::DetachBegin, 74),
+        (74, Event::Ok(Prim::BdevFreeze), 75),
+        (75, Event::Ok(Prim::MutexLock), 76),
+        (76, Event::Ok(Prim::BdevCheckAlive), 77),
+        (76, Event::Err(Prim::BdevCheckAlive), 78),
+        (77, Event::Ok(Prim::BlkMqFreezeQueue), 79),
+        (79, Event::Ok(Prim::ClearInterposer), 80),
+        (80, Event::Ok(Prim::BlkMqUnfreezeQueue), 81),
+        (81, Event::Ok(Prim::FilterBlock), 82),
+        (82, Event::Ok(Prim::FilterFree), 83),
+        (83, Event::Ok(Prim::ModulePut), 84),
+        (84, Event::Ok(Prim::MutexUnlock), 85),
+        (85, Event::Ok(Prim::BdevThaw), 86),
+        (86, Event::DetachReturned(true), 43),
+        (87, Event::DetachReturned(false), 43),
+        (88, Event::Ok(Prim::BdevThaw), 87),
+        (78, Event::Ok(Prim::MutexUnlock), 88),
     ],
 };
 
 /// The controller's legal transitions for the `bio_sync` kind of original: every
 /// one the checker took, none other.
 const BIO_SYNC: Table = Table {
-    init: 73,
+    init: 89,
     edges: &[
-        (73, Event::Ok(Prim::BdevFreeze), 74),
-        (74, Event::Ok(Prim::MutexLock), 75),
-        (75, Event::Ok(Prim::TryModuleGet), 76),
-        (75, Event::Err(Prim::TryModuleGet), 77),
-        (76, Event::Ok(Prim::FilterAlloc), 78),
-        (76, Event::Err(Prim::FilterAlloc), 79),
-        (78, Event::Ok(Prim::BlkMqFreezeQueue), 80),
-        (80, Event::Ok(Prim::CmpxchgInterposer), 81),
-        (80, Event::Err(Prim::CmpxchgInterposer), 82),
-        (81, Event::Ok(Prim::BlkMqUnfreezeQueue), 83),
-        (83, Event::Ok(Prim::MutexUnlock), 84),
-        (84, Event::Ok(Prim::BdevThaw), 85),
-        (85, Event::AttachReturned(true), 86),
-        (87, Event::AttachReturned(false), 73),
-        (88, Event::AttachReturned(false), 73),
-        (89, Event::AttachReturned(false), 73),
-        (90, Event::Ok(Prim::BdevThaw), 87),
-        (91, Event::Ok(Prim::BdevThaw), 88),
-        (92, Event::Ok(Prim::BdevThaw), 89),
-        (77, Event::Ok(Prim::MutexUnlock), 90),
-        (93, Event::Ok(Prim::MutexUnlock), 91),
-        (94, Event::Ok(Prim::MutexUnlock), 92),
-        (79, Event::Ok(Prim::ModulePut), 93),
-        (95, Event::Ok(Prim::ModulePut), 94),
-        (96, Event::Ok(Prim::FilterFree), 95),
-        (82, Event::Ok(Prim::BlkMqUnfreezeQueue), 96),
-        (86, Event::DetachBegin, 97),
-        (97, Event::Ok(Prim::BdevFreeze), 98),
-        (98, Event::Ok(Prim::MutexLock), 99),
-        (99, Event::Ok(Prim::BlkMqFreezeQueue), 100),
-        (100, Event::Ok(Prim::ClearInterposer), 101),
-        (101, Event::Ok(Prim::BlkMqUnfreezeQueue), 102),
-        (102, Event::Ok(Prim::FilterBlock), 103),
-        (103, Event::Ok(Prim::FilterFree), 104),
-        (104, Event::Ok(Prim::ModulePut), 105),
-        (105, Event::Ok(Prim::MutexUnlock), 106),
-        (106, Event::Ok(Prim::BdevThaw), 107),
-        (107, Event::DetachReturned(true), 73),
+        (89, Event::Ok(Prim::BdevFreeze), 90),
+        (90, Event::Ok(Prim::MutexLock), 91),
+        (91, Event::Ok(Prim::BdevCheckAlive), 92),
+        (91, Event::Err(Prim::BdevCheckAlive), 93),
+        (92, Event::Ok(Prim::TryModuleGet), 94),
+        (92, Event::Err(Prim::TryModuleGet), 95),
+        (94, Event::Ok(Prim::FilterAlloc), 96),
+        (94, Event::Err(Prim::FilterAlloc), 97),
+        (96, Event::Ok(Prim::BlkMqFreezeQueue), 98),
+        (98, Event::Ok(Prim::CmpxchgInterposer), 99),
+        (98, Event::Err(Prim::CmpxchgInterposer), 100),
+        (99, Event::Ok(Prim::BlkMqUnfreezeQueue), 101),
+        (101, Event::Ok(Prim::MutexUnlock), 102),
+        (102, Event::Ok(Prim::BdevThaw), 103),
+        (103, Event::AttachReturned(true), 104),
+        (105, Event::AttachReturned(false), 89),
+        (106, Event::AttachReturned(false), 89),
+        (107, Event::AttachReturned(false), 89),
+        (108, Event::AttachReturned(false), 89),
+        (109, Event::Ok(Prim::BdevThaw), 105),
+        (110, Event::Ok(Prim::BdevThaw), 106),
+        (111, Event::Ok(Prim::BdevThaw), 107),
+        (112, Event::Ok(Prim::BdevThaw), 108),
+        (93, Event::Ok(Prim::MutexUnlock), 109),
+        (95, Event::Ok(Prim::MutexUnlock), 110),
+        (113, Event::Ok(Prim::MutexUnlock), 111),
+        (114, Event::Ok(Prim::MutexUnlock), 112),
+        (97, Event::Ok(Prim::ModulePut), 113),
+        (115, Event::Ok(Prim::ModulePut), 114),
+        (116, Event::Ok(Prim::FilterFree), 115),
+        (100, Event::Ok(Prim::BlkMqUnfreezeQueue), 116),
+        (104, Event::DetachBegin, 117),
+        (117, Event::Ok(Prim::BdevFreeze), 118),
+        (118, Event::Ok(Prim::MutexLock), 119),
+        (119, Event::Ok(Prim::BdevCheckAlive), 120),
+        (119, Event::Err(Prim::BdevCheckAlive), 121),
+        (120, Event::Ok(Prim::BlkMqFreezeQueue), 122),
+        (122, Event::Ok(Prim::ClearInterposer), 123),
+        (123, Event::Ok(Prim::BlkMqUnfreezeQueue), 124),
+        (124, Event::Ok(Prim::FilterBlock), 125),
+        (125, Event::Ok(Prim::FilterFree), 126),
+        (126, Event::Ok(Prim::ModulePut), 127),
+        (127, Event::Ok(Prim::MutexUnlock), 128),
+        (128, Event::Ok(Prim::BdevThaw), 129),
+        (129, Event::DetachReturned(true), 89),
+        (130, Event::DetachReturned(false), 89),
+        (131, Event::Ok(Prim::BdevThaw), 130),
+        (121, Event::Ok(Prim::MutexUnlock), 131),
     ],
 };
 

@@ -11,6 +11,7 @@
 
 use super::*;
 use crate::prims::Mutant;
+use crate::remove::IpSlot;
 
 /// One attachment of an interposer to an original device.
 pub(crate) struct Attachment {
@@ -18,8 +19,36 @@ pub(crate) struct Attachment {
     pub(crate) bdev: *mut bindings::block_device,
     pub(crate) kind: Kind,
     pub(crate) md: *mut bindings::mapped_device,
-    pub(crate) ip: Option<KBox<Interposer>>,
+    /// Owns the interposer, until a removal callback takes it over (`remove.rs`).
+    pub(crate) slot: *const IpSlot,
     pub(crate) path: KVec<u8>,
+}
+
+impl Attachment {
+    fn slot(&self) -> &IpSlot {
+        // SAFETY: allocated in open_original() and freed only in release_att().
+        unsafe { &*self.slot }
+    }
+
+    /// The interposer, while this attachment owns it.
+    pub(crate) fn ip(&self) -> Option<&Interposer> {
+        // SAFETY: called by the registry's lock holder (status, changed-block ioctl) or
+        // by a step of a generated procedure under O's open_mutex.
+        unsafe { self.slot().get() }
+    }
+
+    pub(crate) fn put_ip(&self, ip: KBox<Interposer>) {
+        self.slot().put(ip);
+    }
+
+    pub(crate) fn take_ip(&self) -> Option<KBox<Interposer>> {
+        self.slot().take()
+    }
+
+    /// O went away while attached, and its removal callback took the interposer over.
+    pub(crate) fn removed(&self) -> bool {
+        self.slot().removed()
+    }
 }
 
 /// One controller: the state the generated attach and detach run on.
@@ -142,10 +171,10 @@ impl Ctl {
 
     /// Drop the attachment's hold on the original.
     fn release(&mut self) {
-        release_att(&mut self.att);
-        if self.att.ip.is_some() {
+        if self.att.ip().is_some() {
             pr_err!("quiesce: ASSERT: the interposer outlived its attachment (filter_free(I) missing)\n");
         }
+        release_att(&mut self.att);
     }
 }
 
@@ -189,6 +218,8 @@ pub(crate) struct Registry {
     attaches: u64,
     detaches: u64,
     ebusy: u64,
+    /// Interposers a removal callback detached and freed.
+    removals: u64,
     redirected: u64,
     completed: u64,
     flushes: u64,
@@ -211,6 +242,7 @@ impl Registry {
             attaches: 0,
             detaches: 0,
             ebusy: 0,
+            removals: 0,
             redirected: 0,
             completed: 0,
             flushes: 0,
@@ -232,7 +264,18 @@ impl Registry {
         self.attached()
             // SAFETY: the attachment holds the original open.
             .find(|c| unsafe { (*c.att.bdev).bd_dev } == dev)
-            .and_then(|c| c.att.ip.as_deref())
+            .and_then(|c| c.att.ip())
+    }
+
+    /// Fold in the figures of an interposer a removal callback freed.
+    pub(crate) fn absorb_removed(&mut self, redirected: u64, completed: u64, flushes: u64, map: Option<KVVec<u64>>) {
+        self.removals += 1;
+        self.redirected += redirected;
+        self.completed += completed;
+        self.flushes += flushes;
+        if let Some(m) = map {
+            self.last_map = m;
+        }
     }
 
     fn busy(&self) -> usize {
@@ -349,7 +392,15 @@ fn open_original(path: &[u8]) -> Result<Attachment, i32> {
     };
     let mut name = KVec::new();
     let _ = name.extend_from_slice(path, GFP_KERNEL);
-    Ok(Attachment { file, bdev, kind, md, ip: None, path: name })
+    let mut att = Attachment { file, bdev, kind, md, slot: ptr::null(), path: name };
+    match IpSlot::alloc() {
+        Ok(slot) => att.slot = slot,
+        Err(e) => {
+            release_att(&mut att);
+            return Err(e);
+        }
+    }
+    Ok(att)
 }
 
 /// `attach <path>`: a new controller runs the generated attach.
@@ -431,14 +482,21 @@ fn run_detach(slot: usize, mut ctl: KBox<Ctl>) -> Result<(), Errno> {
     ctl.end();
     ctl.stall.in_detach = false;
     ctl.report(Event::DetachReturned(r.is_ok()));
-    if r.is_ok() {
+    // O went away while attached: its removal detached the interposer, and this
+    // detach (which found O dead) ends what is left of the attachment.
+    let removed = ctl.att.removed();
+    if r.is_ok() || removed {
         ctl.release();
-        pr_info!("quiesce: detached from {}\n", BStrDisplay(&ctl.att.path));
+        if removed {
+            pr_info!("quiesce: detach: {} was removed; its removal detached the interposer\n", BStrDisplay(&ctl.att.path));
+        } else {
+            pr_info!("quiesce: detached from {}\n", BStrDisplay(&ctl.att.path));
+        }
     }
     with_reg(|reg| {
         reg.absorb(&mut ctl);
-        if r.is_ok() {
-            reg.detaches += 1;
+        if r.is_ok() || removed {
+            reg.detaches += u64::from(r.is_ok());
             reg.slots[slot] = Slot::Free;
         } else {
             // Still attached: keep it, so that detach can be tried again.
@@ -518,6 +576,12 @@ fn release_att(a: &mut Attachment) {
         unsafe { bindings::fput(a.file) };
         a.file = ptr::null_mut();
     }
+    if !a.slot.is_null() {
+        // SAFETY: allocated in open_original(); the attachment ends here, and nothing
+        // else holds the slot (its interposer, if any, was freed or is kept with it).
+        unsafe { IpSlot::free(a.slot) };
+        a.slot = ptr::null();
+    }
 }
 
 impl Registry {
@@ -526,7 +590,7 @@ impl Registry {
         let first = self.attached().next();
         let (mut red, mut comp, mut fl, mut infl) = (self.redirected, self.completed, self.flushes, 0usize);
         for c in self.attached() {
-            if let Some(ip) = c.att.ip.as_ref() {
+            if let Some(ip) = c.att.ip() {
                 red += ip.redirected.load(Ordering::Relaxed);
                 comp += ip.completed.load(Ordering::Relaxed);
                 fl += ip.flushes.load(Ordering::Relaxed);
@@ -545,13 +609,14 @@ impl Registry {
         };
         let _ = writeln!(w, "attachments: {}", self.attached().count());
         for c in self.attached() {
-            let _ = writeln!(w, "attached: {} {} {}", BStrDisplay(&c.att.path), kind_name(c.att.kind), c.monitor.state());
+            let gone = if c.att.removed() { " (removed)" } else { "" };
+            let _ = writeln!(w, "attached: {} {} {}{gone}", BStrDisplay(&c.att.path), kind_name(c.att.kind), c.monitor.state());
         }
         let _ = writeln!(w, "busy: {}", self.busy());
         let _ = writeln!(
             w,
-            "attaches: {}\ndetaches: {}\nattach_ebusy: {}\nredirected: {red}\ncompleted: {comp}\nflushes: {fl}\ninflight: {infl}",
-            self.attaches, self.detaches, self.ebusy
+            "attaches: {}\ndetaches: {}\nattach_ebusy: {}\nremovals: {}\nredirected: {red}\ncompleted: {comp}\nflushes: {fl}\ninflight: {infl}",
+            self.attaches, self.detaches, self.ebusy, self.removals
         );
         let _ = writeln!(w, "monitor: {}", first.map_or("idle", |c| c.monitor.state()));
         let v: u64 = self.violations + self.attached().map(|c| c.violations).sum::<u64>();
@@ -577,7 +642,7 @@ impl Registry {
         let _ = write!(w, "\nstall_detach_us: ");
         Stall::summary(&self.stall.detach_ns, &mut w);
         let _ = writeln!(w);
-        match first.and_then(|c| c.att.ip.as_ref()) {
+        match first.and_then(|c| c.att.ip()) {
             Some(ip) => {
                 let _ = writeln!(
                     w,
@@ -671,15 +736,12 @@ pub(crate) fn command(line: &[u8]) -> Result<(), i32> {
             with_reg(|r| r.stall = Stall::new());
             Ok(())
         }
-        b"mutant" | b"inject" if !TEST_BUILD => {
+        b"mutant" | b"inject" | b"hold" | b"wait-held" | b"release" if !TEST_BUILD => {
             pr_info!("quiesce: {}: built only into the test build\n", BStrDisplay(cmd));
             Err(errno(bindings::EOPNOTSUPP))
         }
         b"mutant" => set_mutant(arg),
-        b"inject" if !TEST_BUILD => {
-            pr_info!("quiesce: inject: failure injection is built only into the test build\n");
-            Err(errno(bindings::EOPNOTSUPP))
-        }
+        b"hold" | b"wait-held" | b"release" if arg.is_empty() && TEST_BUILD => crate::remove::hold_command(cmd),
         b"inject" => match prim_by_name(arg) {
             Some(p) if p.injected().is_none() => {
                 pr_info!("quiesce: inject: the spec injects no failure into {}\n", p.call());

@@ -10,8 +10,8 @@
 //!   call of a primitive that the spec injects failures into returns the errno
 //!   the model gives it, having done nothing, so the generated unwinding runs
 //!   for real.
-//! - **Mutants** (`mutant <name>`, test builds only, once per load, before the
-//!   first attach): a primitive left out, or moved, while success is still
+//! - **Mutants** (`mutant <name>`, test builds only, once per load, while
+//!   nothing is attached): a primitive left out, or moved, while success is still
 //!   reported, so that only the kernel's own checks can catch it. The mutation
 //!   gate boots the very module that passed the boot test, with one mutant set.
 //!   See `kmod/mutants.toml`.
@@ -55,6 +55,8 @@ pub(crate) enum Proc {
     Idle,
     Attach,
     Detach,
+    /// The removal callback (`remove.rs`).
+    Remove,
 }
 
 /// A mutant of the module's side of the protocol, set by the `mutant` command.
@@ -81,6 +83,7 @@ fn proc_by_name(s: &str) -> Option<Proc> {
     match s {
         "attach" => Some(Proc::Attach),
         "detach" => Some(Proc::Detach),
+        "remove" => Some(Proc::Remove),
         _ => None,
     }
 }
@@ -122,6 +125,10 @@ impl Mutant {
 impl Ctl {
     /// Run primitive `p` of the current procedure: inject, mutate, perform, report.
     fn run(&mut self, p: Prim) -> Result<(), Errno> {
+        if TEST_BUILD && p == Prim::MutexLock && self.proc == Proc::Attach {
+            // `hold` (test builds only): the boot test removes O while attach waits here.
+            crate::remove::hold_point();
+        }
         if self.inject == Some(p) {
             self.inject = None;
             let e = p.injected().unwrap_or(Errno::EINVAL);
@@ -254,21 +261,21 @@ impl Ctl {
                 Ok(())
             }
             Prim::FilterBlock => {
-                if let Some(ip) = self.att().ip.as_ref() {
+                if let Some(ip) = self.att().ip() {
                     ip.block();
                     ip.wait_drained();
                 }
                 Ok(())
             }
             Prim::FilterUnblock => {
-                if let Some(ip) = self.att().ip.as_ref() {
+                if let Some(ip) = self.att().ip() {
                     ip.unblock();
                 }
                 Ok(())
             }
             Prim::CmpxchgInterposer => {
                 let att = self.att();
-                match att.ip.as_ref() {
+                match att.ip() {
                     None => {
                         pr_err!("quiesce: ASSERT: cmpxchg_interposer(O, I) with no I allocated (filter_alloc(I) missing)\n");
                         Err(Errno::EINVAL)
@@ -288,6 +295,15 @@ impl Ctl {
                     },
                 }
             }
+            Prim::BdevCheckAlive => {
+                // SAFETY: the original is held open, so its gendisk lives.
+                if unsafe { bindings::disk_live((*self.att().bdev).bd_disk) } {
+                    Ok(())
+                } else {
+                    pr_info!("quiesce: {}: removed (bdev_check_alive(O) = -ENODEV)\n", BStrDisplay(&self.att().path));
+                    Err(Errno::ENODEV)
+                }
+            }
             Prim::ClearInterposer => {
                 // SAFETY: the original is held open.
                 unsafe { bindings::blk_interposer_clear(self.att().bdev) };
@@ -298,40 +314,22 @@ impl Ctl {
 
     /// `filter_alloc(I)`: allocate the filter, its bio_set and its map.
     fn create(&mut self) -> Result<(), Errno> {
-        if self.att().ip.is_some() {
+        if self.att().ip().is_some() {
             return Err(Errno::EEXIST);
         }
-        let bdev = self.att().bdev;
-        let ip = Interposer::new(bdev).map_err(|_| Errno::ENOMEM)?;
-        self.att().ip = Some(ip);
+        let (bdev, slot) = (self.att().bdev, self.att().slot);
+        let ip = Interposer::new(bdev, slot).map_err(|_| Errno::ENOMEM)?;
+        self.att().put_ip(ip);
         Ok(())
     }
 
     /// `filter_free(I)`: free the filter, keeping its counters and map.
     fn destroy(&mut self) {
-        if let Some(ip) = self.att().ip.take() {
-            let n = ip.inflight.load(Ordering::Acquire);
-            if n != 0 {
-                pr_err!("quiesce: ASSERT: filter_free(I) with {} clones in flight (filter_block(I) missing)\n", n);
-            }
+        if let Some(ip) = self.att().take_ip() {
             self.redirected += ip.redirected.load(Ordering::Relaxed);
             self.completed += ip.completed.load(Ordering::Relaxed);
             self.flushes += ip.flushes.load(Ordering::Relaxed);
-            // The last map stays readable as text; the reservation makes the pushes
-            // infallible, and without memory it is dropped with a word, not in part.
-            self.last_map = match KVVec::with_capacity(ip.map.len(), GFP_KERNEL) {
-                Ok(mut map) => {
-                    for w in ip.map.iter() {
-                        let _ = map.push(w.load(Ordering::Acquire), GFP_KERNEL);
-                    }
-                    Some(map)
-                }
-                Err(_) => {
-                    pr_warn!("quiesce: no memory to keep the detached map; its text is empty\n");
-                    None
-                }
-            };
-            drop(ip);
+            self.last_map = ip.retire();
         }
     }
 
@@ -408,5 +406,8 @@ impl Primitives for Ctl {
     }
     fn clear_interposer(&mut self) {
         let _ = self.run(Prim::ClearInterposer);
+    }
+    fn bdev_check_alive(&mut self) -> Result<(), Errno> {
+        self.run(Prim::BdevCheckAlive)
     }
 }

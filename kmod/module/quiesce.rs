@@ -37,6 +37,7 @@ use protocol::{Errno, Event, Kind, Monitor, Prim, Primitives};
 mod cbt;
 mod ctl;
 mod prims;
+mod remove;
 use ctl::{prim_by_name, Registry};
 use prims::{mutant_cbt_mark_at_submit, mutant_polled_clone, mutant_unmarked_clone, Proc, TEST_BUILD};
 
@@ -88,6 +89,9 @@ struct Interposer {
     hook: Opaque<bindings::blk_interposer>,
     bs: Opaque<bindings::bio_set>,
     orig: *mut bindings::block_device,
+    /// The slot of the attachment that owns this interposer, until a removal
+    /// callback takes it over (`remove.rs`); it outlives the interposer.
+    slot: *const remove::IpSlot,
     /// Clones sent to the original and not yet completed.
     inflight: AtomicUsize,
     /// Set by `filter_block(I)`: bios handed to the filter are deferred.
@@ -112,12 +116,36 @@ struct Interposer {
     generation: AtomicU64,
 }
 
+/// `wait_var_event(var, cond())`: wait, uninterruptibly, until `cond` holds; the
+/// side that makes it hold calls `wake_up_var(var)`.
+fn wait_var_until(var: *const c_void, cond: impl Fn() -> bool) {
+    let var = var.cast_mut();
+    // SAFETY: __var_waitqueue() only hashes the address.
+    let wq = unsafe { bindings::__var_waitqueue(var) };
+    // SAFETY: an all-zero entry is initialised by init_wait_var_entry() below.
+    let mut entry: bindings::wait_bit_queue_entry = unsafe { core::mem::zeroed() };
+    // SAFETY: `entry` lives on this stack frame until finish_wait() removes it.
+    unsafe { bindings::init_wait_var_entry(&mut entry, var, 0) };
+    loop {
+        // SAFETY: `wq` and `entry` are valid; this is wait_var_event()'s loop.
+        unsafe { bindings::prepare_to_wait_event(wq, &mut entry.wq_entry, bindings::TASK_UNINTERRUPTIBLE as i32) };
+        if cond() {
+            break;
+        }
+        // SAFETY: process context, no spinlock held.
+        unsafe { bindings::schedule() };
+    }
+    // SAFETY: `entry` was queued on `wq` by prepare_to_wait_event().
+    unsafe { bindings::finish_wait(wq, &mut entry.wq_entry) };
+}
+
 /// The last tracking session handed out.
 static SESSION: AtomicU64 = AtomicU64::new(0);
 
 impl Interposer {
-    /// `filter_alloc(I)` for original `bdev`: the filter, its bio_set and its map.
-    fn new(bdev: *mut bindings::block_device) -> Result<KBox<Interposer>> {
+    /// `filter_alloc(I)` for original `bdev`, owned through `slot`: the filter, its
+    /// bio_set and its map.
+    fn new(bdev: *mut bindings::block_device, slot: *const remove::IpSlot) -> Result<KBox<Interposer>> {
         // SAFETY: the original is held open.
         let (sectors, start_sect) = unsafe { ((*bdev).bd_nr_sectors, (*bdev).bd_start_sect) };
         let nr_blocks = sectors.div_ceil(1 << SECTORS_PER_BLOCK_SHIFT);
@@ -128,11 +156,12 @@ impl Interposer {
         }
         let ip = KBox::new(
             Interposer {
-                hook: Opaque::new(bindings::blk_interposer { submit_bio: Some(ip_submit) }),
+                hook: Opaque::new(bindings::blk_interposer { submit_bio: Some(ip_submit), remove: Some(remove::ip_remove) }),
                 // SAFETY: an all-zero bio_set is its state before bioset_init(), and
                 // bioset_exit() of one is a no-op.
                 bs: Opaque::new(unsafe { core::mem::zeroed() }),
                 orig: bdev,
+                slot,
                 inflight: AtomicUsize::new(0),
                 blocked: AtomicBool::new(false),
                 deferred: AtomicPtr::new(ptr::null_mut()),
@@ -153,6 +182,30 @@ impl Interposer {
             return Err(ENOMEM);
         }
         Ok(ip)
+    }
+
+    /// `filter_free(I)`: free the interposer; its map stays readable as the last
+    /// map. The reservation makes the copy's pushes infallible, and without memory
+    /// the map is dropped with a word, not in part.
+    fn retire(self: KBox<Self>) -> Option<KVVec<u64>> {
+        let n = self.inflight.load(Ordering::Acquire);
+        if n != 0 {
+            pr_err!("quiesce: ASSERT: filter_free(I) with {} clones in flight (filter_block(I) missing)\n", n);
+        }
+        let last = match KVVec::with_capacity(self.map.len(), GFP_KERNEL) {
+            Ok(mut map) => {
+                for w in self.map.iter() {
+                    let _ = map.push(w.load(Ordering::Acquire), GFP_KERNEL);
+                }
+                Some(map)
+            }
+            Err(_) => {
+                pr_warn!("quiesce: no memory to keep the detached map; its text is empty\n");
+                None
+            }
+        };
+        drop(self);
+        last
     }
 
     /// Drop one in-flight count; the last one wakes `wait_drained`.
@@ -178,24 +231,8 @@ impl Interposer {
     /// `filter_block(I)`, second half: wait (uninterruptibly, `wait_var_event`'s
     /// loop) until no clone is in flight.
     fn wait_drained(&self) {
-        let var = ptr::from_ref(&self.inflight).cast_mut().cast::<c_void>();
-        // SAFETY: __var_waitqueue() only hashes the address.
-        let wq = unsafe { bindings::__var_waitqueue(var) };
-        // SAFETY: an all-zero entry is initialised by init_wait_var_entry() below.
-        let mut entry: bindings::wait_bit_queue_entry = unsafe { core::mem::zeroed() };
-        // SAFETY: `entry` lives on this stack frame until finish_wait() removes it.
-        unsafe { bindings::init_wait_var_entry(&mut entry, var, 0) };
-        loop {
-            // SAFETY: `wq` and `entry` are valid; this is wait_var_event()'s loop.
-            unsafe { bindings::prepare_to_wait_event(wq, &mut entry.wq_entry, bindings::TASK_UNINTERRUPTIBLE as i32) };
-            if self.inflight.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            // SAFETY: process context, no spinlock held.
-            unsafe { bindings::schedule() };
-        }
-        // SAFETY: `entry` was queued on `wq` by prepare_to_wait_event().
-        unsafe { bindings::finish_wait(wq, &mut entry.wq_entry) };
+        let var = ptr::from_ref(&self.inflight).cast::<c_void>();
+        wait_var_until(var, || self.inflight.load(Ordering::SeqCst) == 0);
     }
 
     /// `filter_unblock(I)`: take bios again and issue the deferred ones, oldest first.

@@ -5,7 +5,8 @@
 //! A mutant is named by the string the module is built with
 //! (`QUIESCE_MUTANT`, see `kmod/module/prims.rs`):
 //!
-//! - `skip:PROC:PRIM`: PRIM is left out of PROC (`attach` or `detach`);
+//! - `skip:PROC:PRIM`: PRIM is left out of PROC (`attach`, `detach`, or
+//!   `remove`: the removal callback, the spec's `on_remove`);
 //! - `before:PROC:MOVED:ANCHOR`: MOVED is done just before ANCHOR;
 //! - `no_unwind`: a failing step runs no error path (`on_error = []` everywhere);
 //! - `unmarked_clone`: clones do not inherit the marker (`clone_inherits = false`);
@@ -44,6 +45,8 @@ pub enum Mutant {
 pub enum Proc {
     Attach,
     Detach,
+    /// The removal callback (`on_remove`).
+    Remove,
 }
 
 impl Proc {
@@ -51,6 +54,14 @@ impl Proc {
         match self {
             Proc::Attach => "attach",
             Proc::Detach => "detach",
+            Proc::Remove => "remove",
+        }
+    }
+    /// The spec's key for the procedure's steps.
+    fn key(self) -> &'static str {
+        match self {
+            Proc::Remove => "on_remove",
+            p => p.name(),
         }
     }
 }
@@ -80,8 +91,9 @@ impl std::str::FromStr for Mutant {
         let proc = |p: &str| match p {
             "attach" => Ok(Proc::Attach),
             "detach" => Ok(Proc::Detach),
+            "remove" => Ok(Proc::Remove),
             _ => Err(format!(
-                "mutant `{s}`: unknown procedure `{p}` (attach or detach)"
+                "mutant `{s}`: unknown procedure `{p}` (attach, detach or remove)"
             )),
         };
         match parts[..] {
@@ -119,16 +131,23 @@ fn step_prim(v: &toml::Value) -> Option<&str> {
 
 fn steps(doc: &mut toml::Table, proc: Proc) -> Result<&mut Vec<toml::Value>, String> {
     doc.get_mut("protocol")
-        .and_then(|p| p.get_mut(proc.name()))
+        .and_then(|p| p.get_mut(proc.key()))
         .and_then(|s| s.as_array_mut())
-        .ok_or_else(|| format!("the spec has no [protocol] {} list", proc.name()))
+        .ok_or_else(|| format!("the spec has no [protocol] {} list", proc.key()))
 }
 
-/// Every `skip` mutant of a spec: one per distinct primitive of its attach and detach.
+/// Every `skip` mutant of a spec: one per distinct primitive of its attach and
+/// detach, and of its removal callback if it has one.
 pub fn skip_mutants(text: &str) -> Result<Vec<Mutant>, String> {
     let mut doc: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+    let has_remove = doc
+        .get("protocol")
+        .is_some_and(|p| p.get("on_remove").is_some());
     let mut out = Vec::new();
-    for proc in [Proc::Attach, Proc::Detach] {
+    for proc in [Proc::Attach, Proc::Detach, Proc::Remove] {
+        if proc == Proc::Remove && !has_remove {
+            continue;
+        }
         for v in steps(&mut doc, proc)?.iter() {
             let prim = step_prim(v).ok_or("a control step without a call")?;
             let m = Mutant::Skip {
