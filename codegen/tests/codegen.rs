@@ -180,7 +180,7 @@ fn the_header_names_every_assumption_of_the_proof() {
         .collect::<Vec<_>>()
         .join("\n");
     for want in [
-        "- bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=false",
+        "- bounds: submitters=2 bios=1 controllers=2 cycles=2 failures=2 freezers=0 remover=true",
         "- assumptions: kinds=request,bio,bio_sync filesystem=true interposer=filter marker=bio_flag clone_inherits=true",
         "- injected failures (at most 2 a run): filter_alloc(I), try_module_get(I->owner)",
         "- search: symmetry over submitters and their bios=true",

@@ -127,6 +127,11 @@ impl g::Primitives for Recorder {
     fn clear_interposer(&mut self) {
         self.plain(g::Prim::ClearInterposer)
     }
+    // O is never removed in these runs: alive at every check.
+    fn bdev_check_alive(&mut self) -> Result<(), g::Errno> {
+        self.plain(g::Prim::BdevCheckAlive);
+        Ok(())
+    }
 }
 
 fn gkind(k: Kind) -> g::Kind {
