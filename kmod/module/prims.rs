@@ -283,7 +283,10 @@ impl Ctl {
                     // SAFETY: the original is held open; the interposer is boxed and
                     // outlives the pointer (detach clears it before filter_free).
                     Some(ip) => match unsafe { bindings::blk_interposer_set(att.bdev, ip.hook.get()) } {
-                        0 => Ok(()),
+                        0 => {
+                            ip.published.store(true, Ordering::Release);
+                            Ok(())
+                        }
                         _ => {
                             pr_info!(
                                 "quiesce: attach: {}: busy: it has an interposer already, or it is a whole \

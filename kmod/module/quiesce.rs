@@ -96,6 +96,8 @@ struct Interposer {
     inflight: AtomicUsize,
     /// Set by `filter_block(I)`: bios handed to the filter are deferred.
     blocked: AtomicBool,
+    /// Set once `cmpxchg_interposer(O, I)` published it: bios may reach it.
+    published: AtomicBool,
     /// Bios that arrived while blocked (a stack linked through `bi_next`).
     deferred: AtomicPtr<bindings::bio>,
     redirected: AtomicU64,
@@ -164,6 +166,7 @@ impl Interposer {
                 slot,
                 inflight: AtomicUsize::new(0),
                 blocked: AtomicBool::new(false),
+                published: AtomicBool::new(false),
                 deferred: AtomicPtr::new(ptr::null_mut()),
                 redirected: AtomicU64::new(0),
                 completed: AtomicU64::new(0),
@@ -191,6 +194,10 @@ impl Interposer {
         let n = self.inflight.load(Ordering::Acquire);
         if n != 0 {
             pr_err!("quiesce: ASSERT: filter_free(I) with {} clones in flight (filter_block(I) missing)\n", n);
+        } else if self.published.load(Ordering::Acquire) && !self.blocked.load(Ordering::Acquire) {
+            // A filter that bios could reach is freed unblocked: a clone still on its
+            // way (queued on a submitter's bio_list) would complete into freed memory.
+            pr_err!("quiesce: ASSERT: filter_free(I) of a published filter that was never blocked (filter_block(I) missing)\n");
         }
         let last = match KVVec::with_capacity(self.map.len(), GFP_KERNEL) {
             Ok(mut map) => {

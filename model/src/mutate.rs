@@ -313,4 +313,45 @@ mod tests {
             .unwrap_err()
             .contains("has no step"));
     }
+
+    /// A spec with a removal callback gets one skip per primitive of it too, and a
+    /// skip leaves the step out of `on_remove` alone.
+    #[test]
+    fn the_removal_callback_has_its_own_skips() {
+        use crate::spec::{Prim, Spec};
+        const REMOVE: &str = include_str!("../specs/20-remove-detaches.toml");
+        let ms = skip_mutants(REMOVE).unwrap();
+        let names: Vec<String> = ms.iter().map(|m| m.to_string()).collect();
+        for want in [
+            "skip:remove:filter_block",
+            "skip:remove:module_put",
+            "skip:attach:bdev_check_alive",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+        }
+        assert!(skip_mutants(SPEC)
+            .unwrap()
+            .iter()
+            .all(|m| !m.to_string().starts_with("skip:remove:")));
+        let p = std::path::Path::new("m.toml");
+        let s = Spec::parse(
+            p,
+            &apply(REMOVE, &"skip:remove:filter_block".parse().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert!(s
+            .protocol
+            .on_remove
+            .iter()
+            .all(|st| st.prim != Prim::FilterBlock));
+        assert_eq!(s.protocol.on_remove.len(), 5);
+        assert!(s
+            .protocol
+            .detach
+            .iter()
+            .any(|st| st.prim == Prim::FilterBlock));
+        assert!(apply(SPEC, &"skip:remove:filter_block".parse().unwrap())
+            .unwrap_err()
+            .contains("no [protocol] on_remove"));
+    }
 }
