@@ -25,29 +25,41 @@ pub(crate) struct Attachment {
 }
 
 impl Attachment {
-    fn slot(&self) -> &IpSlot {
-        // SAFETY: allocated in open_original() and freed only in release_att().
-        unsafe { &*self.slot }
+    /// The slot, until release_att() frees it (`None` from then on).
+    fn slot(&self) -> Option<&IpSlot> {
+        // SAFETY: a non-null slot was allocated in open_original() and is freed only in
+        // release_att(), which nulls the pointer.
+        (!self.slot.is_null()).then(|| unsafe { &*self.slot })
     }
 
     /// The interposer, while this attachment owns it.
     pub(crate) fn ip(&self) -> Option<&Interposer> {
         // SAFETY: called by the registry's lock holder (status, changed-block ioctl) or
-        // by a step of a generated procedure under O's open_mutex.
-        unsafe { self.slot().get() }
+        // by a step of a generated procedure under O's open_mutex: a taker frees the
+        // interposer only after taking it out under the registry's lock (filter_free)
+        // or under open_mutex (the removal callback).
+        self.slot().and_then(|s| unsafe { s.get() })
+    }
+
+    /// Whether this attachment still owns an interposer (no reference is made).
+    pub(crate) fn has_ip(&self) -> bool {
+        self.slot().is_some_and(IpSlot::occupied)
     }
 
     pub(crate) fn put_ip(&self, ip: KBox<Interposer>) {
-        self.slot().put(ip);
+        match self.slot() {
+            Some(s) => s.put(ip),
+            None => pr_err!("quiesce: ASSERT: filter_alloc(I) on an ended attachment\n"),
+        }
     }
 
     pub(crate) fn take_ip(&self) -> Option<KBox<Interposer>> {
-        self.slot().take()
+        self.slot().and_then(IpSlot::take)
     }
 
     /// O went away while attached, and its removal callback took the interposer over.
     pub(crate) fn removed(&self) -> bool {
-        self.slot().removed()
+        self.slot().is_some_and(IpSlot::removed)
     }
 }
 
@@ -171,7 +183,7 @@ impl Ctl {
 
     /// Drop the attachment's hold on the original.
     fn release(&mut self) {
-        if self.att.ip().is_some() {
+        if self.att.has_ip() {
             pr_err!("quiesce: ASSERT: the interposer outlived its attachment (filter_free(I) missing)\n");
         }
         release_att(&mut self.att);
@@ -319,8 +331,11 @@ pub(crate) fn with_reg<R>(f: impl FnOnce(&mut Registry) -> R) -> Option<R> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: REG points to the module's registry from init until the misc device is
-    // deregistered in drop, which waits for every file operation to return.
+    // SAFETY: REG points to the module's registry from init until drop withdraws it,
+    // after the misc device is gone (no file operation runs: an open file holds the
+    // module) and detach_all() has ended every attachment (a removal callback, the
+    // other caller, runs only while its attachment exists, and ending one that was
+    // removed waits for the callback to return).
     let m = unsafe { &*p };
     let mut g = m.lock();
     Some(f(&mut g))
@@ -485,6 +500,16 @@ fn run_detach(slot: usize, mut ctl: KBox<Ctl>) -> Result<(), Errno> {
     // O went away while attached: its removal detached the interposer, and this
     // detach (which found O dead) ends what is left of the attachment.
     let removed = ctl.att.removed();
+    if removed {
+        // The removal callback set `removed` with open_mutex held and may still be
+        // running: taking the mutex once waits for it to return, so the module (whose
+        // reference it dropped) and the original outlive it.
+        // SAFETY: the original is held open until release() below.
+        unsafe {
+            bindings::blk_interposer_lock(ctl.att.bdev);
+            bindings::blk_interposer_unlock(ctl.att.bdev);
+        }
+    }
     if r.is_ok() || removed {
         ctl.release();
         if removed {
@@ -503,6 +528,10 @@ fn run_detach(slot: usize, mut ctl: KBox<Ctl>) -> Result<(), Errno> {
             reg.slots[slot] = Slot::Attached(ctl);
         }
     });
+    if removed {
+        // Whatever step stopped it (or none did): the original is gone.
+        return Err(Errno::ENODEV);
+    }
     r
 }
 
@@ -549,14 +578,17 @@ fn detach(path: &[u8]) -> Result<(), i32> {
     }
 }
 
-/// Detach every attachment (module exit: an attachment then means a missing module
-/// reference). Returns how many there were.
+/// Detach every attachment (module exit). Returns how many still owned their
+/// interposer: one of those means a missing module reference. An attachment whose
+/// original was removed gave its reference to the removal callback, which dropped
+/// it: it only ends here.
 pub(crate) fn detach_all() -> usize {
     let mut n = 0;
     for i in 0..MAX_CTLS {
         if let Some(Some(ctl)) = with_reg(|r| claim(r, i)) {
-            n += 1;
-            if run_detach(i, ctl).is_err() {
+            let removed = ctl.att.removed();
+            n += usize::from(!removed);
+            if run_detach(i, ctl).is_err() && !removed {
                 pr_err!("quiesce: detach on unload failed\n");
             }
         }

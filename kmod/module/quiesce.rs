@@ -194,6 +194,8 @@ impl Interposer {
         let n = self.inflight.load(Ordering::Acquire);
         if n != 0 {
             pr_err!("quiesce: ASSERT: filter_free(I) with {} clones in flight (filter_block(I) missing)\n", n);
+        } else if !self.deferred.load(Ordering::Acquire).is_null() {
+            pr_err!("quiesce: ASSERT: filter_free(I) with deferred bios (filter_unblock(I) missing)\n");
         } else if self.published.load(Ordering::Acquire) && !self.blocked.load(Ordering::Acquire) {
             // A filter that bios could reach is freed unblocked: a clone still on its
             // way (queued on a submitter's bio_list) would complete into freed memory.

@@ -60,14 +60,22 @@ impl IpSlot {
     /// The interposer, if the slot holds one.
     ///
     /// # Safety
-    /// The caller holds the registry's lock, or runs a step of a generated
-    /// procedure that the checked spec puts under O's `open_mutex` (the removal
-    /// callback, the only other taker, runs under it too).
+    /// The caller holds the registry's lock (status, changed-block ioctl), or runs a
+    /// step of a generated procedure that the checked spec puts under O's
+    /// `open_mutex`. The interposer is freed only by whoever took it out: a
+    /// procedure's `filter_free` (under open_mutex, taking it under the registry's
+    /// lock) or the removal callback (under open_mutex, likewise), so neither kind
+    /// of caller sees it freed while it holds the reference.
     pub(crate) unsafe fn get(&self) -> Option<&Interposer> {
         let p = self.ip.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer came from KBox::into_raw() in put(), and only
-        // take() frees it, under the registry's lock, which the caller excludes.
+        // SAFETY: a non-null pointer came from KBox::into_raw() in put() and is freed
+        // only after take(); the caller's lock excludes that (see above).
         (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// Whether the slot holds an interposer.
+    pub(crate) fn occupied(&self) -> bool {
+        !self.ip.load(Ordering::Acquire).is_null()
     }
 
     /// Hand the slot a newly allocated interposer.
@@ -82,6 +90,7 @@ impl IpSlot {
     pub(crate) fn take(&self) -> Option<KBox<Interposer>> {
         let swap = || self.ip.swap(ptr::null_mut(), Ordering::AcqRel);
         // Under the registry's lock: no reader holds the interposer once we have it.
+        // Without a registry (the module's last detach_all() has run), no reader exists.
         let p = with_reg(|_| swap()).unwrap_or_else(swap);
         // SAFETY: a non-null pointer came from KBox::into_raw() in put(); the swap
         // gave it to this caller alone.
@@ -201,13 +210,14 @@ pub(crate) unsafe extern "C" fn ip_remove(hook: *mut bindings::blk_interposer, b
     // SAFETY: `hook` is the first field of a `#[repr(C)]` Interposer that is published,
     // so allocated; its slot belongs to its attachment, which outlives it.
     let slot = unsafe { &*(*hook.cast::<Interposer>()).slot };
+    if slot.ip.load(Ordering::Acquire) != hook.cast::<Interposer>() {
+        pr_err!("quiesce: ASSERT: removal of an interposer its attachment does not own; left alone\n");
+        return;
+    }
     let Some(ip) = slot.take() else {
         pr_err!("quiesce: ASSERT: removal of an interposer its attachment no longer owns\n");
         return;
     };
-    if !ptr::eq(&*ip, hook.cast::<Interposer>()) {
-        pr_err!("quiesce: ASSERT: the removed interposer is not the one its attachment owns\n");
-    }
     slot.removed.store(true, Ordering::Release);
     pr_info!("quiesce: the original went away while attached: its removal callback detaches the interposer\n");
     let mutant = with_reg(|r| r.mutant).unwrap_or(Mutant::None);

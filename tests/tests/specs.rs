@@ -178,9 +178,9 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         220382,
         &["clean_exit"],
     ),
-    ("15-filter-module.toml", "request", 221012, &[]),
-    ("15-filter-module.toml", "bio", 267902, &[]),
-    ("15-filter-module.toml", "bio_sync", 156054, &[]),
+    ("15-filter-module.toml", "request", 1085546, &[]),
+    ("15-filter-module.toml", "bio", 1218374, &[]),
+    ("15-filter-module.toml", "bio_sync", 764698, &[]),
     (
         "15b-filter-free-unblocked.toml",
         "request",
@@ -503,9 +503,9 @@ fn the_kernel_spec_passes_without_a_filesystem_too() {
     );
     s.protocol.filesystem = false;
     let pinned = [
-        (Kind::Request, 425472),
-        (Kind::Bio, 1265358),
-        (Kind::BioSync, 285112),
+        (Kind::Request, 1142554),
+        (Kind::Bio, 2679516),
+        (Kind::BioSync, 727100),
     ];
     for &k in &s.kinds {
         let r = check_kind(&s, k, &CheckOptions::default()).unwrap();
