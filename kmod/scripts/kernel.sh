@@ -96,6 +96,12 @@ mkdir -p "$A"
 for ((i = keep; i < ${#PATCHES[@]}; i++)); do
 	p=${PATCHES[$i]}
 	log "applying $(basename "$p")"
+	# A patch that does not apply must leave the tree as it was: no half-applied
+	# change may stay in the cached tree for the next build.
+	if ! out=$(patch -s --dry-run -d "$TC$B" -p1 <"$p" 2>&1); then
+		log "$(basename "$p") does not apply to the tree: $out"
+		exit 1
+	fi
 	patch -s -d "$TC$B" -p1 <"$p"
 	cp "$p" "$A/$(printf %03d $((i + 1))).patch"
 done

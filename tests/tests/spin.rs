@@ -35,7 +35,7 @@ fn specs() -> Vec<Spec> {
 }
 
 /// A spec and kind runs no series size after the first one past this many states.
-const STATE_BUDGET: usize = 600_000;
+const STATE_BUDGET: usize = 400_000;
 /// Stateright's DFS runs on the cases up to this many states.
 const STATERIGHT_BUDGET: usize = 300_000;
 
