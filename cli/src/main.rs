@@ -60,6 +60,14 @@ struct EngineArgs {
     /// this many MiB, for a run whose size is known (default: grow from 8 MiB).
     #[arg(long, value_name = "MIB")]
     table_mib: Option<usize>,
+    /// Search the whole state graph for fair cycles (liveness: every bio
+    /// completes, every call returns) even when no step restarts its call;
+    /// by default the search runs only then (without a restart every run is finite).
+    #[arg(long, conflicts_with = "no_liveness")]
+    liveness: bool,
+    /// Leave out the liveness search.
+    #[arg(long)]
+    no_liveness: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -77,6 +85,11 @@ impl EngineArgs {
             },
             mem_limit: self.mem_limit.map_or(opts.mem_limit, |m| m << 20),
             table_bytes: self.table_mib.map_or(opts.table_bytes, |m| m << 20),
+            liveness: match (self.liveness, self.no_liveness) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => opts.liveness,
+            },
             ..opts
         }
     }

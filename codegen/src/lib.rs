@@ -184,11 +184,13 @@ fn event(before: &State, after: &State, a: &Action) -> Option<Event> {
             c: 0,
             ok,
             detach: false,
+            ..
         } => Some(Event::AttachReturned(ok)),
         Action::Return {
             c: 0,
             ok,
             detach: true,
+            ..
         } => Some(Event::DetachReturned(ok)),
         Action::BeginDetach { c: 0 } => Some(Event::DetachBegin),
         _ => None,
@@ -578,6 +580,18 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
         });
     }
 
+    if let Some(st) = spec
+        .protocol
+        .attach
+        .iter()
+        .chain(&spec.protocol.detach)
+        .find(|st| st.restart)
+    {
+        return Err(GenError::Refused(format!(
+            "step `{}` restarts its call: the module's ioctl returns its errors to the caller; a restarting call is checked by the model but not rendered",
+            st.prim.call()
+        )));
+    }
     if let Some(op) = spec
         .protocol
         .hot_path

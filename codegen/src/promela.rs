@@ -67,6 +67,10 @@ struct Table {
     acq: Vec<Acq>,
     /// Steps with a hand-written error path, and that path's length.
     on_error: Vec<(u8, u8)>,
+    /// The forward phase (the call a restarting step runs again).
+    phase: &'static str,
+    /// Steps whose failure restarts the call.
+    restart: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -185,6 +189,13 @@ fn positions(
         first: q.norm(phase, 0),
         acq,
         on_error,
+        phase: fwd_name,
+        restart: steps
+            .iter()
+            .enumerate()
+            .filter(|(_, st)| st.restart)
+            .map(|(i, _)| i as u8)
+            .collect(),
     };
     (fwd, err, table)
 }

@@ -53,6 +53,9 @@ pub struct CheckOptions {
     /// Find a shortest counterexample for each violated property (a second,
     /// breadth-first search without symmetry); off: verdicts only.
     pub traces: bool,
+    /// Check liveness (`crate::live`): `None` when the protocol has a step that
+    /// restarts its call (without one, every run is finite).
+    pub liveness: Option<bool>,
 }
 
 impl Default for CheckOptions {
@@ -66,6 +69,7 @@ impl Default for CheckOptions {
             symmetry: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             kinds: Vec::new(),
+            liveness: None,
         }
     }
 }
@@ -85,7 +89,7 @@ pub fn default_mem_limit() -> usize {
 
 /// The version of the JSON report's layout (`docs/report-schema.md`); bumped on
 /// any change a reader could notice.
-pub const REPORT_SCHEMA: u32 = 3;
+pub const REPORT_SCHEMA: u32 = 4;
 
 /// One step of a counterexample: the rendered text and the same as fields.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -129,6 +133,23 @@ pub struct PropReport {
     /// The Explorer's path to the counterexample's last state (`#/steps/<this>`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explorer_path: Option<String>,
+    /// A liveness counterexample: the trace's steps from this one (numbered
+    /// from 1) to its last repeat forever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loop_start: Option<usize>,
+}
+
+/// The liveness search of one kind (`crate::live`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveReport {
+    /// States and transitions of the whole graph (no symmetry).
+    pub states: usize,
+    pub edges: usize,
+    /// Strongly connected components with a cycle: 0 means every run is finite.
+    pub cyclic_components: usize,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +172,9 @@ pub struct KindReport {
     pub collision_probability: Option<f64>,
     pub expected: Expected,
     pub properties: Vec<PropReport>,
+    /// The liveness search, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<LiveReport>,
     pub met: bool,
     /// Why the expectation was not met.
     pub mismatch: Vec<String>,
@@ -389,7 +413,7 @@ pub fn check_kind_with(
         };
     let seconds = start.elapsed().as_secs_f64();
 
-    let violated: BTreeSet<&'static str> = props
+    let mut violated: BTreeSet<&'static str> = props
         .iter()
         .filter(|p| p.expectation == Expectation::Always && discovered.contains(p.name))
         .map(|p| p.name)
@@ -426,13 +450,30 @@ pub fn check_kind_with(
             trace,
             reason,
             explorer_path,
+            loop_start: None,
         });
+    }
+    let live = opts
+        .liveness
+        .unwrap_or_else(|| model.protocol.restarts())
+        .then(|| crate::live::check(&model, opts.mem_limit));
+    if let Some(l) = &live {
+        for name in crate::live::LIVENESS {
+            let v = l.violated(name);
+            if v.is_some() {
+                violated.insert(name);
+            }
+            properties.push(live_prop(&model, name, v, l.incomplete.is_some()));
+        }
     }
 
     let expect = &spec.expect[&kind];
     let mut mismatch = Vec::new();
     if let Some(why) = &incomplete {
         mismatch.push(format!("the search is incomplete: {why}"));
+    }
+    if let Some(why) = live.as_ref().and_then(|l| l.incomplete.as_ref()) {
+        mismatch.push(format!("the liveness search is incomplete: {why}"));
     }
     let want = expect.violated();
     mismatch.extend(expect.mismatch(violated.iter().copied()));
@@ -470,7 +511,60 @@ pub fn check_kind_with(
         met: mismatch.is_empty(),
         mismatch,
         properties,
+        liveness: live.map(|l| LiveReport {
+            states: l.states,
+            edges: l.edges,
+            cyclic_components: l.cyclic_components,
+            seconds: l.seconds,
+            incomplete: l.incomplete.map(|i| i.to_string()),
+        }),
     })
+}
+
+/// A liveness property's report: its lasso as one trace, with the step where
+/// the loop begins.
+fn live_prop(
+    model: &Quiesce,
+    name: &'static str,
+    v: Option<&crate::live::Violation>,
+    incomplete: bool,
+) -> PropReport {
+    let Some(v) = v else {
+        return PropReport {
+            name,
+            expectation: "eventually",
+            verdict: if incomplete { "unknown" } else { "holds" },
+            trace: None,
+            reason: None,
+            explorer_path: None,
+            loop_start: None,
+        };
+    };
+    let mut steps = v.lasso.prefix.clone();
+    steps.extend(v.lasso.cycle.iter().cloned());
+    let path: Steps = (v.lasso.init.clone(), steps);
+    let from = v.lasso.prefix.len() + 1;
+    let to = path.1.len();
+    let starved = if v.starved.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} can run at times, but is blocked again each time before it is scheduled (weak fairness does not force it)",
+            v.starved.join(", ")
+        )
+    };
+    PropReport {
+        name,
+        expectation: "eventually",
+        verdict: "violated",
+        trace: Some(render_trace(model, &path)),
+        reason: Some(format!(
+            "{}: steps {from}-{to} repeat forever, and in them every thread either takes steps or is blocked{starved}",
+            v.what
+        )),
+        explorer_path: Some(explorer_path(model, &path)),
+        loop_start: Some(from),
+    }
 }
 
 /// Stateright's checker (DFS, with or without symmetry), polled for progress.
@@ -596,6 +690,7 @@ impl SpecReport {
             };
             let names: Vec<&'static str> = crate::spec::SAFETY
                 .iter()
+                .chain(crate::live::LIVENESS.iter())
                 .chain(SANITY.iter())
                 .copied()
                 .collect();
@@ -610,7 +705,10 @@ impl SpecReport {
                 };
                 properties.push(PropReport {
                     name: stat(&s(p, "name")?, &names)?,
-                    expectation: stat(&s(p, "expectation")?, &["always", "sometimes"])?,
+                    expectation: stat(
+                        &s(p, "expectation")?,
+                        &["always", "sometimes", "eventually"],
+                    )?,
                     verdict: stat(
                         &s(p, "verdict")?,
                         &[
@@ -619,11 +717,13 @@ impl SpecReport {
                             "reached",
                             "not_reached",
                             "not_applicable",
+                            "unknown",
                         ],
                     )?,
                     trace,
                     reason: p["reason"].as_str().map(str::to_string),
                     explorer_path: p["explorer_path"].as_str().map(str::to_string),
+                    loop_start: p["loop_start"].as_u64().map(|n| n as usize),
                 });
             }
             kinds.push(KindReport {
@@ -646,6 +746,7 @@ impl SpecReport {
                 },
                 incomplete: k["incomplete"].as_str().map(str::to_string),
                 collision_probability: k["collision_probability"].as_f64(),
+                liveness: None,
                 mismatch: Vec::new(),
             });
         }

@@ -108,6 +108,13 @@ fn fingerprint(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes).max(1)
 }
 
+/// The fingerprint of a state as it is (no symmetry).
+pub(crate) fn state_fingerprint(s: &State) -> u64 {
+    let mut buf = [0u8; encode::MAX];
+    let n = encode::encode(s, false, &mut buf);
+    fingerprint(&buf[..n])
+}
+
 /// The shared state of one search.
 struct Search<'a> {
     model: &'a Quiesce,

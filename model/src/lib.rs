@@ -5,6 +5,7 @@ pub mod check;
 pub mod engine;
 pub mod explain;
 pub mod fixed;
+pub mod live;
 pub mod model;
 pub mod mutate;
 pub mod spec;

@@ -248,11 +248,13 @@ pub enum Action {
         c: u8,
         prim: Prim,
     },
-    /// attach or detach returns.
+    /// attach or detach returns; with `restart`, the call runs again from its
+    /// first step (`-ERESTARTSYS`: the caller never sees the error).
     Return {
         c: u8,
         ok: bool,
         detach: bool,
+        restart: bool,
     },
     /// The controller calls detach.
     BeginDetach {
@@ -708,6 +710,12 @@ impl Quiesce {
         };
         match prim.meaning() {
             Prim::MutexLock => Self::acquire(s, ci, held::MUTEX),
+            Prim::MutexTrylock => {
+                if self.mutex_held(s) {
+                    return Outcome::Err;
+                }
+                Self::acquire(s, ci, held::MUTEX)
+            }
             Prim::TryModuleGet => Self::acquire(s, ci, held::MODREF),
             Prim::ModulePut => Self::release(s, ci, held::MODREF),
             Prim::MutexUnlock => Self::release(s, ci, held::MUTEX),
@@ -906,6 +914,19 @@ impl Quiesce {
         ctl.sub = 0;
     }
 
+    /// The procedure a controller at the end of an error path runs again, if
+    /// the step that failed restarts its call.
+    pub fn restarts(&self, c: &Ctl) -> Option<Phase> {
+        let (again, failed) = match c.phase {
+            Phase::AttachErr { failed } => (Phase::Attach, failed),
+            Phase::DetachErr { failed } => (Phase::Detach, failed),
+            _ => return None,
+        };
+        self.steps(c.phase)[failed as usize]
+            .restart
+            .then_some(again)
+    }
+
     fn next_cycle(&self, s: &mut State, ci: usize) {
         let c = &mut s.ctls[ci];
         c.cycle += 1;
@@ -968,6 +989,7 @@ impl Quiesce {
                     c: cu,
                     ok: matches!(c.phase, Phase::Attach | Phase::Detach),
                     detach: matches!(c.phase, Phase::Detach | Phase::DetachErr { .. }),
+                    restart: self.restarts(c).is_some(),
                 }),
                 Some((prim, unwind)) => {
                     if self.prim_enabled(s, ci, prim, c.sub) {
@@ -1086,11 +1108,16 @@ impl Model for Quiesce {
                 s.injected += 1;
                 self.fail(&mut s, c as usize);
             }
-            Action::Return { c, ok, detach } => {
+            Action::Return { c, ok, detach, .. } => {
                 let ci = c as usize;
                 if ok && !detach {
                     s.ctls[ci].phase = Phase::Attached;
                     s.ctls[ci].pc = 0;
+                } else if let Some(phase) = self.restarts(&s.ctls[ci]) {
+                    let ctl = &mut s.ctls[ci];
+                    ctl.phase = phase;
+                    ctl.pc = self.norm(phase, 0);
+                    ctl.sub = 0;
                 } else {
                     self.next_cycle(&mut s, ci);
                 }
@@ -1319,12 +1346,26 @@ impl Quiesce {
                 prim.call().replace("(I)", &format!("(I{})", c + 1)),
                 prim.info().injectable.unwrap_or("EIO")
             ),
-            Action::Return { c, ok, detach } => format!(
-                "controller {}: {}() returns {}",
-                c + 1,
-                if detach { "detach" } else { "attach" },
-                if ok { "0" } else { "an error" }
-            ),
+            Action::Return {
+                c,
+                ok,
+                detach,
+                restart,
+            } => {
+                let call = if detach { "detach" } else { "attach" };
+                if restart {
+                    format!(
+                        "controller {}: {call}() returns -ERESTARTSYS; the call restarts",
+                        c + 1
+                    )
+                } else {
+                    format!(
+                        "controller {}: {call}() returns {}",
+                        c + 1,
+                        if ok { "0" } else { "an error" }
+                    )
+                }
+            }
             Action::BeginDetach { c } => format!("controller {}: detach()", c + 1),
             Action::Remover { pc, sub } => format!("remover: {}", self.rm_step_name(pc, sub)),
             Action::Freezer { f, pc } => {

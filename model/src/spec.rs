@@ -27,6 +27,8 @@ pub const SAFETY: [&str; 8] = [
     "point_of_no_return",
 ];
 
+pub use crate::live::LIVENESS;
+
 /// Names of the sanity (`sometimes`) properties.
 pub const SANITY: [&str; 3] = ["bio_redirected", "attach_under_io", "attach_unwinds"];
 
@@ -283,6 +285,8 @@ pub enum Res {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Prim {
     MutexLock,
+    /// Take `open_mutex` only if it is free; `EBUSY` otherwise.
+    MutexTrylock,
     MutexUnlock,
     DmCreate,
     DmDestroy,
@@ -337,6 +341,7 @@ pub struct PrimInfo {
 
 pub const PRIMS: &[PrimInfo] = &[
     PrimInfo { prim: Prim::MutexLock, name: "mutex_lock", args: "open_mutex", phases: &["mutex_lock(open_mutex)"], acquires: Some(Res::Mutex), releases: None, injectable: None, errors: &[], doc: "take O's open_mutex; blocks while another thread holds it" },
+    PrimInfo { prim: Prim::MutexTrylock, name: "mutex_trylock", args: "open_mutex", phases: &["mutex_trylock(open_mutex)"], acquires: Some(Res::Mutex), releases: None, injectable: None, errors: &["EBUSY"], doc: "take O's open_mutex if no thread holds it; EBUSY at once otherwise (the caller does not wait)" },
     PrimInfo { prim: Prim::MutexUnlock, name: "mutex_unlock", args: "open_mutex", phases: &["mutex_unlock(open_mutex)"], acquires: None, releases: Some(Res::Mutex), injectable: None, errors: &[], doc: "release O's open_mutex" },
     PrimInfo { prim: Prim::DmCreate, name: "dm_create", args: "I", phases: &["dm_create(I)"], acquires: Some(Res::ICreated), releases: None, injectable: Some("ENOMEM"), errors: &["EEXIST", "ENOMEM"], doc: "allocate the interposer device I and load its table (EEXIST if it exists)" },
     PrimInfo { prim: Prim::DmDestroy, name: "dm_destroy", args: "I", phases: &["dm_destroy(I)"], acquires: None, releases: Some(Res::ICreated), injectable: None, errors: &[], doc: "free I; anything that touches it afterwards is a use after free" },
@@ -446,6 +451,10 @@ pub struct CtlStep {
     /// The procedure's point of no return: once this step has succeeded, no
     /// later step may fail (`point_of_no_return`).
     pub no_return: bool,
+    /// When this step fails, the call restarts from its first step once its
+    /// error path has run (`return restart_syscall()`, or `-ERESTARTSYS`): the
+    /// caller never sees the error.
+    pub restart: bool,
 }
 
 /// One step of a hand-written error path.
@@ -457,6 +466,10 @@ pub struct ErrStep {
 }
 
 impl Protocol {
+    /// Whether a step of attach or detach restarts its call when it fails.
+    pub fn restarts(&self) -> bool {
+        self.attach.iter().chain(&self.detach).any(|st| st.restart)
+    }
     /// The index of attach's (`detach == false`) or detach's point of no return.
     pub fn point_of_no_return(&self, detach: bool) -> Option<usize> {
         let steps = if detach { &self.detach } else { &self.attach };
@@ -659,6 +672,8 @@ enum RawCtl {
         on_error: Option<Vec<RawErr>>,
         #[serde(default)]
         no_return: bool,
+        #[serde(default)]
+        restart: bool,
     },
 }
 
@@ -804,12 +819,14 @@ fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> V
                 only: None,
                 on_error: None,
                 no_return: false,
+                restart: false,
             }),
             RawCtl::Table {
                 call,
                 only,
                 on_error,
                 no_return,
+                restart,
             } => {
                 if *no_return {
                     if let Some(first) = first_no_return.replace(span.clone()) {
@@ -838,12 +855,22 @@ fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> V
                         })
                         .collect::<Vec<_>>()
                 });
+                if let Some(p) = prim.filter(|p| *restart && p.info().errors.is_empty()) {
+                    ctx.error(
+                        span.clone(),
+                        format!(
+                            "`restart = true` on `{}`, which cannot fail: the call would never restart",
+                            p.call()
+                        ),
+                    );
+                }
                 match (prim, only) {
                     (Some(prim), Some(only)) => Some(CtlStep {
                         prim,
                         only,
                         on_error,
                         no_return: *no_return,
+                        restart: *restart,
                     }),
                     _ => None,
                 }
@@ -954,10 +981,10 @@ fn check_on_remove(
                     ok.join(", ")
                 ),
             );
-        } else if step.on_error.is_some() || step.no_return || step.only.is_some() {
+        } else if step.on_error.is_some() || step.no_return || step.restart || step.only.is_some() {
             ctx.error(
                 raw.span(),
-                "`on_remove` steps take no `on_error`, `no_return` or `only`: the callback cannot fail, and runs for every kind",
+                "`on_remove` steps take no `on_error`, `no_return`, `restart` or `only`: the callback cannot fail, and runs for every kind",
             );
         }
     }
@@ -1420,14 +1447,22 @@ impl Spec {
                     }
                     let mut names = Vec::new();
                     for p in props {
-                        match SAFETY.iter().find(|s| *s == p) {
+                        match SAFETY.iter().chain(LIVENESS.iter()).find(|s| *s == p) {
                             Some(n) => names.push(*n),
                             None => ctx.error(
                                 v.span(),
                                 format!(
-                                    "unknown property `{p}`{}; safety properties: {}",
-                                    did_you_mean(p, SAFETY.iter().chain(SANITY.iter()).copied()),
-                                    SAFETY.join(", ")
+                                    "unknown property `{p}`{}; safety properties: {}; liveness: {}",
+                                    did_you_mean(
+                                        p,
+                                        SAFETY
+                                            .iter()
+                                            .chain(LIVENESS.iter())
+                                            .chain(SANITY.iter())
+                                            .copied()
+                                    ),
+                                    SAFETY.join(", "),
+                                    LIVENESS.join(", ")
                                 ),
                             ),
                         }

@@ -243,7 +243,7 @@ fn replay(kind: Kind, cycles: u8, log: &[Rec]) {
             }
             Rec::AttachReturned(ok) => take(
                 &mut s,
-                &|a| matches!(a, Action::Return { c: 0, detach: false, ok: o } if *o == ok),
+                &|a| matches!(a, Action::Return { c: 0, detach: false, ok: o, .. } if *o == ok),
                 "attach returns",
             ),
             Rec::DetachBegin => take(
@@ -253,7 +253,7 @@ fn replay(kind: Kind, cycles: u8, log: &[Rec]) {
             ),
             Rec::DetachReturned(ok) => take(
                 &mut s,
-                &|a| matches!(a, Action::Return { c: 0, detach: true, ok: o } if *o == ok),
+                &|a| matches!(a, Action::Return { c: 0, detach: true, ok: o, .. } if *o == ok),
                 "detach returns",
             ),
         }
