@@ -653,3 +653,116 @@ fn run_spin_in(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Gen
         });
     }
 }
+
+/// A never claim for SPIN that accepts a run in which one obligation of a
+/// liveness property stays pending forever (`<>[] pending`, for any one of
+/// them): for `bios_complete` each bio, for `calls_return` each controller's
+/// call and `del_gendisk`. Appended to the per-thread rendering, whose
+/// processes are the threads SPIN's weak fairness (`pan -a -f`) is about.
+pub fn liveness_claim(prop: &str, bounds: Bounds) -> Result<String, GenError> {
+    let nbios = bounds.submitters as usize * bounds.bios as usize + bounds.controllers as usize;
+    let pending: Vec<String> = match prop {
+        "bios_complete" => (0..nbios)
+            .map(|b| format!("(b_loc[{b}] != UNSUB && b_loc[{b}] != DONE && b_loc[{b}] != LOST)"))
+            .collect(),
+        "calls_return" => {
+            let mut v: Vec<String> = (0..bounds.controllers)
+                .map(|c| {
+                    format!(
+                        "(c_phase[{c}] == ATTACH || c_phase[{c}] == ATTACHERR || c_phase[{c}] == DETACH || c_phase[{c}] == DETACHERR)"
+                    )
+                })
+                .collect();
+            if bounds.remover {
+                v.push("(rm_pc > 0 && rm_pc < RMLEN)".into());
+            }
+            v
+        }
+        other => {
+            return Err(GenError::Refused(format!(
+                "`{other}` is no liveness property (bios_complete, calls_return)"
+            )))
+        }
+    };
+    let mut out = format!(
+        "\n/* {prop}: some obligation stays pending forever. */\nnever {{\nT0_init:\n\tdo\n"
+    );
+    for (i, p) in pending.iter().enumerate() {
+        out.push_str(&format!("\t:: {p} -> goto accept_{i}\n"));
+    }
+    out.push_str("\t:: true -> goto T0_init\n\tod;\n");
+    for (i, p) in pending.iter().enumerate() {
+        out.push_str(&format!("accept_{i}:\n\tdo\n\t:: {p}\n\tod;\n"));
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+/// SPIN's liveness verdict: whether `pan -a -f` (acceptance cycles under weak
+/// fairness of the processes) finds a run the claim accepts.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpinLiveness {
+    pub property: String,
+    pub violated: bool,
+    pub states: u64,
+    pub seconds: f64,
+}
+
+/// Run SPIN's search for a fair acceptance cycle of `claim` over `pml` (the
+/// per-thread rendering); `fair: false` drops weak fairness (any cycle counts).
+pub fn run_spin_liveness(
+    pml: &str,
+    claim: &str,
+    prop: &str,
+    fair: bool,
+) -> Result<SpinLiveness, GenError> {
+    let base = std::env::temp_dir();
+    let dir = (0..1000u32)
+        .map(|i| base.join(format!("quiesce-spin-live-{}-{i}", std::process::id())))
+        .find(|d| std::fs::create_dir(d).is_ok())
+        .ok_or_else(|| spin_err(format!("cannot create a directory in {}", base.display())))?;
+    let run = (|| {
+        std::fs::write(dir.join("model.pml"), format!("{pml}{claim}"))
+            .map_err(|e| spin_err(format!("model.pml: {e}")))?;
+        run_tool(
+            std::process::Command::new("spin")
+                .args(["-a", "-o2", "model.pml"])
+                .current_dir(&dir),
+            "spin -a",
+        )?;
+        run_tool(
+            std::process::Command::new("cc")
+                .args(["-O2", "-w", "-DNOREDUCE", "-DNFAIR=4"])
+                .arg(format!("-DMEMLIM={}", memlim_mib()))
+                .args(["-o", "pan", "pan.c"])
+                .current_dir(&dir),
+            "cc pan.c",
+        )?;
+        // -E: an end state is no concern of this search (no_deadlock is the
+        // safety run's); -a -f: acceptance cycles under weak fairness.
+        let mut args: Vec<String> = vec!["-a".into(), "-E".into(), "-m1000000".into()];
+        if fair {
+            args.push("-f".into());
+        }
+        let (text, seconds, _) = run_pan(&dir, &args)?;
+        if text.contains("max search depth too small") {
+            return Err(spin_err(
+                "the liveness search needs more than 1000000 steps of depth",
+            ));
+        }
+        let states = text
+            .lines()
+            .find(|l| l.contains("states, stored"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| spin_err(format!("unexpected pan output:\n{text}")))?;
+        Ok(SpinLiveness {
+            property: prop.to_string(),
+            violated: text.contains("acceptance cycle"),
+            states,
+            seconds,
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    run
+}

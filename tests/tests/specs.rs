@@ -254,6 +254,14 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         10284,
         &["no_use_after_free", "exactly_once", "point_of_no_return"],
     ),
+    // A call that restarts when it meets a held mutex: liveness under weak fairness.
+    ("21-trylock-restart.toml", "request", 5575, &[]),
+    (
+        "21b-freeze-then-trylock-livelock.toml",
+        "request",
+        8074,
+        &["bios_complete", "calls_return"],
+    ),
 ];
 
 #[test]

@@ -14,7 +14,9 @@
 //! 35 M states per spec) runs with `QUIESCE_SPIN_FULL=1` (about 10 minutes on
 //! 2 cores, 11 GB), and `quiesce bench --spin` fails on any disagreement too.
 
-use quiesce_codegen::promela::{render, render_as, run_spin, Rendering, SpinOptions};
+use quiesce_codegen::promela::{
+    liveness_claim, render, render_as, run_spin, run_spin_liveness, Rendering, SpinOptions,
+};
 use quiesce_model::check::{check_kind, CheckOptions, Engine, SERIES};
 use quiesce_model::spec::{Overrides, Spec};
 use std::path::PathBuf;
@@ -106,7 +108,14 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
     assert_eq!(opts.engine, Engine::Quiesce);
     let q = check_kind(&case.spec, case.kind, &opts).map_err(|e| format!("quiesce: {e}"))?;
     let mut problems = Vec::new();
-    let mut qv: Vec<String> = q.violated().iter().map(|s| s.to_string()).collect();
+    // Liveness verdicts are compared below, with SPIN's own liveness search.
+    let live = quiesce_model::spec::LIVENESS;
+    let mut qv: Vec<String> = q
+        .violated()
+        .iter()
+        .filter(|s| !live.contains(*s))
+        .map(|s| s.to_string())
+        .collect();
     qv.sort();
     let mut stateright = "";
     if q.unique_states <= STATERIGHT_BUDGET {
@@ -158,10 +167,15 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
     if case.per_thread {
         problems.extend(per_thread(case, bounds, q.unique_states, &qv)?);
     }
+    let mut liveness = "";
+    if case.per_thread && case.spec.protocol.restarts() {
+        problems.extend(spin_liveness(case, bounds, &q)?);
+        liveness = ", liveness too";
+    }
     if problems.is_empty() {
         Ok((
             format!(
-                "{}: {} states, violated {:?}{stateright}",
+                "{}: {} states, violated {:?}{stateright}{liveness}",
                 case.label, q.unique_states, qv
             ),
             q.unique_states,
@@ -212,7 +226,7 @@ fn per_thread(
 #[test]
 fn spin_agrees_with_quiesce_on_every_spec_and_size() {
     let cases = cases();
-    assert_eq!(cases.len(), 59, "every shipped spec and kind");
+    assert_eq!(cases.len(), 61, "every shipped spec and kind");
     let next = Mutex::new(0usize);
     let results = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism()
@@ -254,6 +268,48 @@ fn spin_agrees_with_quiesce_on_every_spec_and_size() {
         "SPIN and quiesce disagree:\n{}",
         bad.join("\n")
     );
+}
+
+/// SPIN's search for fair acceptance cycles (`pan -a -f` on the per-thread
+/// rendering) against quiesce's fair-cycle search, property by property.
+fn spin_liveness(
+    case: &Case,
+    bounds: quiesce_model::spec::Bounds,
+    q: &quiesce_model::KindReport,
+) -> Result<Vec<String>, String> {
+    let pml = render_as(&case.spec, case.kind, bounds, Rendering::PerThread)
+        .map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    for prop in quiesce_model::spec::LIVENESS {
+        let claim = liveness_claim(prop, bounds).map_err(|e| e.to_string())?;
+        let l = run_spin_liveness(&pml, &claim, prop, true).map_err(|e| e.to_string())?;
+        let ours = q.violated().contains(&prop);
+        if l.violated != ours {
+            problems.push(format!(
+                "{prop}: quiesce {} vs SPIN {}",
+                if ours { "violated" } else { "holds" },
+                if l.violated { "violated" } else { "holds" }
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Spec 21's restart cycles are refuted by fairness alone: without `-f`, SPIN
+/// finds the cycle in which attach restarts forever while the holder of
+/// open_mutex is never scheduled. So the agreement on "holds" is not vacuous.
+#[test]
+fn spin_needs_fairness_to_refute_the_restart_cycles() {
+    let spec = specs()
+        .into_iter()
+        .find(|s| s.name == "trylock-restart")
+        .expect("21-trylock-restart.toml");
+    let pml = render_as(&spec, spec.kinds[0], spec.bounds, Rendering::PerThread).expect("renders");
+    let claim = liveness_claim("calls_return", spec.bounds).expect("claim");
+    let fair = run_spin_liveness(&pml, &claim, "calls_return", true).expect("spin runs");
+    let unfair = run_spin_liveness(&pml, &claim, "calls_return", false).expect("spin runs");
+    assert!(!fair.violated, "{fair:?}");
+    assert!(unfair.violated, "{unfair:?}");
 }
 
 #[test]
