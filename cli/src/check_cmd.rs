@@ -310,6 +310,13 @@ fn print_traces(r: &SpecReport) {
                 t.len()
             );
             for s in t {
+                if p.loop_start == Some(s.step) {
+                    println!(
+                        "  --- from here, steps {}-{} repeat forever ---",
+                        s.step,
+                        t.len()
+                    );
+                }
                 println!("  {:>3}. {}", s.step, s.action);
                 println!("       {}", s.state);
             }

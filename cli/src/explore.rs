@@ -14,7 +14,7 @@
 use crate::{exit2, load, BoundArgs};
 use quiesce_model::check::{explorer_path, shortest_counterexamples};
 use quiesce_model::model::State;
-use quiesce_model::spec::{Kind, SAFETY, SANITY};
+use quiesce_model::spec::{Kind, LIVENESS, SAFETY, SANITY};
 use quiesce_model::Quiesce;
 use serde_json::Value;
 use stateright::{Checker, Model};
@@ -48,10 +48,11 @@ pub fn run(
     let b = spec.bounds.with(&bounds.overrides()).map_err(exit2)?;
     let kind = crate::one_kind(&spec, bounds.kind)?;
     if let Some(name) = &counterexample {
-        if !SAFETY.contains(&name.as_str()) {
+        if !SAFETY.contains(&name.as_str()) && !LIVENESS.contains(&name.as_str()) {
             eprintln!(
-                "error: unknown property `{name}`; safety properties: {}",
-                SAFETY.join(", ")
+                "error: unknown property `{name}`; safety properties: {}; liveness: {}",
+                SAFETY.join(", "),
+                LIVENESS.join(", ")
             );
             return Err(ExitCode::from(2));
         }
@@ -72,10 +73,26 @@ pub fn run(
     let model = Quiesce::new(spec.protocol.clone(), kind, b);
     // Counterexamples and the sanity properties' examples, shortest first.
     let all: BTreeSet<&'static str> = SAFETY.iter().chain(SANITY.iter()).copied().collect();
-    let shortest: HashMap<&'static str, String> = shortest_counterexamples(&model, &all)
+    let mut shortest: HashMap<&'static str, String> = shortest_counterexamples(&model, &all)
         .iter()
         .map(|(p, steps)| (*p, explorer_path(&model, steps)))
         .collect();
+    // A liveness counterexample opens at the state where its loop begins (the
+    // lasso's last step returns there).
+    let wants_live = counterexample
+        .as_deref()
+        .is_some_and(|n| LIVENESS.contains(&n));
+    if spec.protocol.restarts() || wants_live {
+        let live = quiesce_model::live::check(&model, quiesce_model::check::default_mem_limit());
+        for v in &live.violations {
+            let mut steps = v.lasso.prefix.clone();
+            steps.extend(v.lasso.cycle.iter().cloned());
+            shortest.insert(
+                v.property,
+                explorer_path(&model, &(v.lasso.init.clone(), steps)),
+            );
+        }
+    }
     let fragment = match &counterexample {
         None => String::new(),
         Some(name) => match shortest.get(name.as_str()) {
