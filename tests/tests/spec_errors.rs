@@ -477,7 +477,7 @@ fn a_removal_callback_may_not_lock_fail_or_unwind() {
     );
     let (_, _, msg) = err(&text);
     assert!(
-        msg.contains("take no `on_error`, `no_return` or `only`"),
+        msg.contains("take no `on_error`, `no_return`, `restart` or `only`"),
         "{msg}"
     );
 }
