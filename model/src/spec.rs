@@ -657,6 +657,8 @@ enum RawHot {
         marked: Option<String>,
         #[serde(default)]
         null: Option<String>,
+        #[serde(flatten)]
+        extra: std::collections::BTreeMap<String, toml::Value>,
     },
 }
 
@@ -674,6 +676,9 @@ enum RawCtl {
         no_return: bool,
         #[serde(default)]
         restart: bool,
+        /// Any other key: reported, never ignored.
+        #[serde(flatten)]
+        extra: std::collections::BTreeMap<String, toml::Value>,
     },
 }
 
@@ -686,6 +691,8 @@ enum RawErr {
         call: String,
         #[serde(default)]
         only: Option<String>,
+        #[serde(flatten)]
+        extra: std::collections::BTreeMap<String, toml::Value>,
     },
 }
 
@@ -770,6 +777,28 @@ impl Ctx<'_> {
     }
 }
 
+/// The keys of a step table of attach, detach or on_remove.
+const CTL_KEYS: [&str; 5] = ["call", "only", "on_error", "no_return", "restart"];
+
+/// A key a table does not know is an error at its step, never ignored.
+fn unknown_keys(
+    ctx: &Ctx,
+    span: Range<usize>,
+    extra: &std::collections::BTreeMap<String, toml::Value>,
+    known: &[&str],
+) {
+    for k in extra.keys() {
+        ctx.error(
+            span.clone(),
+            format!(
+                "unknown key `{k}` in this step{}; a step takes {}",
+                did_you_mean(k, known.iter().copied()),
+                known.join(", ")
+            ),
+        );
+    }
+}
+
 /// Parse one call such as `blk_mq_freeze_queue(O)`.
 fn parse_call(ctx: &Ctx, span: Range<usize>, text: &str) -> Result<Prim, SpecError> {
     let t = text.trim();
@@ -827,7 +856,9 @@ fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> V
                 on_error,
                 no_return,
                 restart,
+                extra,
             } => {
+                unknown_keys(ctx, span.clone(), extra, &CTL_KEYS);
                 if *no_return {
                     if let Some(first) = first_no_return.replace(span.clone()) {
                         let (line, _) = line_col(ctx.text, first.start);
@@ -844,7 +875,10 @@ fn compile_ctl(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, what: &str) -> V
                         .filter_map(|e| {
                             let (call, only) = match e {
                                 RawErr::Call(c) => (c, &None),
-                                RawErr::Table { call, only } => (call, only),
+                                RawErr::Table { call, only, extra } => {
+                                    unknown_keys(ctx, span.clone(), extra, &["call", "only"]);
+                                    (call, only)
+                                }
                             };
                             let prim = ctx.keep(parse_call(ctx, span.clone(), call));
                             let only = ctx.keep(parse_only(ctx, span.clone(), only));
@@ -1040,8 +1074,20 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
         let (name, marked, null) = match s.get_ref() {
             RawHot::Name(n) => (n.as_str(), &None, &None),
             RawHot::Table {
-                step, marked, null, ..
-            } => (step.as_str(), marked, null),
+                step,
+                marked,
+                null,
+                extra,
+                ..
+            } => {
+                unknown_keys(
+                    ctx,
+                    span.clone(),
+                    extra,
+                    &["step", "label", "marked", "null"],
+                );
+                (step.as_str(), marked, null)
+            }
         };
         let op = match name {
             "bio_queue_enter" => Ok(HotOp::QueueEnter),

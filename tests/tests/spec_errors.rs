@@ -481,3 +481,38 @@ fn a_removal_callback_may_not_lock_fail_or_unwind() {
         "{msg}"
     );
 }
+
+/// A misspelt key in a step table is an error at that step, never ignored: a
+/// `restrat = true` that passed silently would check a different protocol.
+#[test]
+fn an_unknown_key_in_a_step_is_refused_at_the_step() {
+    const RESTART: &str = include_str!("../../model/specs/21-trylock-restart.toml");
+    let old = "{ call = \"mutex_trylock(open_mutex)\", restart = true }";
+    assert!(RESTART.contains(old));
+    let text = RESTART.replace(
+        old,
+        "{ call = \"mutex_trylock(open_mutex)\", restrat = true }",
+    );
+    let (line, col, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "restrat"));
+    assert_eq!(col, 3);
+    assert!(
+        msg.contains("unknown key `restrat` in this step (did you mean `restart`?)"),
+        "{msg}"
+    );
+    let old = "{ step = \"test_marker\", marked = \"submit\" }";
+    let text = RESTART.replace(
+        old,
+        "{ step = \"test_marker\", marked = \"submit\", lable = \"x\" }",
+    );
+    let (line, _, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "lable"));
+    assert!(msg.contains("unknown key `lable`"), "{msg}");
+    let text = REMOVE.replacen(
+        "\"mutex_unlock(open_mutex)\",",
+        "{ call = \"mutex_unlock(open_mutex)\", on_error = [{ call = \"blk_mq_unfreeze_queue(O)\", onyl = \"bio\" }] },",
+        1,
+    );
+    let (_, _, msg) = err(&text);
+    assert!(msg.contains("unknown key `onyl`"), "{msg}");
+}
