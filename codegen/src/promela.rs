@@ -533,6 +533,15 @@ pub fn mem_total_kib() -> Option<u64> {
     })
 }
 
+/// A new directory of this process's own under the temporary directory.
+fn private_dir(prefix: &str) -> Result<std::path::PathBuf, GenError> {
+    let base = std::env::temp_dir();
+    (0..1000u32)
+        .map(|i| base.join(format!("{prefix}-{}-{i}", std::process::id())))
+        .find(|d| std::fs::create_dir(d).is_ok())
+        .ok_or_else(|| spin_err(format!("cannot create a directory in {}", base.display())))
+}
+
 /// SPIN's memory cap: 90% of this machine's memory, in MiB (pan stops at its cap).
 fn memlim_mib() -> u64 {
     mem_total_kib().map_or(16_384, |kib| kib / 1024 * 9 / 10)
@@ -547,11 +556,7 @@ pub fn run_spin(pml: &str, opts: &SpinOptions) -> Result<SpinRun, GenError> {
             .map_err(|e| spin_err(format!("cannot create {}: {e}", dir.display())))?;
         return run_spin_in(pml, dir, opts);
     }
-    let base = std::env::temp_dir();
-    let dir = (0..1000u32)
-        .map(|i| base.join(format!("quiesce-spin-{}-{i}", std::process::id())))
-        .find(|d| std::fs::create_dir(d).is_ok())
-        .ok_or_else(|| spin_err(format!("cannot create a directory in {}", base.display())))?;
+    let dir = private_dir("quiesce-spin")?;
     let run = run_spin_in(pml, &dir, opts);
     let _ = std::fs::remove_dir_all(&dir);
     run
@@ -716,11 +721,7 @@ pub fn run_spin_liveness(
     prop: &str,
     fair: bool,
 ) -> Result<SpinLiveness, GenError> {
-    let base = std::env::temp_dir();
-    let dir = (0..1000u32)
-        .map(|i| base.join(format!("quiesce-spin-live-{}-{i}", std::process::id())))
-        .find(|d| std::fs::create_dir(d).is_ok())
-        .ok_or_else(|| spin_err(format!("cannot create a directory in {}", base.display())))?;
+    let dir = private_dir("quiesce-spin-live")?;
     let run = (|| {
         std::fs::write(dir.join("model.pml"), format!("{pml}{claim}"))
             .map_err(|e| spin_err(format!("model.pml: {e}")))?;
