@@ -82,7 +82,7 @@ pub fn run(
     let wants_live = counterexample
         .as_deref()
         .is_some_and(|n| LIVENESS.contains(&n));
-    if spec.protocol.restarts() || wants_live {
+    if spec.protocol.may_loop() || wants_live {
         let live = quiesce_model::live::check(&model, quiesce_model::check::default_mem_limit());
         for v in &live.violations {
             let mut steps = v.lasso.prefix.clone();

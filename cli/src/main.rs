@@ -61,8 +61,9 @@ struct EngineArgs {
     #[arg(long, value_name = "MIB")]
     table_mib: Option<usize>,
     /// Search the whole state graph for fair cycles (liveness: every bio
-    /// completes, every call returns) even when no step restarts its call;
-    /// by default the search runs only then (without a restart every run is finite).
+    /// completes, every call returns) even when no run can loop; by default
+    /// the search runs only for a spec with a restarting step, a hot path that
+    /// restarts its pass, or a backward jump (otherwise every run is finite).
     #[arg(long, conflicts_with = "no_liveness")]
     liveness: bool,
     /// Leave out the liveness search.

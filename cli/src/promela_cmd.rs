@@ -68,7 +68,7 @@ pub fn run(
     // acceptance cycles too, on the per-thread rendering (its processes are the
     // threads that weak fairness is about).
     let mut lives = Vec::new();
-    if spec.protocol.restarts() {
+    if spec.protocol.may_loop() {
         let threads = render_as(&spec, kind, b, Rendering::PerThread).map_err(exit2)?;
         for prop in live {
             let claim = quiesce_codegen::promela::liveness_claim(prop, b).map_err(exit2)?;

@@ -661,8 +661,8 @@ fn run_spin_in(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Gen
 
 /// A never claim for SPIN that accepts a run in which one obligation of a
 /// liveness property stays pending forever (`<>[] pending`, for any one of
-/// them): for `bios_complete` each bio, for `calls_return` each controller's
-/// call and `del_gendisk`. Appended to the per-thread rendering, whose
+/// them): for `bios_complete` each bio in flight, for `calls_return` each
+/// pass through the hot path, each controller's call and `del_gendisk`. Appended to the per-thread rendering, whose
 /// processes are the threads SPIN's weak fairness (`pan -a -f`) is about.
 pub fn liveness_claim(prop: &str, bounds: Bounds) -> Result<String, GenError> {
     let nbios = bounds.submitters as usize * bounds.bios as usize + bounds.controllers as usize;
@@ -671,15 +671,15 @@ pub fn liveness_claim(prop: &str, bounds: Bounds) -> Result<String, GenError> {
             .map(|b| format!("(b_loc[{b}] != UNSUB && b_loc[{b}] != DONE && b_loc[{b}] != LOST)"))
             .collect(),
         "calls_return" => {
-            let mut v: Vec<String> = (0..bounds.controllers)
+            let mut v: Vec<String> = (0..nbios).map(|b| format!("HAS({b}, PASS)")).collect();
+            v.extend((0..bounds.controllers)
                 .map(|c| {
                     format!(
                         "(c_phase[{c}] == ATTACH || c_phase[{c}] == ATTACHERR || c_phase[{c}] == DETACH || c_phase[{c}] == DETACHERR)"
                     )
-                })
-                .collect();
+                }));
             if bounds.remover {
-                v.push("(rm_pc > 0 && rm_pc < RMLEN)".into());
+                v.push("(rm_pc < RMLEN)".into());
             }
             v
         }

@@ -53,8 +53,8 @@ pub struct CheckOptions {
     /// Find a shortest counterexample for each violated property (a second,
     /// breadth-first search without symmetry); off: verdicts only.
     pub traces: bool,
-    /// Check liveness (`crate::live`): `None` when the protocol has a step that
-    /// restarts its call (without one, every run is finite).
+    /// Check liveness (`crate::live`); `None`: when the protocol's runs may
+    /// loop (`Protocol::may_loop`; otherwise every run is finite).
     pub liveness: Option<bool>,
 }
 
@@ -455,7 +455,7 @@ pub fn check_kind_with(
     }
     let live = opts
         .liveness
-        .unwrap_or_else(|| model.protocol.restarts())
+        .unwrap_or_else(|| model.protocol.may_loop())
         .then(|| crate::live::check(&model, opts.mem_limit));
     if let Some(l) = &live {
         for name in crate::live::LIVENESS {

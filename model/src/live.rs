@@ -37,6 +37,7 @@ pub const CALLS_RETURN: &str = "calls_return";
 /// The liveness properties, as written in `expect`.
 pub const LIVENESS: [&str; 2] = [BIOS_COMPLETE, CALLS_RETURN];
 
+/// Submitters are groups 0..4 (the spec's bound on submitters is 4).
 const G_CTL: u8 = 4;
 const G_RM: u8 = G_CTL + MAX_CTLS as u8;
 const G_FREEZER: u8 = G_RM + 1;
@@ -44,9 +45,12 @@ const G_COMPLETE: u8 = G_FREEZER + 2;
 const G_KWORKER: u8 = G_COMPLETE + MAX_BIOS as u8;
 const _: () = assert!(G_KWORKER as usize + MAX_BIOS <= 64);
 
-/// Obligation bits: each bio, then each controller's call, then the remover's.
-const O_CTL: u32 = MAX_BIOS as u32;
+/// Obligation bits: each bio in flight, each pass through the hot path (its
+/// `submit_bio_noacct` call), each controller's call, the remover's.
+const O_PASS: u32 = MAX_BIOS as u32;
+const O_CTL: u32 = O_PASS + MAX_BIOS as u32;
 const O_RM: u32 = O_CTL + MAX_CTLS as u32;
+const _: () = assert!(O_RM < 64);
 
 /// A run that loops forever with an obligation pending.
 #[derive(Debug, Clone)]
@@ -104,7 +108,7 @@ struct Graph {
     /// Groups with an action enabled, per state.
     enabled: Vec<u64>,
     /// Pending obligations, per state.
-    pending: Vec<u32>,
+    pending: Vec<u64>,
     /// The breadth-first tree: the predecessor and the action index.
     parent: Vec<(u32, u16)>,
 }
@@ -151,11 +155,14 @@ fn group_name(m: &Quiesce, g: u8) -> String {
     }
 }
 
-fn pending(m: &Quiesce, s: &State) -> u32 {
-    let mut p = 0;
+fn pending(m: &Quiesce, s: &State) -> u64 {
+    let mut p = 0u64;
     for (b, bio) in s.bios.iter().enumerate() {
         if !matches!(bio.loc, Loc::Unsubmitted | Loc::Done | Loc::Lost) {
             p |= 1 << b;
+        }
+        if bio.has(crate::model::bf::PASS) {
+            p |= 1 << (O_PASS + b as u32);
         }
     }
     for (c, ctl) in s.ctls.iter().enumerate() {
@@ -166,17 +173,26 @@ fn pending(m: &Quiesce, s: &State) -> u32 {
             p |= 1 << (O_CTL + c as u32);
         }
     }
-    if s.rm.pc > 0 && (s.rm.pc as usize) < m.rm_len() {
+    // del_gendisk(O) is called from the start, as attach is.
+    if m.bounds.remover && (s.rm.pc as usize) < m.rm_len() {
         p |= 1 << O_RM;
     }
     p
 }
 
 fn obligation(m: &Quiesce, s: &State, o: u32) -> (&'static str, String) {
-    if o < O_CTL {
+    if o < O_PASS {
         (
             BIOS_COMPLETE,
             format!("{} never completes", m.bio_name(o as usize)),
+        )
+    } else if o < O_CTL {
+        (
+            CALLS_RETURN,
+            format!(
+                "submit_bio_noacct({}) never returns",
+                m.bio_name((o - O_PASS) as usize)
+            ),
         )
     } else if o < O_RM {
         let c = (o - O_CTL) as usize;
@@ -223,6 +239,9 @@ fn explore(m: &Quiesce, mem_limit: usize) -> Result<Graph, Incomplete> {
         if g.states.len() * per_state + g.edges.len() * std::mem::size_of::<Edge>() > mem_limit {
             return Err(Incomplete::MemoryLimit { limit: mem_limit });
         }
+        if g.states.len() >= u32::MAX as usize || g.edges.len() >= u32::MAX as usize - 64 {
+            return Err(Incomplete::MemoryLimit { limit: mem_limit });
+        }
         let s = g.states[u].clone();
         actions.clear();
         m.actions(&s, &mut actions);
@@ -262,7 +281,6 @@ fn components(
     inside: &dyn Fn(u32) -> bool,
     found: &mut dyn FnMut(&[u32]),
 ) {
-    const NONE: u32 = u32::MAX;
     let mut idx: HashMap<u32, (u32, u32)> = HashMap::new(); // index, lowlink
     let mut on_stack: HashMap<u32, bool> = HashMap::new();
     let mut stack: Vec<u32> = Vec::new();
@@ -310,10 +328,10 @@ fn components(
             if vi == vl {
                 let mut comp = Vec::new();
                 loop {
-                    let w = stack.pop().unwrap_or(NONE);
+                    let w = stack.pop().expect("v is on the stack");
                     on_stack.insert(w, false);
                     comp.push(w);
-                    if w == v || w == NONE {
+                    if w == v {
                         break;
                     }
                 }
@@ -468,8 +486,11 @@ fn lasso(
     if at != entry || cyc.is_empty() {
         cyc.extend(back);
     }
+    // Starved: enabled at a state of the cycle shown, with no step in it.
+    let on_cycle: u64 = cyc.iter().fold(0, |a, (u, _)| a | g.enabled[*u as usize]);
+    let took: u64 = cyc.iter().fold(0, |a, (_, e)| a | 1 << e.group);
     let starved = (0..64u8)
-        .filter(|&grp| ever & (1 << grp) != 0 && stepped & (1 << grp) == 0)
+        .filter(|&grp| on_cycle & !took & (1 << grp) != 0)
         .map(|grp| group_name(m, grp))
         .collect();
     (
@@ -503,8 +524,10 @@ pub fn check(m: &Quiesce, mem_limit: usize) -> LiveOutcome {
     components(&g, &all, &|_| true, &mut |c| cyclic.push(c.to_vec()));
     let mut violations: Vec<Violation> = Vec::new();
     for comp in &cyclic {
-        let some = comp.iter().fold(0u32, |a, &u| a | g.pending[u as usize]);
-        for o in 0..32 {
+        let some = comp.iter().fold(0u64, |a, &u| a | g.pending[u as usize]);
+        // A call's obligation first: "detach() never returns" says more than
+        // the pass that its thread is stuck in.
+        for o in (O_CTL..=O_RM).chain(0..O_CTL) {
             if some & (1 << o) == 0 {
                 continue;
             }

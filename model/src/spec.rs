@@ -470,6 +470,20 @@ impl Protocol {
     pub fn restarts(&self) -> bool {
         self.attach.iter().chain(&self.detach).any(|st| st.restart)
     }
+    /// Whether a run may loop: a call that restarts, a hot path that restarts
+    /// its pass, or a hot-path jump back to the same or an earlier step. Without
+    /// any of these every run is finite (each thread only moves forward), and
+    /// liveness is `no_deadlock`'s.
+    pub fn may_loop(&self) -> bool {
+        self.restarts()
+            || self.hot_path.iter().enumerate().any(|(i, op)| match *op {
+                HotOp::Restart => true,
+                HotOp::TestMarker { marked: t } | HotOp::ReadInterposer { null: t } => {
+                    t as usize <= i
+                }
+                _ => false,
+            })
+    }
     /// The index of attach's (`detach == false`) or detach's point of no return.
     pub fn point_of_no_return(&self, detach: bool) -> Option<usize> {
         let steps = if detach { &self.detach } else { &self.attach };

@@ -114,7 +114,7 @@ fn without_a_restarting_step_every_run_is_finite() {
     // others have no cycle, so their liveness is no_deadlock's.
     for file in ["04b-converged-remove.toml", "20-remove-detaches.toml"] {
         let s = spec(file);
-        assert!(!s.protocol.restarts());
+        assert!(!s.protocol.may_loop());
         let r = check_kind(&s, s.kinds[0], &CheckOptions::default()).unwrap();
         assert!(r.liveness.is_none(), "{file}: ran without being asked");
         let r = check_kind(
@@ -129,6 +129,23 @@ fn without_a_restarting_step_every_run_is_finite() {
         let l = r.liveness.as_ref().unwrap();
         assert_eq!(l.cyclic_components, 0, "{file}");
         assert!(l.states >= r.unique_states, "{file}");
+    }
+}
+
+#[test]
+fn a_hot_path_that_restarts_its_pass_is_searched_by_default() {
+    // v7's hook resubmits a bio it bounced (`restart`): runs may loop, so the
+    // fair-cycle search runs without being asked. Its passes all end.
+    let s = spec("01-v7-as-posted.toml");
+    assert!(!s.protocol.restarts() && s.protocol.may_loop());
+    let r = check_kind(&s, Kind::Request, &CheckOptions::default()).unwrap();
+    assert!(r.liveness.is_some());
+    for p in r
+        .properties
+        .iter()
+        .filter(|p| p.expectation == "eventually")
+    {
+        assert_eq!(p.verdict, "holds", "{}", p.name);
     }
 }
 

@@ -175,7 +175,7 @@ fn compare(case: &Case) -> Result<(String, usize), String> {
         problems.extend(per_thread(case, bounds, q.unique_states, &qv)?);
     }
     let mut liveness = "";
-    if case.per_thread && case.spec.protocol.restarts() {
+    if case.per_thread && case.spec.protocol.may_loop() {
         problems.extend(spin_liveness(case, bounds, &q)?);
         liveness = ", liveness too";
     }
