@@ -603,6 +603,16 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
             op.name()
         )));
     }
+    if spec.protocol.park.is_some() {
+        return Err(GenError::Refused(
+            "[interposer] park: the module's filter clones every bio at once and parks none; a parking interposer is checked by the model but not rendered".into(),
+        ));
+    }
+    if spec.protocol.worker_marks {
+        return Err(GenError::Refused(
+            "[marker] worker_marks: the module marks bios (BIO_INTERPOSED), not tasks; a task marker is checked by the model but not rendered".into(),
+        ));
+    }
     let routes = hot_routes(spec)?;
     let hot: Vec<String> = spec
         .protocol

@@ -11,7 +11,7 @@
 
 use crate::GenError;
 use quiesce_model::model::{Phase, Quiesce};
-use quiesce_model::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Res, Spec};
+use quiesce_model::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Park, Res, Spec};
 use serde::Serialize;
 use std::path::Path;
 
@@ -224,6 +224,8 @@ struct Proc {
     carries: Vec<usize>,
     carrier_guard: &'static str,
     completes: bool,
+    /// Offers I's worker resubmitting parked bios.
+    unparks: bool,
     ctls: Vec<u8>,
     remover: bool,
     freezers: Vec<u8>,
@@ -240,6 +242,7 @@ impl Proc {
             carries: vec![],
             carrier_guard: "",
             completes: false,
+            unparks: false,
             ctls: vec![],
             remover: false,
             freezers: vec![],
@@ -257,6 +260,7 @@ fn procs(bounds: Bounds, rendering: Rendering) -> Vec<Proc> {
             subs: (0..bounds.submitters).collect(),
             carries: (0..nb).collect(),
             completes: true,
+            unparks: true,
             ctls: (0..bounds.controllers).collect(),
             remover: bounds.remover,
             freezers: (0..bounds.freezers).collect(),
@@ -294,9 +298,10 @@ fn procs(bounds: Bounds, rendering: Rendering) -> Vec<Proc> {
     out.push(Proc {
         carries: (0..nb).collect(),
         carrier_guard: "kworker",
+        unparks: true,
         ..Proc::new(
             "kworker",
-            "the kworker: resubmissions of deferred bios".into(),
+            "the kworker: resubmissions of deferred and parked bios".into(),
         )
     });
     out.push(Proc {
@@ -371,6 +376,18 @@ pub fn render_as(
         },
     );
     ctx.insert("clone_inherits", &p.clone_inherits);
+    ctx.insert(
+        "park",
+        match p.park {
+            None => "",
+            Some(Park::Counted) => "counted",
+            Some(Park::Uncounted) => "uncounted",
+        },
+    );
+    ctx.insert(
+        "worker_marks",
+        &(p.worker_marks && p.marker == MarkerKind::Task),
+    );
     ctx.insert("filesystem", &p.filesystem);
     let hot_path: Vec<Hot> = p
         .hot_path

@@ -200,3 +200,21 @@ fn an_rcu_read_side_that_passed_is_refused_by_name() {
     let msg = err.to_string();
     assert!(msg.contains("hot path step `rcu_read_lock`"), "{msg}");
 }
+
+/// Specs that passed with an interposer behaviour the module does not have (a
+/// filter that parks bios, workers that set a task marker): nothing is
+/// rendered, and the refusal names the key.
+#[test]
+fn a_parking_filter_or_marking_workers_are_refused_by_name() {
+    for (file, key) in [
+        ("22-filter-parks.toml", "[interposer] park"),
+        ("08c-task-marker-worker-marks.toml", "[marker] worker_marks"),
+    ] {
+        let spec = load(&root().join("model/specs").join(file));
+        let report = check(&spec).unwrap();
+        let err = render(&spec, &report).unwrap_err();
+        assert!(matches!(err, GenError::Refused(_)), "{file}");
+        let msg = err.to_string();
+        assert!(msg.contains(key), "{file}: {msg}");
+    }
+}

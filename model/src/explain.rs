@@ -40,11 +40,12 @@ impl Quiesce {
     pub fn thread(&self, a: &Action) -> String {
         match *a {
             Action::Submit { s, .. } => format!("submitter {}", s + 1),
-            Action::Hot { who, .. } => match who {
+            Action::Hot { who, .. } | Action::Park { who, .. } => match who {
                 Who::Submitter(s) => format!("submitter {}", s + 1),
                 Who::Controller(c) => format!("controller {}", c + 1),
                 Who::Kworker => "kworker".into(),
             },
+            Action::Unpark { .. } => "kworker".into(),
             Action::Complete { .. } => "O".into(),
             Action::Ctl { c, .. }
             | Action::Fail { c, .. }
@@ -58,9 +59,11 @@ impl Quiesce {
     /// The bio an action moves, if any (`bio1.2`; `sb1` for controller 1's superblock bio).
     pub fn bio_of(&self, a: &Action) -> Option<String> {
         match *a {
-            Action::Submit { b, .. } | Action::Hot { b, .. } | Action::Complete { b } => {
-                Some(self.bio_name(b as usize))
-            }
+            Action::Submit { b, .. }
+            | Action::Hot { b, .. }
+            | Action::Park { b, .. }
+            | Action::Unpark { b }
+            | Action::Complete { b } => Some(self.bio_name(b as usize)),
             _ => None,
         }
     }
@@ -161,7 +164,10 @@ impl Quiesce {
 
     fn why_uaf(&self, before: &State, action: &Action, what: &str) -> String {
         let ip: Option<Ip> = match *action {
-            Action::Hot { b, .. } | Action::Complete { b } => {
+            Action::Hot { b, .. }
+            | Action::Park { b, .. }
+            | Action::Unpark { b }
+            | Action::Complete { b } => {
                 let bio = before.bios[b as usize];
                 bio.ip
                     .filter(|&ip| self.freed(before, ip))
@@ -210,6 +216,9 @@ impl Quiesce {
             }
             if bio.loc == Loc::DeferredI && bio.via.is_some_and(|ip| self.freed(s, ip)) {
                 return format!("{name} is stranded on the deferred list of a freed interposer");
+            }
+            if bio.loc == Loc::ParkedI && bio.via.is_some_and(|ip| self.freed(s, ip)) {
+                return format!("{name} is parked in an interposer that was freed: its worker can never resubmit it");
             }
         }
         let b = (0..self.nsub()).find(|&b| s.bios[b].done != 1);

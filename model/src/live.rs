@@ -128,6 +128,13 @@ fn group(a: &Action) -> u8 {
             Who::Controller(c) => G_CTL + c,
             Who::Kworker => G_KWORKER + b,
         },
+        Action::Park { b, who } => match who {
+            Who::Submitter(s) => s,
+            Who::Controller(c) => G_CTL + c,
+            Who::Kworker => G_KWORKER + b,
+        },
+        // I's worker for this bio, as a kworker resubmitting it.
+        Action::Unpark { b } => G_KWORKER + b,
         Action::Complete { b } => G_COMPLETE + b,
         Action::Ctl { c, .. }
         | Action::Fail { c, .. }

@@ -4,7 +4,7 @@
 //! detach) is data from the spec; this file gives each step its kernel meaning.
 
 use crate::fixed::Fixed;
-use crate::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Prim, Protocol, Res};
+use crate::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Park, Prim, Protocol, Res};
 use stateright::{Model, Property, Representative};
 
 /// Capacities of the state's lists, from the spec's largest bounds: 4
@@ -40,6 +40,9 @@ pub enum Loc {
     Done,
     /// Never completes: dropped, or swallowed by freed memory.
     Lost,
+    /// Held by I (copy-on-write: it reads the old data first) until a worker
+    /// resubmits its clone to O.
+    ParkedI,
 }
 
 /// Bio flags.
@@ -106,7 +109,7 @@ impl Bio {
     fn in_flight(&self) -> bool {
         matches!(
             self.loc,
-            Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO | Loc::DeferredI
+            Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO | Loc::DeferredI | Loc::ParkedI
         )
     }
 }
@@ -231,6 +234,16 @@ pub enum Action {
         op: HotOp,
         who: Who,
         clone: bool,
+    },
+    /// I's `->submit_bio` parks bio `b` instead of cloning it at once (in
+    /// place of the hot path's `redirect` step).
+    Park {
+        b: u8,
+        who: Who,
+    },
+    /// I's worker resubmits the clone of the parked bio `b` to O.
+    Unpark {
+        b: u8,
     },
     /// O completes bio `b` (`bio_endio`).
     Complete {
@@ -380,10 +393,13 @@ impl Quiesce {
     /// I has a bio in flight: its clone travels, is inside O, or is deferred by a
     /// suspended O. `dm_suspend(I)` waits for all of these (I's bio completes only
     /// when its clone does); bios I itself deferred while suspended do not count.
+    /// A parked bio counts when the spec says `park = "counted"`.
     fn i_busy(&self, s: &State, ip: Ip) -> bool {
+        let parked = self.protocol.park == Some(Park::Counted);
         s.bios.iter().any(|b| {
             b.via == Some(ip)
-                && matches!(b.loc, Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO)
+                && (matches!(b.loc, Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO)
+                    || (parked && b.loc == Loc::ParkedI))
         })
     }
     fn submitter_busy(&self, s: &State, sub: usize) -> bool {
@@ -481,6 +497,57 @@ impl Quiesce {
             bio.flags &= !(bf::PASS | bf::TASKMARK | bf::KWORKER);
             bio.ip = None;
             bio.pc = 0;
+        }
+        s.bios[b] = bio;
+    }
+
+    /// Whether the `redirect` step of bio `b`'s pass may park it instead: I
+    /// takes it (it is live, not suspended, and this is not a second interposition).
+    fn may_park(&self, s: &State, bio: &Bio) -> bool {
+        self.protocol.park.is_some()
+            && bio.loc == Loc::Carried
+            && bio.depth == 0
+            && bio
+                .ip
+                .is_some_and(|ip| !self.freed(s, ip) && !s.ctls[ip.c as usize].isusp)
+    }
+
+    /// The `redirect` step parks the bio in I; the pass goes on.
+    fn park(&self, s: &mut State, b: usize) {
+        let mut bio = s.bios[b];
+        bio.depth += 1;
+        bio.loc = Loc::ParkedI;
+        bio.via = bio.ip;
+        bio.pc += 1;
+        s.bios[b] = bio;
+        if bio.pc as usize >= self.protocol.hot_path.len() {
+            self.end_pass(s, b);
+        }
+    }
+
+    /// The flags of a pass that one of I's workers starts for a clone: the
+    /// inherited `BIO_INTERPOSED`, and the task marker if workers set it.
+    fn worker_flags(&self, bio: &Bio) -> u8 {
+        let mut f = bf::KWORKER;
+        if self.clone_marked(bio) {
+            f |= bf::MARKED;
+        }
+        if self.protocol.worker_marks && self.protocol.marker == MarkerKind::Task {
+            f |= bf::TASKMARK;
+        }
+        f
+    }
+
+    /// I's worker resubmits a parked bio's clone: in freed memory if I is gone.
+    fn unpark(&self, s: &mut State, b: usize) {
+        let mut bio = s.bios[b];
+        if bio.via.is_some_and(|ip| self.freed(s, ip)) {
+            s.uaf = true;
+            bio.loc = Loc::Lost;
+        } else {
+            let f = self.worker_flags(&bio);
+            bio.flags &= !bf::MARKED;
+            Self::start_pass(&mut bio, f);
         }
         s.bios[b] = bio;
     }
@@ -883,13 +950,9 @@ impl Quiesce {
             let bio = &mut s.bios[i];
             if bio.loc == Loc::DeferredI && bio.via == Some(ip) {
                 // A kworker runs I's ->submit_bio; the clone goes to O from there.
-                let marked = if self.clone_marked(bio) {
-                    bf::MARKED
-                } else {
-                    0
-                };
+                let f = self.worker_flags(bio);
                 bio.flags &= !bf::MARKED;
-                Self::start_pass(bio, bf::KWORKER | marked);
+                Self::start_pass(bio, f);
             }
         }
     }
@@ -1070,9 +1133,21 @@ impl Model for Quiesce {
                         b: b as u8,
                         op,
                         who: self.carrier(b, bio),
-                        clone: bio.via.is_some(),
+                        // After its own redirect a pass goes on for the original
+                        // (I holds it); a pass that carries I's clone has it in hand.
+                        clone: bio.via.is_some()
+                            && !matches!(bio.loc, Loc::InI | Loc::DeferredI | Loc::ParkedI),
                     });
                 }
+                if op == HotOp::Redirect && self.may_park(s, bio) {
+                    out.push(Action::Park {
+                        b: b as u8,
+                        who: self.carrier(b, bio),
+                    });
+                }
+            }
+            if bio.loc == Loc::ParkedI && !bio.has(bf::PASS) {
+                out.push(Action::Unpark { b: b as u8 });
             }
             if bio.loc == Loc::InO {
                 out.push(Action::Complete { b: b as u8 });
@@ -1099,6 +1174,8 @@ impl Model for Quiesce {
         match action {
             Action::Submit { b, .. } => Self::start_pass(&mut s.bios[b as usize], 0),
             Action::Hot { b, op, .. } => self.hot_step(&mut s, b as usize, op),
+            Action::Park { b, .. } => self.park(&mut s, b as usize),
+            Action::Unpark { b } => self.unpark(&mut s, b as usize),
             Action::Complete { b } => self.end_bio(&mut s, b as usize),
             Action::Ctl { c, prim, sub, .. } => {
                 let out = self.prim_exec(&mut s, c as usize, prim, sub);
@@ -1146,10 +1223,14 @@ impl Model for Quiesce {
                     b.has(bf::DUP)
                         || b.done > 1
                         || b.loc == Loc::Lost
-                        || (b.loc == Loc::DeferredI && b.via.is_some_and(|ip| m.freed(s, ip)))
+                        || (matches!(b.loc, Loc::DeferredI | Loc::ParkedI)
+                            && b.via.is_some_and(|ip| m.freed(s, ip)))
                 });
                 let stranded = m.all_done(s)
-                    && !s.bios.iter().any(|b| b.loc == Loc::InO)
+                    && !s
+                        .bios
+                        .iter()
+                        .any(|b| matches!(b.loc, Loc::InO | Loc::ParkedI))
                     && s.bios[..m.nsub()].iter().any(|b| b.done != 1);
                 !bad && !stranded
             }),
@@ -1314,6 +1395,15 @@ impl Quiesce {
                 };
                 format!("{}: {what}", who(w))
             }
+            Action::Park { b, who: w } => format!(
+                "{}: I->submit_bio({}) parks it (copy-on-write: the old data is read first)",
+                who(w),
+                self.bio_name(b as usize)
+            ),
+            Action::Unpark { b } => format!(
+                "kworker: I resubmits the clone of parked {}",
+                self.bio_name(b as usize)
+            ),
             Action::Complete { b } => format!("O: bio_endio({})", self.bio_name(b as usize)),
             Action::Ctl {
                 c,
@@ -1438,7 +1528,14 @@ impl Quiesce {
                         .via
                         .is_some_and(|v| v.c as usize == ci && v.gen == c.igen)
                 })
-                .map(|b| self.bio_name(b))
+                .map(|b| {
+                    let name = self.bio_name(b);
+                    if s.bios[b].loc == Loc::ParkedI {
+                        format!("{name} parked")
+                    } else {
+                        name
+                    }
+                })
                 .collect();
             parts.push(format!(
                 "I{}[{}{}{}{}]",

@@ -186,6 +186,19 @@ pub enum IKind {
     Filter,
 }
 
+/// Whether I may hold a bio it was handed and resubmit it later from a worker,
+/// as a copy-on-write filter does while it reads the old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Park {
+    /// A parked bio stays in I's in-flight count until its clone completes:
+    /// `dm_suspend(I)` and `filter_block(I)` wait for it.
+    Counted,
+    /// The count drops when I's `->submit_bio` returns with the bio parked:
+    /// the drain does not wait for it.
+    Uncounted,
+}
+
 impl IKind {
     pub fn name(self) -> &'static str {
         match self {
@@ -568,6 +581,11 @@ pub struct Protocol {
     pub filesystem: bool,
     /// What I is: a device-mapper device or a filter.
     pub interposer: IKind,
+    /// Whether (and how) I parks bios for a worker to resubmit.
+    pub park: Option<Park>,
+    /// A worker that resubmits bios on I's behalf (I's resume, or a parked bio)
+    /// sets the task marker first (`marker.kind = "task"` only).
+    pub worker_marks: bool,
     /// Primitives whose failure may be injected.
     pub inject: Vec<Prim>,
 }
@@ -619,6 +637,8 @@ struct RawOriginal {
 #[serde(deny_unknown_fields)]
 struct RawInterposer {
     kind: IKind,
+    #[serde(default)]
+    park: Option<Park>,
 }
 
 #[derive(Deserialize)]
@@ -627,6 +647,8 @@ struct RawMarker {
     kind: MarkerKind,
     #[serde(default)]
     clone_inherits: bool,
+    #[serde(default)]
+    worker_marks: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -1414,6 +1436,13 @@ impl Spec {
             ctx.error(raw.protocol.hot_path.span(), "`set_marker` with marker.kind = \"none\": choose \"bio_flag\" or \"task\", or drop the step");
         }
 
+        let worker_marks = raw.marker.worker_marks.as_ref().is_some_and(|w| {
+            if *w.get_ref() && raw.marker.kind != MarkerKind::Task {
+                ctx.error(w.span(), "`worker_marks` sets the task marker in I's workers: it needs marker.kind = \"task\"");
+            }
+            *w.get_ref()
+        });
+
         let (expect, unreached) = Self::compile_expect(ctx, text, &raw.expect, &kinds);
 
         Some(Spec {
@@ -1434,6 +1463,8 @@ impl Spec {
                 clone_inherits: raw.marker.clone_inherits,
                 filesystem: raw.original.filesystem,
                 interposer,
+                park: raw.interposer.as_ref().and_then(|i| i.park),
+                worker_marks,
                 inject,
             },
         })

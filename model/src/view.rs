@@ -56,6 +56,7 @@ impl Quiesce {
             Loc::DeferredI => "deferred by suspended I".into(),
             Loc::Done => "completed".into(),
             Loc::Lost => "lost (never completes)".into(),
+            Loc::ParkedI => "parked in I (copy-on-write)".into(),
         };
         format!("{what}: {loc}{pass}")
     }
@@ -232,6 +233,17 @@ impl Quiesce {
                 };
                 (lane, to)
             }
+            Action::Park { b, who } => (
+                match who {
+                    Who::Submitter(s) => s as usize,
+                    Who::Controller(c) => ns + c as usize,
+                    Who::Kworker => kworker,
+                },
+                before.bios[b as usize]
+                    .ip
+                    .map(|ip| o_lane + 1 + ip.c as usize),
+            ),
+            Action::Unpark { .. } => (kworker, Some(o_lane)),
             Action::Complete { .. } => (o_lane, None),
             Action::Ctl { c, .. }
             | Action::Fail { c, .. }

@@ -516,3 +516,34 @@ fn an_unknown_key_in_a_step_is_refused_at_the_step() {
     let (_, _, msg) = err(&text);
     assert!(msg.contains("unknown key `onyl`"), "{msg}");
 }
+
+const PARKS: &str = include_str!("../../model/specs/22-filter-parks.toml");
+const WORKER_MARKS: &str = include_str!("../../model/specs/08c-task-marker-worker-marks.toml");
+
+/// A parking interposer names how the parked bio is counted; anything else is
+/// refused where it is written, with the choices.
+#[test]
+fn an_unknown_park_mode_is_refused_with_the_choices() {
+    let bad = PARKS.replacen("park = \"counted\"", "park = \"sometimes\"", 1);
+    assert_ne!(bad, PARKS);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "park = \"sometimes\""));
+    assert!(
+        msg.contains("sometimes") && msg.contains("counted") && msg.contains("uncounted"),
+        "{msg}"
+    );
+}
+
+/// `worker_marks` sets a task marker: with a bio flag it means nothing, and
+/// the spec is refused at the key rather than checked as if it did.
+#[test]
+fn worker_marks_without_a_task_marker_is_refused_at_the_key() {
+    let bad = WORKER_MARKS.replacen("kind = \"task\"", "kind = \"bio_flag\"", 1);
+    assert_ne!(bad, WORKER_MARKS);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "worker_marks = true"));
+    assert!(
+        msg.contains("worker_marks") && msg.contains("marker.kind = \"task\""),
+        "{msg}"
+    );
+}

@@ -262,6 +262,24 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         8074,
         &["bios_complete", "calls_return"],
     ),
+    // I's workers set the task marker: 08b's recursion is gone.
+    ("08c-task-marker-worker-marks.toml", "request", 2394, &[]),
+    // A copy-on-write filter parks bios for a worker: counted in flight, the
+    // drain waits for them; uncounted, the worker runs in the freed filter.
+    ("22-filter-parks.toml", "request", 10593, &[]),
+    ("22-filter-parks.toml", "bio", 20070, &[]),
+    (
+        "22b-filter-parks-uncounted.toml",
+        "request",
+        17533,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "22b-filter-parks-uncounted.toml",
+        "bio",
+        31235,
+        &["no_use_after_free", "exactly_once"],
+    ),
 ];
 
 #[test]
