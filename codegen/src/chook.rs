@@ -107,6 +107,13 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
                 out.push("\tif (!ip)".into());
                 out.push("\t\treturn false;".into());
             }
+            HotOp::ClearMarker => {
+                return Err(refuse(
+                    i,
+                    op,
+                    "only the `bio_flag` marker (BIO_INTERPOSED) has a C meaning here",
+                ))
+            }
             HotOp::SetMarker => {
                 marker()?;
                 out.push("\tbio_set_flag(bio, BIO_INTERPOSED);".into());
@@ -125,7 +132,7 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
                 out.push("\treturn true;".into());
                 return Ok(out);
             }
-            HotOp::QueueEnter | HotOp::QueueExit => {
+            HotOp::QueueEnter | HotOp::BlkQueueEnter | HotOp::QueueExit => {
                 return Err(refuse(
                     i,
                     op,

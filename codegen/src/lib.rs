@@ -603,6 +603,16 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
             op.name()
         )));
     }
+    if spec.protocol.hot_path.contains(&HotOp::ClearMarker) {
+        return Err(GenError::Refused(
+            "hot path step `clear_marker`: the module marks bios (BIO_INTERPOSED), not tasks; a task marker is checked by the model but not rendered".into(),
+        ));
+    }
+    if spec.protocol.hot_path.contains(&HotOp::BlkQueueEnter) {
+        return Err(GenError::Refused(
+            "hot path step `blk_queue_enter`: the module's hook runs inside the reference the block layer takes with bio_queue_enter; a hook entering with blk_queue_enter is checked by the model but not rendered".into(),
+        ));
+    }
     if spec.protocol.park.is_some() {
         return Err(GenError::Refused(
             "[interposer] park: the module's filter clones every bio at once and parks none; a parking interposer is checked by the model but not rendered".into(),
@@ -638,6 +648,16 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
         &spec.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
     );
     ctx.insert("filesystem", &spec.protocol.filesystem);
+    // Submitter paths other than plain submit_bio are an assumption of the verdict too.
+    let paths = &spec.protocol.paths;
+    ctx.insert(
+        "paths",
+        &if paths == &[quiesce_model::spec::SubmitPath::SubmitBio] {
+            Vec::new()
+        } else {
+            paths.iter().map(|p| p.name()).collect::<Vec<_>>()
+        },
+    );
     ctx.insert(
         "marker_name",
         match spec.protocol.marker {

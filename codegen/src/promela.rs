@@ -11,13 +11,13 @@
 
 use crate::GenError;
 use quiesce_model::model::{Phase, Quiesce};
-use quiesce_model::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Park, Res, Spec};
+use quiesce_model::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Park, Res, Spec, SubmitPath};
 use serde::Serialize;
 use std::path::Path;
 
 /// The safety properties the template checks after each step, and the macro that
 /// holds each; `no_deadlock` is SPIN's own invalid-end-state check.
-pub const PROPERTIES: [(&str, &str); 7] = [
+pub const PROPERTIES: [(&str, &str); 8] = [
     ("no_use_after_free", "NO_USE_AFTER_FREE"),
     ("no_bypass", "NO_BYPASS"),
     ("exactly_once", "EXACTLY_ONCE"),
@@ -25,6 +25,7 @@ pub const PROPERTIES: [(&str, &str); 7] = [
     ("clean_exit", "CLEAN_EXIT"),
     ("single_owner", "SINGLE_OWNER"),
     ("point_of_no_return", "NO_RETURN_KEPT"),
+    ("nowait_never_blocks", "NOWAIT_NEVER_BLOCKS"),
 ];
 
 /// One place a controller can stand with a primitive to run.
@@ -97,10 +98,12 @@ fn res_name(r: Res) -> &'static str {
 fn hot(i: usize, op: HotOp) -> Hot {
     let (op, target) = match op {
         HotOp::QueueEnter => ("queue_enter", 0),
+        HotOp::BlkQueueEnter => ("blk_queue_enter", 0),
         HotOp::QueueExit => ("queue_exit", 0),
         HotOp::TestMarker { marked } => ("test_marker", marked),
         HotOp::ReadInterposer { null } => ("read_interposer", null),
         HotOp::SetMarker => ("set_marker", 0),
+        HotOp::ClearMarker => ("clear_marker", 0),
         HotOp::Redirect => ("redirect", 0),
         HotOp::DriverSubmit => ("driver_submit", 0),
         HotOp::Return => ("return", 0),
@@ -384,6 +387,16 @@ pub fn render_as(
             Some(Park::Uncounted) => "uncounted",
         },
     );
+    // The REQ_NOWAIT bios: a constant of each bio, so no state of its own.
+    let k = bounds.bios as usize;
+    ctx.insert(
+        "nowait_bios",
+        &(0..nsub)
+            .filter(|&b| p.paths[(b / k) % p.paths.len()] == SubmitPath::Nowait)
+            .collect::<Vec<_>>(),
+    );
+    ctx.insert("explicit_mark", &p.explicit_mark_lifetime());
+    ctx.insert("dm_phases", &p.dm_phases());
     ctx.insert(
         "worker_marks",
         &(p.worker_marks && p.marker == MarkerKind::Task),

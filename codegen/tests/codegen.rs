@@ -218,3 +218,48 @@ fn a_parking_filter_or_marking_workers_are_refused_by_name() {
         assert!(msg.contains(key), "{file}: {msg}");
     }
 }
+
+/// The C hook runs inside the reference the block layer takes with
+/// bio_queue_enter: a spec whose hook enters with blk_queue_enter is not
+/// rendered even when it passed, and the refusal says why.
+#[test]
+fn a_hook_entering_with_blk_queue_enter_is_refused() {
+    let spec = load(&root().join("model/specs/23-nowait.toml"));
+    let text = std::fs::read_to_string(&spec.path)
+        .unwrap()
+        .replacen("  \"bio_queue_enter\",\n", "  \"blk_queue_enter\",\n", 1)
+        // Without REQ_NOWAIT submitters the protocol passes: the refusal is gen's own.
+        .replacen(
+            "paths = [\"submit_bio\", \"nowait\"]",
+            "paths = [\"submit_bio\"]",
+            1,
+        );
+    let spec = quiesce_model::spec::Spec::parse(&spec.path, &text).unwrap();
+    let report = check(&spec).unwrap();
+    let err = render(&spec, &report).unwrap_err();
+    assert!(matches!(err, GenError::Refused(_)));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("hot path step `blk_queue_enter`") && msg.contains("bio_queue_enter"),
+        "{msg}"
+    );
+}
+
+/// A hook that owns a task marker's lifetime (`clear_marker`) is not rendered
+/// even when it passed (here: an I that never defers, so the clearing clone
+/// always comes back), and the refusal names the step.
+#[test]
+fn a_hook_owned_task_marker_is_refused_by_name() {
+    let path = root().join("model/specs/24b-task-marker-clear-in-clone.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "  \"dm_suspend(I)\",\n  \"dm_resume(I)\",\n",
+        "",
+        1,
+    );
+    let spec = quiesce_model::spec::Spec::parse(&path, &text).unwrap();
+    let report = check(&spec).unwrap();
+    let err = render(&spec, &report).unwrap_err();
+    assert!(matches!(err, GenError::Refused(_)));
+    let msg = err.to_string();
+    assert!(msg.contains("hot path step `clear_marker`"), "{msg}");
+}

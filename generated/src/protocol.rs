@@ -9,7 +9,7 @@
 //! - injected failures (at most 2 a run): filter_alloc(I), try_module_get(I->owner)
 //! - search: symmetry over submitters and their bios=true
 //! - explored: request=1085546 bio=1218374 bio_sync=764698 unique states
-//! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner, point_of_no_return
+//! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner, point_of_no_return, nowait_never_blocks
 
 /// The spec this code was rendered from.
 pub const SPEC_NAME: &str = "filter-module";

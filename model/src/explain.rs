@@ -129,6 +129,17 @@ impl Quiesce {
                 }
             }
             "no_deadlock" => self.why_deadlock(after),
+            "nowait_never_blocks" => match self.nowait_blocked(after) {
+                Some(b) => {
+                    let bio = &after.bios[b];
+                    format!(
+                        "{} is REQ_NOWAIT, but its pass waits at `{}` for O's frozen queue: the caller asked for EAGAIN, not a sleep",
+                        self.bio_name(b),
+                        self.protocol.hot_path[bio.pc as usize].name()
+                    )
+                }
+                None => "a REQ_NOWAIT bio waits for a frozen queue".into(),
+            },
             "clean_exit" => self.why_unclean(before, after, what),
             "single_owner" => {
                 let on: Vec<_> = (0..after.ctls.len())
@@ -261,7 +272,21 @@ impl Quiesce {
     }
 
     fn why_unclean(&self, before: &State, s: &State, what: &str) -> String {
+        let marked_return = (0..s.bios.len()).find(|&b| {
+            let (was, now) = (&before.bios[b], &s.bios[b]);
+            self.protocol.explicit_mark_lifetime()
+                && was.has(bf::TASKMARK)
+                && !was.has(bf::KWORKER)
+                && was.has(bf::PASS)
+                && !now.has(bf::PASS)
+        });
         if s.unbalanced && !before.unbalanced {
+            if let Some(b) = marked_return {
+                return format!(
+                    "{} returns from submit_bio_noacct with its task still marked (no `clear_marker` ran on this path): every later bio this task submits skips I",
+                    self.bio_name(b)
+                );
+            }
             return format!("`{what}` releases something this thread does not hold");
         }
         if s.leaked_qrefs > before.leaked_qrefs {

@@ -4,7 +4,9 @@
 //! detach) is data from the spec; this file gives each step its kernel meaning.
 
 use crate::fixed::Fixed;
-use crate::spec::{Bounds, CtlStep, HotOp, Kind, MarkerKind, Park, Prim, Protocol, Res};
+use crate::spec::{
+    Bounds, CtlStep, HotOp, Kind, MarkerKind, Park, Prim, Protocol, Res, SubmitPath,
+};
 use stateright::{Model, Property, Representative};
 
 /// Capacities of the state's lists, from the spec's largest bounds: 4
@@ -81,6 +83,8 @@ pub struct Bio {
     /// RCU: bit 0, the pass is inside an RCU read-side section; bit 1 + c, the
     /// grace period controller c started waits for this section to end.
     pub rcu: u8,
+    /// `REQ_NOWAIT` (fixed for the bio's life; its clones copy it).
+    pub nowait: bool,
 }
 
 /// [`Bio::rcu`]'s bits.
@@ -102,6 +106,7 @@ impl Bio {
         depth: 0,
         done: 0,
         rcu: 0,
+        nowait: false,
     };
     pub fn has(&self, f: u8) -> bool {
         self.flags & f != 0
@@ -316,6 +321,11 @@ impl Quiesce {
         }
     }
 
+    /// How submitter `sub` enters the block layer.
+    pub fn path(&self, sub: usize) -> SubmitPath {
+        let p = &self.protocol.paths;
+        p[sub % p.len()]
+    }
     pub fn nsub(&self) -> usize {
         self.bounds.submitters as usize * self.bounds.bios as usize
     }
@@ -494,6 +504,14 @@ impl Quiesce {
             bio.flags &= !(bf::CLONE_QUEUED | bf::MARKED);
             Self::start_pass(&mut bio, keep | marked);
         } else {
+            if self.protocol.explicit_mark_lifetime()
+                && bio.has(bf::TASKMARK)
+                && !bio.has(bf::KWORKER)
+            {
+                // The hook owns the marker's lifetime and the call returns with
+                // the task still marked: every later bio of this task skips I.
+                s.unbalanced = true;
+            }
             bio.flags &= !(bf::PASS | bf::TASKMARK | bf::KWORKER);
             bio.ip = None;
             bio.pc = 0;
@@ -552,11 +570,24 @@ impl Quiesce {
         s.bios[b] = bio;
     }
 
-    fn hot_enabled(&self, s: &State, op: HotOp) -> bool {
+    /// A step that waits: entering a frozen queue (a `REQ_NOWAIT` bio's
+    /// `bio_queue_enter` does not wait, it fails).
+    fn hot_enabled(&self, s: &State, bio: &Bio, op: HotOp) -> bool {
         match op {
-            HotOp::QueueEnter => s.o_dead || self.freeze_depth(s) == 0,
+            HotOp::QueueEnter => s.o_dead || bio.nowait || self.freeze_depth(s) == 0,
+            HotOp::BlkQueueEnter => s.o_dead || self.freeze_depth(s) == 0,
             _ => true,
         }
+    }
+
+    /// A `REQ_NOWAIT` bio whose pass waits for a frozen queue: (the bio, its step).
+    pub fn nowait_blocked(&self, s: &State) -> Option<usize> {
+        (0..s.bios.len()).find(|&b| {
+            let bio = &s.bios[b];
+            bio.nowait
+                && bio.has(bf::PASS)
+                && !self.hot_enabled(s, bio, self.protocol.hot_path[bio.pc as usize])
+        })
     }
 
     fn hot_step(&self, s: &mut State, b: usize, op: HotOp) {
@@ -565,9 +596,10 @@ impl Quiesce {
         let mut next = bio.pc as usize + 1;
         let mut end = false;
         match op {
-            HotOp::QueueEnter => {
-                if s.o_dead {
-                    // bio_queue_enter() failed: the bio ends with an error and the
+            HotOp::QueueEnter | HotOp::BlkQueueEnter => {
+                if s.o_dead || self.freeze_depth(s) > 0 {
+                    // The enter failed (O is gone; or O is frozen and the bio is
+                    // REQ_NOWAIT: EAGAIN): the bio ends with an error and the
                     // caller returns at once.
                     self.end_bio(s, b);
                     bio = s.bios[b];
@@ -593,6 +625,7 @@ impl Quiesce {
                     next = null as usize;
                 }
             }
+            HotOp::ClearMarker => bio.flags &= !bf::TASKMARK,
             HotOp::SetMarker => match self.protocol.marker {
                 MarkerKind::BioFlag => bio.flags |= bf::MARKED,
                 MarkerKind::Task => bio.flags |= bf::TASKMARK,
@@ -793,7 +826,9 @@ impl Quiesce {
                 }
                 c.ilife = ILife::Created;
                 c.igen = c.cycle;
-                c.isusp = false;
+                // With device-mapper's phases I has no live table yet: it defers
+                // what it is handed until dm_resume.
+                c.isusp = self.protocol.dm_phases();
             }
             Prim::DmDestroy => {
                 let c = &mut s.ctls[ci];
@@ -885,6 +920,11 @@ impl Quiesce {
                 }
             }
             Prim::DmResume => self.resume_i(s, me),
+            Prim::DmTableLoad | Prim::DmPreresume => {
+                if s.ctls[ci].ilife == ILife::Freed {
+                    return Outcome::Err;
+                }
+            }
             Prim::SynchronizeRcu => {
                 if sub == 0 {
                     // The readers in a section now are the ones this grace period waits for.
@@ -1091,9 +1131,13 @@ impl Model for Quiesce {
             isusp: false,
             igen: 0,
         };
+        let mut bios = Fixed::filled(Bio::NEW, self.nsub() + self.bounds.controllers as usize);
+        for (b, bio) in bios.iter_mut().take(self.nsub()).enumerate() {
+            bio.nowait = self.path(b / self.bounds.bios as usize) == SubmitPath::Nowait;
+        }
         vec![State {
             k: self.bounds.bios,
-            bios: Fixed::filled(Bio::NEW, self.nsub() + self.bounds.controllers as usize),
+            bios,
             ctls: Fixed::filled(ctl, self.bounds.controllers as usize),
             ptr: None,
             o_dead: false,
@@ -1128,7 +1172,7 @@ impl Model for Quiesce {
         for (b, bio) in s.bios.iter().enumerate() {
             if bio.has(bf::PASS) {
                 let op = self.protocol.hot_path[bio.pc as usize];
-                if self.hot_enabled(s, op) {
+                if self.hot_enabled(s, bio, op) {
                     out.push(Action::Hot {
                         b: b as u8,
                         op,
@@ -1271,6 +1315,10 @@ impl Model for Quiesce {
             Property::always("point_of_no_return", |m: &Quiesce, s: &State| {
                 m.past_no_return(s).is_none()
             }),
+            // A REQ_NOWAIT bio fails with EAGAIN; it never waits for a frozen queue.
+            Property::always("nowait_never_blocks", |m: &Quiesce, s: &State| {
+                m.nowait_blocked(s).is_none()
+            }),
             Property::sometimes("bio_redirected", |_: &Quiesce, s: &State| {
                 s.bios.iter().any(|b| b.depth >= 1)
             }),
@@ -1372,6 +1420,7 @@ impl Quiesce {
                 };
                 let what = match op {
                     HotOp::QueueEnter => format!("bio_queue_enter(O) [{bio}]"),
+                    HotOp::BlkQueueEnter => format!("blk_queue_enter(O, 0) [{bio}]"),
                     HotOp::QueueExit => format!("blk_queue_exit(O) [{bio}]"),
                     HotOp::TestMarker { .. } => match self.protocol.marker {
                         MarkerKind::Task => format!("test current->interposer_ctx [{bio}]"),
@@ -1382,6 +1431,7 @@ impl Quiesce {
                         MarkerKind::Task => format!("set current->interposer_ctx [{bio}]"),
                         _ => format!("bio_set_flag({bio}, BIO_INTERPOSED)"),
                     },
+                    HotOp::ClearMarker => format!("clear current->interposer_ctx [{bio}]"),
                     HotOp::Redirect => format!("I->submit_bio({bio})"),
                     HotOp::DriverSubmit => match self.kind {
                         Kind::Request => format!("blk_mq_submit_bio({bio})"),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// Names of the safety properties, as printed and as written in `expect`.
-pub const SAFETY: [&str; 8] = [
+pub const SAFETY: [&str; 9] = [
     "no_use_after_free",
     "no_bypass",
     "exactly_once",
@@ -25,6 +25,7 @@ pub const SAFETY: [&str; 8] = [
     "clean_exit",
     "single_owner",
     "point_of_no_return",
+    "nowait_never_blocks",
 ];
 
 pub use crate::live::LIVENESS;
@@ -186,6 +187,27 @@ pub enum IKind {
     Filter,
 }
 
+/// How a submitter sends its bios to O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubmitPath {
+    /// `submit_bio()`: may wait for a frozen queue.
+    #[default]
+    SubmitBio,
+    /// `submit_bio()` of a `REQ_NOWAIT` bio (io_uring, `RWF_NOWAIT`): it must
+    /// fail with `EAGAIN` rather than wait for a frozen queue.
+    Nowait,
+}
+
+impl SubmitPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            SubmitPath::SubmitBio => "submit_bio",
+            SubmitPath::Nowait => "nowait",
+        }
+    }
+}
+
 /// Whether I may hold a bio it was handed and resubmit it later from a worker,
 /// as a copy-on-write filter does while it reads the old data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -236,8 +258,12 @@ pub enum MarkerKind {
 /// One step of the hot path (`submit_bio_noacct` for a bio sent to O).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HotOp {
-    /// Take O's `q_usage_counter`; blocks while O is frozen, fails the bio once O is gone.
+    /// Take O's `q_usage_counter`; blocks while O is frozen (a `REQ_NOWAIT`
+    /// bio fails with `EAGAIN` instead), fails the bio once O is gone.
     QueueEnter,
+    /// `blk_queue_enter(q, 0)`: the same reference taken by the hook itself,
+    /// blocking while O is frozen whatever the bio's `REQ_NOWAIT` says.
+    BlkQueueEnter,
     /// Drop the reference this pass holds, if any (for blk-mq the request took
     /// it over at `driver_submit`).
     QueueExit,
@@ -247,6 +273,9 @@ pub enum HotOp {
     ReadInterposer { null: u8 },
     /// Mark the bio (`BIO_INTERPOSED`) or the task.
     SetMarker,
+    /// Clear the task's marker. A hot path that has this step owns the task
+    /// marker's lifetime: the core no longer drops it when the call returns.
+    ClearMarker,
     /// `bio_set_dev(bio, ip); ip->submit_bio(bio)`: hand the bio to I.
     Redirect,
     /// O's own path: `blk_mq_submit_bio` or `O->submit_bio`.
@@ -265,10 +294,12 @@ impl HotOp {
     pub fn name(self) -> &'static str {
         match self {
             HotOp::QueueEnter => "bio_queue_enter",
+            HotOp::BlkQueueEnter => "blk_queue_enter",
             HotOp::QueueExit => "blk_queue_exit",
             HotOp::TestMarker { .. } => "test_marker",
             HotOp::ReadInterposer { .. } => "read_interposer",
             HotOp::SetMarker => "set_marker",
+            HotOp::ClearMarker => "clear_marker",
             HotOp::Redirect => "redirect",
             HotOp::DriverSubmit => "driver_submit",
             HotOp::Return => "return",
@@ -317,6 +348,10 @@ pub enum Prim {
     DmInternalResumeFast,
     DmSuspend,
     DmResume,
+    /// `DM_TABLE_LOAD`: build I's table into its inactive slot.
+    DmTableLoad,
+    /// The targets' preresume hooks on the inactive table, before it goes live.
+    DmPreresume,
     /// The pointer test of a check-then-set written in two steps.
     TestInterposer,
     /// Wait for a grace period: every RCU reader that began before it has left.
@@ -370,6 +405,8 @@ pub const PRIMS: &[PrimInfo] = &[
     PrimInfo { prim: Prim::DmInternalResumeFast, name: "dm_internal_resume_fast", args: "O", phases: &["dm_internal_resume_fast(O)"], acquires: None, releases: Some(Res::OSuspended), injectable: None, errors: &[], doc: "resume O; deferred bios are resubmitted through submit_bio_noacct by a kworker" },
     PrimInfo { prim: Prim::DmSuspend, name: "dm_suspend", args: "I", phases: &["dm_suspend(I): block I/O", "dm_suspend(I): dm_wait_for_completion"], acquires: Some(Res::ISuspended), releases: None, injectable: Some("EINTR"), errors: &["EINVAL", "EINTR"], doc: "block new bios at I's entry (deferred) and wait until every bio inside I completes" },
     PrimInfo { prim: Prim::DmResume, name: "dm_resume", args: "I", phases: &["dm_resume(I)"], acquires: None, releases: Some(Res::ISuspended), injectable: None, errors: &[], doc: "resume I; a kworker clones its deferred bios to O" },
+    PrimInfo { prim: Prim::DmTableLoad, name: "dm_table_load", args: "I", phases: &["dm_table_load(I)"], acquires: None, releases: None, injectable: Some("EINVAL"), errors: &["ENXIO", "EINVAL"], doc: "DM_TABLE_LOAD: run the targets' constructors into I's inactive table (EINVAL or ENOMEM from a constructor; ENXIO without I); I keeps deferring the bios it is handed, and the table is freed with I" },
+    PrimInfo { prim: Prim::DmPreresume, name: "dm_preresume", args: "I", phases: &["dm_table_resume_targets(I): preresume"], acquires: None, releases: None, injectable: Some("EINVAL"), errors: &["ENXIO", "EINVAL"], doc: "the targets' preresume hooks on I's loaded table, the last step of a resume that can fail (a snapshot target checks its origin and exception store); I is still not live" },
     PrimInfo { prim: Prim::SynchronizeRcu, name: "synchronize_rcu", args: "", phases: &["synchronize_rcu(): start a grace period", "synchronize_rcu(): wait for the readers before it"], acquires: None, releases: None, injectable: None, errors: &[], doc: "wait until every RCU read-side critical section that began before the call has ended (readers that begin later are not waited for)" },
     PrimInfo { prim: Prim::TestInterposer, name: "test_interposer", args: "O", phases: &["if (READ_ONCE(O->bd_interposer)) return -EBUSY"], acquires: None, releases: None, injectable: None, errors: &["EBUSY"], doc: "EBUSY if O has an interposer at this instant; owns nothing, and another controller may set the pointer right after (a check-then-set written in two steps)" },
     PrimInfo { prim: Prim::StoreInterposer, name: "store_interposer", args: "O, I", phases: &["WRITE_ONCE(O->bd_interposer, I)"], acquires: Some(Res::Pointer), releases: None, injectable: None, errors: &[], doc: "a plain store of I into O's interposer pointer; replaces whatever was there" },
@@ -424,7 +461,9 @@ impl Prim {
             | Prim::BlkdevGetExcl
             | Prim::BlkdevPut
             | Prim::DmSuspend
-            | Prim::DmResume => Some(IKind::Dm),
+            | Prim::DmResume
+            | Prim::DmTableLoad
+            | Prim::DmPreresume => Some(IKind::Dm),
             Prim::FilterAlloc
             | Prim::FilterFree
             | Prim::TryModuleGet
@@ -496,6 +535,17 @@ impl Protocol {
                 }
                 _ => false,
             })
+    }
+    /// Whether attach brings I up in device-mapper's phases (`dm_table_load`,
+    /// `dm_preresume`, `dm_resume`): `dm_create` then makes a device with no
+    /// live table, which defers the bios it is handed until `dm_resume`.
+    pub fn dm_phases(&self) -> bool {
+        self.attach.iter().any(|st| st.prim == Prim::DmTableLoad)
+    }
+    /// Whether the hot path clears the task marker itself (`clear_marker`): the
+    /// marker then lives until that step, not until the call returns.
+    pub fn explicit_mark_lifetime(&self) -> bool {
+        self.hot_path.contains(&HotOp::ClearMarker)
     }
     /// The index of attach's (`detach == false`) or detach's point of no return.
     pub fn point_of_no_return(&self, detach: bool) -> Option<usize> {
@@ -583,6 +633,9 @@ pub struct Protocol {
     pub interposer: IKind,
     /// Whether (and how) I parks bios for a worker to resubmit.
     pub park: Option<Park>,
+    /// How each submitter enters the block layer: submitter `i` uses
+    /// `paths[i % paths.len()]`.
+    pub paths: Vec<SubmitPath>,
     /// A worker that resubmits bios on I's behalf (I's resume, or a parked bio)
     /// sets the task marker first (`marker.kind = "task"` only).
     pub worker_marks: bool,
@@ -621,6 +674,8 @@ struct RawSpec {
     bounds: RawBounds,
     #[serde(default)]
     failures: Option<RawFailures>,
+    #[serde(default)]
+    submitters: Option<RawSubmitters>,
     protocol: RawProtocol,
     expect: BTreeMap<Spanned<String>, Spanned<RawExpect>>,
 }
@@ -639,6 +694,13 @@ struct RawInterposer {
     kind: IKind,
     #[serde(default)]
     park: Option<Park>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubmitters {
+    /// Submitter `i` uses `paths[i % len]`.
+    paths: Spanned<Vec<SubmitPath>>,
 }
 
 #[derive(Deserialize)]
@@ -977,6 +1039,47 @@ fn check_attach_creates(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, attach:
     }
 }
 
+/// Device-mapper's phases come in order in attach: the table is loaded into a
+/// created I, preresume runs on the loaded table, and `dm_resume` (which can no
+/// longer fail) comes after preresume.
+fn check_dm_phases(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, attach: &[CtlStep]) {
+    if attach.len() != list.get_ref().len() || !attach.iter().any(|st| st.prim == Prim::DmTableLoad)
+    {
+        return;
+    }
+    let (mut created, mut loaded, mut preresumed) = (false, false, false);
+    for (step, raw) in attach.iter().zip(list.get_ref()) {
+        let missing = match step.prim {
+            Prim::DmCreate => {
+                created = true;
+                None
+            }
+            Prim::DmTableLoad if !created => Some("`dm_create(I)`"),
+            Prim::DmTableLoad => {
+                loaded = true;
+                None
+            }
+            Prim::DmPreresume if !loaded => Some("`dm_table_load(I)`"),
+            Prim::DmPreresume => {
+                preresumed = true;
+                None
+            }
+            Prim::DmResume if !preresumed => Some("`dm_preresume(I)`"),
+            _ => None,
+        };
+        if let Some(before) = missing {
+            ctx.error(
+                raw.span(),
+                format!(
+                    "`{}` in an attach that loads I's table needs {before} before it (device-mapper's phases: create, load, preresume, resume)",
+                    step.prim.call()
+                ),
+            );
+            return;
+        }
+    }
+}
+
 /// Every step that touches I uses the primitives of the spec's interposer kind.
 fn check_ikind(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, steps: &[CtlStep], want: IKind) {
     if steps.len() != list.get_ref().len() {
@@ -1127,6 +1230,7 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
         };
         let op = match name {
             "bio_queue_enter" => Ok(HotOp::QueueEnter),
+            "blk_queue_enter" => Ok(HotOp::BlkQueueEnter),
             "blk_queue_exit" => Ok(HotOp::QueueExit),
             "test_marker" => {
                 target(span.clone(), marked, name).map(|marked| HotOp::TestMarker { marked })
@@ -1135,6 +1239,7 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
                 target(span.clone(), null, name).map(|null| HotOp::ReadInterposer { null })
             }
             "set_marker" => Ok(HotOp::SetMarker),
+            "clear_marker" => Ok(HotOp::ClearMarker),
             "redirect" => Ok(HotOp::Redirect),
             "driver_submit" => Ok(HotOp::DriverSubmit),
             "return" => Ok(HotOp::Return),
@@ -1166,12 +1271,14 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
 }
 
 /// The hot-path step names a spec may use.
-pub const HOT_STEPS: [&str; 11] = [
+pub const HOT_STEPS: [&str; 13] = [
     "bio_queue_enter",
+    "blk_queue_enter",
     "blk_queue_exit",
     "test_marker",
     "read_interposer",
     "set_marker",
+    "clear_marker",
     "redirect",
     "driver_submit",
     "return",
@@ -1211,12 +1318,13 @@ fn check_hot_flow(ctx: &Ctx, ops: &[HotOp], spans: &[Range<usize>]) -> Result<()
         let (q, p, r) = facts[i].expect("visited");
         let mut succ: Vec<(usize, Facts)> = Vec::new();
         match ops[i] {
-            HotOp::QueueEnter => {
+            HotOp::QueueEnter | HotOp::BlkQueueEnter => {
+                let name = ops[i].name();
                 if q & 2 != 0 {
-                    return refuse(i, "`bio_queue_enter` while this pass may already hold O's queue reference; a nested enter blocks behind a pending freeze");
+                    return refuse(i, &format!("`{name}` while this pass may already hold O's queue reference; a nested enter blocks behind a pending freeze"));
                 }
                 if r & 2 != 0 {
-                    return refuse(i, "`bio_queue_enter` may sleep (it waits for a frozen queue), but this pass may be inside an RCU read-side section");
+                    return refuse(i, &format!("`{name}` may sleep (it waits for a frozen queue), but this pass may be inside an RCU read-side section"));
                 }
                 succ.push((i + 1, (2, p, r)));
             }
@@ -1244,7 +1352,7 @@ fn check_hot_flow(ctx: &Ctx, ops: &[HotOp], spans: &[Range<usize>]) -> Result<()
                 }
                 succ.push((i + 1, (q, p, r)));
             }
-            HotOp::SetMarker => succ.push((i + 1, (q, p, r))),
+            HotOp::SetMarker | HotOp::ClearMarker => succ.push((i + 1, (q, p, r))),
             HotOp::Return => {
                 if r & 2 != 0 {
                     return refuse(i, "`return` may leave the hook inside an RCU read-side section; put `rcu_read_unlock` before it");
@@ -1414,6 +1522,7 @@ impl Spec {
         let hot_path = compile_hot(ctx, &raw.protocol.hot_path);
         let attach = compile_ctl(ctx, &raw.protocol.attach, "attach");
         check_attach_creates(ctx, &raw.protocol.attach, &attach);
+        check_dm_phases(ctx, &raw.protocol.attach, &attach);
         let detach = compile_ctl(ctx, &raw.protocol.detach, "detach");
         let interposer = raw.interposer.as_ref().map_or(IKind::Dm, |i| i.kind);
         check_ikind(ctx, &raw.protocol.attach, &attach, interposer);
@@ -1435,6 +1544,13 @@ impl Spec {
         {
             ctx.error(raw.protocol.hot_path.span(), "`set_marker` with marker.kind = \"none\": choose \"bio_flag\" or \"task\", or drop the step");
         }
+        if raw.marker.kind != MarkerKind::Task
+            && hot_path
+                .as_ref()
+                .is_some_and(|h| h.contains(&HotOp::ClearMarker))
+        {
+            ctx.error(raw.protocol.hot_path.span(), "`clear_marker` clears a task marker: it needs marker.kind = \"task\" (BIO_INTERPOSED stays on its bio)");
+        }
 
         let worker_marks = raw.marker.worker_marks.as_ref().is_some_and(|w| {
             if *w.get_ref() && raw.marker.kind != MarkerKind::Task {
@@ -1442,6 +1558,18 @@ impl Spec {
             }
             *w.get_ref()
         });
+
+        let paths = match &raw.submitters {
+            Some(sub) if sub.paths.get_ref().is_empty() => {
+                ctx.error(
+                    sub.paths.span(),
+                    "`paths` is empty: name at least one path (submit_bio, nowait)",
+                );
+                vec![SubmitPath::SubmitBio]
+            }
+            Some(sub) => sub.paths.get_ref().clone(),
+            None => vec![SubmitPath::SubmitBio],
+        };
 
         let (expect, unreached) = Self::compile_expect(ctx, text, &raw.expect, &kinds);
 
@@ -1464,6 +1592,7 @@ impl Spec {
                 filesystem: raw.original.filesystem,
                 interposer,
                 park: raw.interposer.as_ref().and_then(|i| i.park),
+                paths,
                 worker_marks,
                 inject,
             },

@@ -547,3 +547,85 @@ fn worker_marks_without_a_task_marker_is_refused_at_the_key() {
         "{msg}"
     );
 }
+
+const NOWAIT: &str = include_str!("../../model/specs/23-nowait.toml");
+
+/// A submitter path the model does not know is refused where it is written,
+/// with the known ones; an empty list is refused too (no submitter could send).
+#[test]
+fn an_unknown_or_empty_submitter_path_is_refused() {
+    let bad = NOWAIT.replacen("\"nowait\"]", "\"sg_io\"]", 1);
+    assert_ne!(bad, NOWAIT);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"sg_io\""));
+    assert!(
+        msg.contains("sg_io") && msg.contains("submit_bio") && msg.contains("nowait"),
+        "{msg}"
+    );
+    let empty = NOWAIT.replacen("paths = [\"submit_bio\", \"nowait\"]", "paths = []", 1);
+    assert_ne!(empty, NOWAIT);
+    let (line, _, msg) = err(&empty);
+    assert_eq!(line, line_of(&empty, "paths = []"));
+    assert!(msg.contains("`paths` is empty"), "{msg}");
+}
+
+/// `blk_queue_enter` is a queue enter for the static checks too: a second one
+/// inside the reference is refused by name.
+#[test]
+fn a_nested_blk_queue_enter_is_refused_by_name() {
+    let bad = NOWAIT.replacen(
+        "  \"bio_queue_enter\",\n",
+        "  \"bio_queue_enter\",\n  \"blk_queue_enter\",\n",
+        1,
+    );
+    assert_ne!(bad, NOWAIT);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"blk_queue_enter\""));
+    assert!(
+        msg.contains("`blk_queue_enter` while this pass may already hold O's queue reference"),
+        "{msg}"
+    );
+}
+
+/// `clear_marker` clears a task marker; with a bio flag it is refused rather
+/// than read as a no-op.
+#[test]
+fn clear_marker_without_a_task_marker_is_refused() {
+    let text = include_str!("../../model/specs/24-task-marker-clear-after-redirect.toml")
+        .replacen("kind = \"task\"", "kind = \"bio_flag\"", 1)
+        .replacen("worker_marks = true\n", "", 1);
+    let all = all_errors(&text);
+    assert!(
+        all.iter()
+            .any(|e| e.contains("`clear_marker` clears a task marker")
+                && e.contains("marker.kind = \"task\"")),
+        "{all:?}"
+    );
+}
+
+const PHASES: &str = include_str!("../../model/specs/25-dm-phases.toml");
+
+/// Device-mapper's phases come in order: a resume before preresume, or a
+/// preresume before the table is loaded, is refused at the step with the
+/// order it needs.
+#[test]
+fn dm_phases_out_of_order_are_refused_at_the_step() {
+    let bad = PHASES.replacen(
+        "  \"dm_table_load(I)\",\n  \"dm_preresume(I)\",\n",
+        "  \"dm_preresume(I)\",\n  \"dm_table_load(I)\",\n",
+        1,
+    );
+    assert_ne!(bad, PHASES);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"dm_preresume(I)\""));
+    assert!(
+        msg.contains("`dm_preresume(I)`")
+            && msg.contains("needs `dm_table_load(I)` before it")
+            && msg.contains("create, load, preresume, resume"),
+        "{msg}"
+    );
+    let no_preresume = PHASES.replacen("  \"dm_preresume(I)\",\n", "", 1);
+    let (line, _, msg) = err(&no_preresume);
+    assert_eq!(line, line_of(&no_preresume, "\"dm_resume(I)\""));
+    assert!(msg.contains("needs `dm_preresume(I)` before it"), "{msg}");
+}

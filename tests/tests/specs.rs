@@ -280,6 +280,53 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         31235,
         &["no_use_after_free", "exactly_once"],
     ),
+    // REQ_NOWAIT bios fail with EAGAIN at the hook's bio_queue_enter; a hook
+    // entering with blk_queue_enter(q, 0) sleeps on a frozen O.
+    ("23-nowait.toml", "request", 7083, &[]),
+    ("23-nowait.toml", "bio", 24878, &[]),
+    (
+        "23b-nowait-blk-queue-enter.toml",
+        "request",
+        7083,
+        &["nowait_never_blocks"],
+    ),
+    (
+        "23b-nowait-blk-queue-enter.toml",
+        "bio",
+        24878,
+        &["nowait_never_blocks"],
+    ),
+    // A task marker whose lifetime the hook owns (clear_marker): cleared after
+    // the redirect, the queued clone recurses; cleared by the returning clone,
+    // the task stays marked when I defers the bio.
+    (
+        "24-task-marker-clear-after-redirect.toml",
+        "request",
+        3224,
+        &["no_recursion", "exactly_once"],
+    ),
+    (
+        "24b-task-marker-clear-in-clone.toml",
+        "request",
+        3459,
+        &["clean_exit"],
+    ),
+    // Device-mapper's phases: everything that can fail before the publish; the
+    // load and preresume after it fail past the point of no return.
+    ("25-dm-phases.toml", "request", 9741, &[]),
+    ("25-dm-phases.toml", "bio", 20951, &[]),
+    (
+        "25b-dm-phases-load-after-publish.toml",
+        "request",
+        14014,
+        &["no_use_after_free", "exactly_once", "point_of_no_return"],
+    ),
+    (
+        "25b-dm-phases-load-after-publish.toml",
+        "bio",
+        33562,
+        &["no_use_after_free", "exactly_once", "point_of_no_return"],
+    ),
 ];
 
 #[test]
@@ -455,7 +502,7 @@ fn converged_holds_with_more_bios() {
         assert!(r.violated().is_empty(), "{k}: {:?}", r.violated());
         assert!(r.unique_states > 1000);
     }
-    assert_eq!(SAFETY.len(), 8);
+    assert_eq!(SAFETY.len(), 9);
 }
 
 /// The same breadth-first search gives each sanity property a shortest example (the

@@ -3,13 +3,14 @@
 //! sorted order, then the submitters' groups in sorted order (no allocation),
 //! so every member of an orbit packs to the same bytes.
 
-use crate::model::{Bio, Ctl, Ip, Phase, State};
+use crate::model::{Bio, Ctl, Ip, Phase, State, MAX_BIOS, MAX_CTLS, MAX_FREEZERS};
 
 /// Bytes of one bio, one controller.
-const BIO: usize = 8;
+const BIO: usize = 9;
 const CTL: usize = 9;
-/// Enough for the largest bounds (19 bios, 3 controllers, 2 freezers).
+/// Enough for the largest bounds (19 bios, 3 controllers, 2 freezers: 211 bytes).
 pub const MAX: usize = 224;
+const _: () = assert!(MAX_BIOS * BIO + MAX_CTLS * CTL + 11 + MAX_FREEZERS <= MAX);
 
 fn ip(i: Option<Ip>) -> u8 {
     i.map_or(0, |i| 1 + i.c * 16 + i.gen)
@@ -24,6 +25,7 @@ fn bio(b: &Bio, out: &mut [u8]) {
     out[5] = b.depth;
     out[6] = b.done;
     out[7] = b.rcu;
+    out[8] = b.nowait as u8;
 }
 
 fn ctl(c: &Ctl, out: &mut [u8]) {

@@ -9,7 +9,7 @@
 //! - injected failures (at most 1 a run): blkdev_get_excl(I)
 //! - search: symmetry over submitters and their bios=true
 //! - explored: request=233 unique states
-//! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner, point_of_no_return
+//! - proven: no_use_after_free, no_bypass, exactly_once, no_recursion, no_deadlock, clean_exit, single_owner, point_of_no_return, nowait_never_blocks
 
 /// The spec this code was rendered from.
 pub const SPEC_NAME: &str = "mini";
