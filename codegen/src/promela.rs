@@ -231,6 +231,8 @@ struct Proc {
     unparks: bool,
     ctls: Vec<u8>,
     remover: bool,
+    /// Offers `rmmod` of the filter's owner module.
+    rmmod: bool,
     freezers: Vec<u8>,
     /// Offers the ALL_DONE self-loop (the one process not at an end label).
     idle: bool,
@@ -248,6 +250,7 @@ impl Proc {
             unparks: false,
             ctls: vec![],
             remover: false,
+            rmmod: false,
             freezers: vec![],
             idle: false,
         }
@@ -266,6 +269,7 @@ fn procs(bounds: Bounds, rendering: Rendering) -> Vec<Proc> {
             unparks: true,
             ctls: (0..bounds.controllers).collect(),
             remover: bounds.remover,
+            rmmod: bounds.rmmod,
             freezers: (0..bounds.freezers).collect(),
             idle: true,
             ..Proc::new("quiesce", "every thread".into())
@@ -315,6 +319,12 @@ fn procs(bounds: Bounds, rendering: Rendering) -> Vec<Proc> {
         out.push(Proc {
             remover: true,
             ..Proc::new("removal", "the remover: del_gendisk(O)".into())
+        });
+    }
+    if bounds.rmmod {
+        out.push(Proc {
+            rmmod: true,
+            ..Proc::new("rmmod", "rmmod of the filter's owner module".into())
         });
     }
     for f in 0..bounds.freezers {

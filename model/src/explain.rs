@@ -53,6 +53,7 @@ impl Quiesce {
             | Action::BeginDetach { c } => format!("controller {}", c + 1),
             Action::Remover { .. } => "remover".into(),
             Action::Freezer { f, .. } => format!("freezer {}", f + 1),
+            Action::Rmmod => "rmmod".into(),
         }
     }
 
@@ -192,6 +193,11 @@ impl Quiesce {
             }),
             _ => before.ptr,
         };
+        if before.module_gone {
+            return format!(
+                "`{what}` runs code of I's owner module after rmmod unloaded it: the module's reference was dropped while the filter could still be called"
+            );
+        }
         match ip {
             Some(ip) => format!("`{what}` uses {ip} after it was freed"),
             None => format!("`{what}` touches freed memory"),

@@ -43,7 +43,8 @@ const G_RM: u8 = G_CTL + MAX_CTLS as u8;
 const G_FREEZER: u8 = G_RM + 1;
 const G_COMPLETE: u8 = G_FREEZER + 2;
 const G_KWORKER: u8 = G_COMPLETE + MAX_BIOS as u8;
-const _: () = assert!(G_KWORKER as usize + MAX_BIOS <= 64);
+const G_RMMOD: u8 = G_KWORKER + MAX_BIOS as u8;
+const _: () = assert!(G_RMMOD < 64);
 
 /// Obligation bits: each bio in flight, each pass through the hot path (its
 /// `submit_bio_noacct` call), each controller's call, the remover's.
@@ -142,6 +143,7 @@ fn group(a: &Action) -> u8 {
         | Action::BeginDetach { c } => G_CTL + c,
         Action::Remover { .. } => G_RM,
         Action::Freezer { f, .. } => G_FREEZER + f,
+        Action::Rmmod => G_RMMOD,
     }
 }
 
@@ -150,6 +152,7 @@ fn group_name(m: &Quiesce, g: u8) -> String {
         g if g < G_CTL => format!("submitter {}", g + 1),
         g if g < G_RM => format!("controller {}", g - G_CTL + 1),
         G_RM => "the remover".into(),
+        G_RMMOD => "rmmod".into(),
         g if g < G_COMPLETE => format!("freezer {}", g - G_FREEZER + 1),
         g if g < G_KWORKER => format!(
             "O's completion of {}",

@@ -216,6 +216,8 @@ pub struct State {
     pub uaf: bool,
     /// A release of something not held (a kernel WARN).
     pub unbalanced: bool,
+    /// `rmmod` unloaded the filter's owner module: its code and data are gone.
+    pub module_gone: bool,
 }
 
 /// Who runs a step.
@@ -286,6 +288,9 @@ pub enum Action {
         f: u8,
         pc: u8,
     },
+    /// `rmmod` of the filter's owner module (`delete_module`): once nothing
+    /// holds a reference on it, its code and data are freed.
+    Rmmod,
 }
 
 pub const FREEZER_STEPS: [&str; 3] = [
@@ -450,8 +455,8 @@ impl Quiesce {
         let mut nb = bio;
         nb.flags &= !bf::REQ_QREF;
         match bio.via {
-            Some(ip) if self.freed(s, ip) => {
-                // The clone's end_io runs in freed memory.
+            Some(ip) if self.freed(s, ip) || s.module_gone => {
+                // The clone's end_io runs in freed memory (or unloaded module code).
                 s.uaf = true;
                 nb.loc = Loc::Lost;
             }
@@ -523,6 +528,7 @@ impl Quiesce {
     /// takes it (it is live, not suspended, and this is not a second interposition).
     fn may_park(&self, s: &State, bio: &Bio) -> bool {
         self.protocol.park.is_some()
+            && !s.module_gone
             && bio.loc == Loc::Carried
             && bio.depth == 0
             && bio
@@ -559,7 +565,7 @@ impl Quiesce {
     /// I's worker resubmits a parked bio's clone: in freed memory if I is gone.
     fn unpark(&self, s: &mut State, b: usize) {
         let mut bio = s.bios[b];
-        if bio.via.is_some_and(|ip| self.freed(s, ip)) {
+        if s.module_gone || bio.via.is_some_and(|ip| self.freed(s, ip)) {
             s.uaf = true;
             bio.loc = Loc::Lost;
         } else {
@@ -636,7 +642,8 @@ impl Quiesce {
                     bio.flags |= bf::DUP;
                 } else if let Some(ip) = bio.ip {
                     bio.depth = bio.depth.saturating_add(1);
-                    if self.freed(s, ip) {
+                    if self.freed(s, ip) || s.module_gone {
+                        // I->submit_bio in freed memory, or in unloaded module code.
                         s.uaf = true;
                         bio.loc = Loc::Lost;
                     } else if bio.depth >= 2 {
@@ -816,7 +823,13 @@ impl Quiesce {
                 }
                 Self::acquire(s, ci, held::MUTEX)
             }
-            Prim::TryModuleGet => Self::acquire(s, ci, held::MODREF),
+            Prim::TryModuleGet => {
+                if s.module_gone {
+                    // ENODEV: the module is gone (or going).
+                    return Outcome::Err;
+                }
+                Self::acquire(s, ci, held::MODREF)
+            }
             Prim::ModulePut => Self::release(s, ci, held::MODREF),
             Prim::MutexUnlock => Self::release(s, ci, held::MUTEX),
             Prim::DmCreate => {
@@ -1152,6 +1165,7 @@ impl Model for Quiesce {
             leaked_qrefs: 0,
             uaf: false,
             unbalanced: false,
+            module_gone: false,
         }]
     }
 
@@ -1211,6 +1225,10 @@ impl Model for Quiesce {
                 out.push(Action::Freezer { f: f as u8, pc });
             }
         }
+        if self.bounds.rmmod && !s.module_gone && !s.ctls.iter().any(|c| c.held & held::MODREF != 0)
+        {
+            out.push(Action::Rmmod);
+        }
     }
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
@@ -1251,6 +1269,7 @@ impl Model for Quiesce {
             }
             Action::Remover { .. } => self.rm_exec(&mut s),
             Action::Freezer { f, pc } => s.freezers[f as usize] = pc + 1,
+            Action::Rmmod => s.module_gone = true,
         }
         Some(s)
     }
@@ -1455,6 +1474,9 @@ impl Quiesce {
                 self.bio_name(b as usize)
             ),
             Action::Complete { b } => format!("O: bio_endio({})", self.bio_name(b as usize)),
+            Action::Rmmod => {
+                "rmmod: delete_module(I->owner) frees the module's code and data".into()
+            }
             Action::Ctl {
                 c,
                 prim,
@@ -1603,6 +1625,9 @@ impl Quiesce {
                     format!(" ctl:{}", held.join("+"))
                 },
             ));
+        }
+        if s.module_gone {
+            parts.push("module unloaded".into());
         }
         if s.uaf {
             parts.push("USE-AFTER-FREE".into());

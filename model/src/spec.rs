@@ -582,6 +582,10 @@ pub struct Bounds {
     pub failures: u8,
     pub freezers: u8,
     pub remover: bool,
+    /// `rmmod` of the filter's owner module may run whenever nothing holds a
+    /// reference on it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rmmod: bool,
 }
 
 /// What the checker must find for one kind of original.
@@ -724,6 +728,8 @@ struct RawBounds {
     freezers: Option<Spanned<i64>>,
     #[serde(default)]
     remover: bool,
+    #[serde(default)]
+    rmmod: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -1481,6 +1487,13 @@ impl Spec {
                 .map_or(0, |f| bound(&f.max, "failures")),
             freezers: b.freezers.as_ref().map_or(0, |f| bound(f, "freezers")),
             remover: b.remover,
+            rmmod: b.rmmod.as_ref().is_some_and(|r| {
+                let kind = raw.interposer.as_ref().map_or(IKind::Dm, |i| i.kind);
+                if *r.get_ref() && kind != IKind::Filter {
+                    ctx.error(r.span(), "`rmmod` unloads a filter's owner module: it needs [interposer] kind = \"filter\" (device-mapper pins its own targets' modules)");
+                }
+                *r.get_ref()
+            }),
         };
 
         let mut inject = Vec::new();
@@ -1802,6 +1815,9 @@ impl Bounds {
         }
         if self.remover {
             s.push_str(" rm");
+        }
+        if self.rmmod {
+            s.push_str(" mod");
         }
         s
     }

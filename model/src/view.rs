@@ -245,6 +245,8 @@ impl Quiesce {
             ),
             Action::Unpark { .. } => (kworker, Some(o_lane)),
             Action::Complete { .. } => (o_lane, None),
+            // The last lane, after the interposers'.
+            Action::Rmmod => (o_lane + 1 + nc, None),
             Action::Ctl { c, .. }
             | Action::Fail { c, .. }
             | Action::Return { c, .. }
@@ -325,6 +327,16 @@ impl Quiesce {
             let mut lines = vec![d.lines().nth(2 + ci).unwrap_or("").to_string()];
             lines.extend(inside);
             lanes.push((format!("I{} (interposer)", ci + 1), lines));
+        }
+        if self.bounds.rmmod {
+            lanes.push((
+                "rmmod".into(),
+                vec![if last.module_gone {
+                    "owner module unloaded".into()
+                } else {
+                    "owner module loaded".into()
+                }],
+            ));
         }
 
         // Geometry: one column per lane, then a column with the steps' text, so that

@@ -629,3 +629,21 @@ fn dm_phases_out_of_order_are_refused_at_the_step() {
     assert_eq!(line, line_of(&no_preresume, "\"dm_resume(I)\""));
     assert!(msg.contains("needs `dm_preresume(I)` before it"), "{msg}");
 }
+
+/// `rmmod` unloads a filter's owner module; a device-mapper interposer's
+/// modules are pinned by device-mapper, so the bound is refused at the key.
+#[test]
+fn rmmod_with_a_dm_interposer_is_refused_at_the_key() {
+    let text = include_str!("../../model/specs/25-dm-phases.toml").replacen(
+        "cycles = 2\n",
+        "cycles = 2\nrmmod = true\n",
+        1,
+    );
+    let (line, _, msg) = err(&text);
+    assert_eq!(line, line_of(&text, "rmmod = true"));
+    assert!(
+        msg.contains("`rmmod` unloads a filter's owner module")
+            && msg.contains("[interposer] kind = \"filter\""),
+        "{msg}"
+    );
+}

@@ -327,6 +327,23 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         33562,
         &["no_use_after_free", "exactly_once", "point_of_no_return"],
     ),
+    // rmmod of the filter's owner module whenever it is unpinned: pinned until
+    // the filter is drained and freed, it is safe; unpinned before the drain,
+    // a clone's end_io runs in the unloaded module.
+    ("26-filter-rmmod.toml", "request", 4643, &[]),
+    ("26-filter-rmmod.toml", "bio", 12414, &[]),
+    (
+        "26b-filter-rmmod-put-early.toml",
+        "request",
+        6009,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "26b-filter-rmmod-put-early.toml",
+        "bio",
+        16116,
+        &["no_use_after_free", "exactly_once"],
+    ),
 ];
 
 #[test]
