@@ -6,6 +6,7 @@ mod explore;
 mod gate;
 mod gen_cmd;
 mod promela_cmd;
+mod replay_cmd;
 
 use clap::{Args, Parser, Subcommand};
 use quiesce_model::check::CheckOptions;
@@ -244,6 +245,30 @@ enum Cmd {
         #[command(flatten)]
         bounds: BoundArgs,
     },
+    /// Replay a kernel trace (the blk_interposer trace events, as the ftrace
+    /// `trace` file has them) in the model of a spec: every event must be a step
+    /// the model can take, and every property must hold. Exit 1 at the first
+    /// event it cannot take (with the model state and what it allows there).
+    Replay {
+        /// The spec the kernel ran (the module's: model/specs/15-filter-module.toml).
+        spec: PathBuf,
+        /// The trace file.
+        trace: PathBuf,
+        /// The kind of the traced original (request, bio or bio_sync).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<Kind>,
+        /// The traced original, as MAJOR:MINOR (needed when the trace has events of
+        /// more than one device).
+        #[arg(long)]
+        dev: Option<String>,
+        /// How many places an event may move earlier than the trace has it (two
+        /// tasks' events race to the ring buffer).
+        #[arg(long, default_value_t = 24)]
+        window: usize,
+        /// Print the report as JSON (see README: "Replay report").
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the Stateright Explorer on one spec.
     Explore {
         /// The spec to explore.
@@ -339,6 +364,21 @@ fn run() -> Result<ExitCode, ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Cmd::Replay {
+            spec,
+            trace,
+            kind,
+            dev,
+            window,
+            json,
+        } => replay_cmd::run(replay_cmd::Args {
+            spec: &spec,
+            trace: &trace,
+            kind,
+            dev: dev.as_deref(),
+            window,
+            json,
+        }),
         Cmd::Gen {
             spec,
             out,

@@ -15,7 +15,7 @@ use quiesce_model::spec::{HotOp, MarkerKind, Spec};
 /// The file the patch adds, relative to the kernel tree.
 pub const ROUTE_FILE: &str = "block/blk-interposer-route.h";
 /// The patch's name in `kmod/patches/` (second in the series: the hook includes it).
-pub const PATCH_NAME: &str = "0002-block-add-the-interposer-route-rendered-from-a-spec.patch";
+pub const PATCH_NAME: &str = "0003-block-add-the-interposer-route-rendered-from-a-spec.patch";
 /// The project's author line, as in the rest of the series.
 const AUTHOR: &str =
     "Seed 97e53308 maintainers <maintainers@users.noreply.r-seed-97e53308.example>";
@@ -28,8 +28,24 @@ fn refuse(i: usize, op: &HotOp, why: &str) -> GenError {
     ))
 }
 
+/// The `blk_interposer_bio` trace event of a step (`ev`), as two lines in
+/// kernel style: the route reports each step it takes, for `quiesce replay`.
+fn trace(out: &mut Vec<String>, ev: &str, val: &str, arg: &str) {
+    let head = format!("\ttrace_blk_interposer_bio(bio_dev(bio), bio, BLK_INTERPOSER_{ev},");
+    // A tab is 8 columns (one byte of `head`); kernel style keeps lines
+    // within 80: `head`, a space, `val` and a comma.
+    let width = head.len() + 7 + 1 + val.len() + 1;
+    if width <= 80 {
+        out.push(format!("{head} {val},"));
+        out.push(format!("\t\t\t\t {arg});"));
+    } else {
+        out.push(head);
+        out.push(format!("\t\t\t\t {val}, {arg});"));
+    }
+}
+
 /// The C statements of the route, one string per line (tab-indented), in the
-/// spec's order.
+/// spec's order, each step followed by its trace event.
 pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
     let hot = &spec.protocol.hot_path;
     let bio_flag = spec.protocol.marker == MarkerKind::BioFlag;
@@ -98,12 +114,19 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
             HotOp::TestMarker { marked } => {
                 marker()?;
                 to_driver(marked, "a marked bio")?;
+                trace(
+                    &mut out,
+                    "TEST_MARKER",
+                    "bio_flagged(bio, BIO_INTERPOSED)",
+                    "NULL",
+                );
                 out.push("\tif (bio_flagged(bio, BIO_INTERPOSED))".into());
                 out.push("\t\treturn false;".into());
             }
             HotOp::ReadInterposer { null } => {
                 to_driver(null, "a NULL pointer")?;
                 out.push("\tip = READ_ONCE(bio->bi_bdev->bd_interposer);".into());
+                trace(&mut out, "READ", "0", "ip");
                 out.push("\tif (!ip)".into());
                 out.push("\t\treturn false;".into());
             }
@@ -117,6 +140,7 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
             HotOp::SetMarker => {
                 marker()?;
                 out.push("\tbio_set_flag(bio, BIO_INTERPOSED);".into());
+                trace(&mut out, "SET_MARKER", "0", "NULL");
             }
             HotOp::Redirect => {
                 if hot[i + 1..driver] != [HotOp::QueueExit, HotOp::Return] {
@@ -128,6 +152,7 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
                          `blk_queue_exit`, `return` and then the device path",
                     ));
                 }
+                trace(&mut out, "REDIRECT", "0", "ip");
                 out.push("\tip->submit_bio(ip, bio);".into());
                 out.push("\treturn true;".into());
                 return Ok(out);
@@ -191,7 +216,7 @@ pub fn render_patch(spec: &Spec, report: &SpecReport) -> Result<String, GenError
     p.push_str("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n");
     p.push_str(&format!("From: {AUTHOR}\n"));
     p.push_str("Date: Tue, 1 Dec 2026 21:00:00 +0000\n");
-    p.push_str("Subject: [PATCH 2/7] block: add the interposer route rendered from a spec\n\n");
+    p.push_str("Subject: [PATCH 3/9] block: add the interposer route rendered from a spec\n\n");
     p.push_str(&format!(
         "The part of submit_bio_noacct() that decides whether a bio goes to the\n\
          device's interposer is the hot path of the spec that the model checker\n\

@@ -133,6 +133,7 @@ impl Ctl {
             self.inject = None;
             let e = p.injected().unwrap_or(Errno::EINVAL);
             pr_info!("quiesce: injected failure: {} = {}\n", p.call(), e.to_kernel());
+            self.trace(p, Err(e));
             self.failed = true;
             return self.done(p, Err(e));
         }
@@ -152,7 +153,30 @@ impl Ctl {
             pr_warn!("quiesce: mutant: {} left out, success reported\n", p.call());
             return self.done(p, Ok(()));
         }
+        let releases = matches!(
+            p,
+            Prim::BdevThaw
+                | Prim::DmInternalResumeFast
+                | Prim::FilterFree
+                | Prim::FilterUnblock
+                | Prim::ModulePut
+        );
+        if releases {
+            // A primitive that gives something back is reported before it does
+            // (it cannot fail), so that no step it lets happen is reported first.
+            self.trace_ret(p, 0);
+        } else if matches!(
+            p,
+            Prim::BdevFreeze | Prim::DmInternalSuspendFast | Prim::FilterBlock
+        ) {
+            // A primitive that waits: reported when called too (`ret=1`), so
+            // that replay can place its first step anywhere before it returns.
+            self.trace_ret(p, 1);
+        }
         let r = self.real(p);
+        if !releases {
+            self.trace(p, r);
+        }
         if r.is_err() {
             self.failed = true;
         }
@@ -313,6 +337,40 @@ impl Ctl {
                 Ok(())
             }
         }
+    }
+
+    /// Report `p`'s call and result in the `blk_interposer_prim` trace event, for
+    /// `quiesce replay`; the block layer reports the rest itself (its queue
+    /// freezes, the interposer pointer, open_mutex), which this module cannot fake.
+    fn trace(&mut self, p: Prim, r: Result<(), Errno>) {
+        if matches!(
+            p,
+            Prim::MutexLock
+                | Prim::MutexUnlock
+                | Prim::BlkMqFreezeQueue
+                | Prim::BlkMqUnfreezeQueue
+                | Prim::CmpxchgInterposer
+                | Prim::ClearInterposer
+        ) {
+            return;
+        }
+        let ret = match r {
+            Ok(()) => 0,
+            Err(e) => e.to_kernel(),
+        };
+        self.trace_ret(p, ret);
+    }
+
+    /// The `blk_interposer_prim` trace event of `p` with `ret` (1: called, not
+    /// yet returned).
+    fn trace_ret(&mut self, p: Prim, ret: i32) {
+        let mut name = [0u8; 48];
+        let call = p.call().as_bytes();
+        let n = call.len().min(name.len() - 1);
+        name[..n].copy_from_slice(&call[..n]);
+        // SAFETY: the original is held open; `name` is NUL-terminated and lives
+        // through the call, whose trace event copies it.
+        unsafe { bindings::blk_interposer_trace_prim(self.att().bdev, name.as_ptr().cast(), ret) };
     }
 
     /// `filter_alloc(I)`: allocate the filter, its bio_set and its map.

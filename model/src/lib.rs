@@ -8,6 +8,7 @@ pub mod fixed;
 pub mod live;
 pub mod model;
 pub mod mutate;
+pub mod replay;
 pub mod spec;
 pub mod view;
 

@@ -97,7 +97,7 @@ pub mod rcu {
 }
 
 impl Bio {
-    const NEW: Bio = Bio {
+    pub const NEW: Bio = Bio {
         loc: Loc::Unsubmitted,
         pc: 0,
         flags: 0,
@@ -350,6 +350,10 @@ impl Quiesce {
             Phase::Attach | Phase::AttachErr { .. } => &self.protocol.attach,
             _ => &self.protocol.detach,
         }
+    }
+    /// Step `pc` of the procedure a controller in `phase` runs.
+    pub fn protocol_step(&self, phase: Phase, pc: u8) -> Option<&CtlStep> {
+        self.steps(phase).get(pc as usize)
     }
     /// A controller whose procedure failed at a step after its point of no
     /// return: (controller, failed step, the point of no return).
@@ -616,12 +620,7 @@ impl Quiesce {
             }
             HotOp::QueueExit => bio.flags &= !bf::PASS_QREF,
             HotOp::TestMarker { marked } => {
-                let m = match self.protocol.marker {
-                    MarkerKind::BioFlag => bio.has(bf::MARKED),
-                    MarkerKind::Task => bio.has(bf::TASKMARK),
-                    MarkerKind::None => false,
-                };
-                if m {
+                if self.marker_set(&bio) {
                     next = marked as usize;
                 }
             }
@@ -1129,6 +1128,70 @@ impl Quiesce {
     }
 }
 
+impl Quiesce {
+    /// The enabled actions of bio `b`'s lineage: its pass's next step, I's
+    /// worker for it, its completion by O.
+    pub fn bio_actions(&self, s: &State, b: usize, out: &mut Vec<Action>) {
+        let bio = &s.bios[b];
+        if bio.has(bf::PASS) {
+            let op = self.protocol.hot_path[bio.pc as usize];
+            if self.hot_enabled(s, bio, op) {
+                out.push(Action::Hot {
+                    b: b as u8,
+                    op,
+                    who: self.carrier(b, bio),
+                    // After its own redirect a pass goes on for the original
+                    // (I holds it); a pass that carries I's clone has it in hand.
+                    clone: bio.via.is_some()
+                        && !matches!(bio.loc, Loc::InI | Loc::DeferredI | Loc::ParkedI),
+                });
+            }
+            if op == HotOp::Redirect && self.may_park(s, bio) {
+                out.push(Action::Park {
+                    b: b as u8,
+                    who: self.carrier(b, bio),
+                });
+            }
+        }
+        if bio.loc == Loc::ParkedI && !bio.has(bf::PASS) {
+            out.push(Action::Unpark { b: b as u8 });
+        }
+        if bio.loc == Loc::InO {
+            out.push(Action::Complete { b: b as u8 });
+        }
+    }
+
+    /// The enabled actions of controller `ci`.
+    pub fn controller_actions(&self, s: &State, ci: usize, out: &mut Vec<Action>) {
+        self.ctl_actions(s, ci, out);
+    }
+
+    /// Whether submitter `sub` may start its next bio now.
+    pub fn may_submit(&self, s: &State, sub: usize) -> bool {
+        let fs_blocked = self.protocol.filesystem && self.fs_frozen(s);
+        !fs_blocked && !self.submitter_busy(s, sub)
+    }
+
+    /// Whether the pass of `bio` finds it marked at a `test_marker` step.
+    pub fn marker_set(&self, bio: &Bio) -> bool {
+        match self.protocol.marker {
+            MarkerKind::BioFlag => bio.has(bf::MARKED),
+            MarkerKind::Task => bio.has(bf::TASKMARK),
+            MarkerKind::None => false,
+        }
+    }
+
+    /// The properties that hold in every state (Stateright's `always`),
+    /// without `no_deadlock`, which is about the states a run can reach
+    /// next, not about the state itself.
+    pub fn state_properties(&self) -> Vec<Property<Self>> {
+        self.properties()
+            .into_iter()
+            .filter(|p| p.expectation == stateright::Expectation::Always && p.name != "no_deadlock")
+            .collect()
+    }
+}
+
 impl Model for Quiesce {
     type State = State;
     type Action = Action;
@@ -1183,33 +1246,8 @@ impl Model for Quiesce {
                 });
             }
         }
-        for (b, bio) in s.bios.iter().enumerate() {
-            if bio.has(bf::PASS) {
-                let op = self.protocol.hot_path[bio.pc as usize];
-                if self.hot_enabled(s, bio, op) {
-                    out.push(Action::Hot {
-                        b: b as u8,
-                        op,
-                        who: self.carrier(b, bio),
-                        // After its own redirect a pass goes on for the original
-                        // (I holds it); a pass that carries I's clone has it in hand.
-                        clone: bio.via.is_some()
-                            && !matches!(bio.loc, Loc::InI | Loc::DeferredI | Loc::ParkedI),
-                    });
-                }
-                if op == HotOp::Redirect && self.may_park(s, bio) {
-                    out.push(Action::Park {
-                        b: b as u8,
-                        who: self.carrier(b, bio),
-                    });
-                }
-            }
-            if bio.loc == Loc::ParkedI && !bio.has(bf::PASS) {
-                out.push(Action::Unpark { b: b as u8 });
-            }
-            if bio.loc == Loc::InO {
-                out.push(Action::Complete { b: b as u8 });
-            }
+        for b in 0..s.bios.len() {
+            self.bio_actions(s, b, out);
         }
         for ci in 0..s.ctls.len() {
             self.ctl_actions(s, ci, out);

@@ -1,0 +1,413 @@
+//! Trace validation: what the kernel did, replayed in the model.
+//!
+//! The patched kernel reports every step of every bio sent to an original
+//! device, every freeze of its queue, every change to its interposer pointer
+//! and every primitive the module runs (the `blk_interposer` trace events).
+//! [`replay`] maps each event of one device to the model's actions and takes
+//! them: each must be enabled in the model state reached so far, and every
+//! property must hold in every state reached. A kernel bio takes one of the
+//! model's bios while it lives and gives it back when it completes, so a trace
+//! of any length replays with a handful of them; a kernel task running attach
+//! or detach takes one of the model's controllers.
+//!
+//! An event is emitted just after the step it reports takes something, and
+//! just before a step that gives something back, so the trace's order is
+//! almost an order in which the steps happened. Where two tasks race (a
+//! bio's `bio_queue_enter()` and another task's freeze), the event of the step
+//! that happened first may still be emitted second. Replay therefore accepts a
+//! trace if the model can take its events in an order that keeps each task's
+//! own order and moves an event at most `window` places earlier (never one
+//! that reports a release). Where it cannot, it reports the first event it
+//! cannot take, the model state there and the actions the model would have
+//! allowed.
+
+mod parse;
+mod step;
+
+pub use parse::{Dev, Ev, Event, ParseError, Trace};
+use step::{BadBio, Mt, RState, Refusal, Stepper, Thread, Threads};
+
+use crate::model::{Quiesce, State, MAX_BIOS};
+use crate::spec::{Kind, Spec};
+use serde::Serialize;
+use stateright::Property;
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+/// How a replay is run.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// The original device whose events are replayed; needed when the trace
+    /// has events of more than one device.
+    pub dev: Option<Dev>,
+    /// How many places an event may move earlier than the trace has it.
+    pub window: usize,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            dev: None,
+            window: 24,
+        }
+    }
+}
+
+/// Bios in flight at once that the replay's model holds.
+pub const SLOTS: u8 = 16;
+/// Controllers (tasks in attach or detach at once) the replay's model holds.
+pub const CONTROLLERS: u8 = 2;
+
+/// The model a trace of `kind` replays in: the spec's protocol, with as many
+/// bios and controllers as a kernel run needs at once, cycles without end (a
+/// controller's count starts again once nothing refers to its old
+/// interposers), and any number of failures. The trace's original has no
+/// filesystem mounted (`bdev_freeze` only syncs it).
+pub fn replay_model(spec: &Spec, kind: Kind) -> Quiesce {
+    let mut protocol = spec.protocol.clone();
+    protocol.filesystem = false;
+    let mut bounds = spec.bounds;
+    bounds.submitters = SLOTS;
+    bounds.bios = 1;
+    bounds.controllers = CONTROLLERS;
+    bounds.cycles = u8::MAX;
+    bounds.failures = u8::MAX;
+    bounds.freezers = 0;
+    bounds.remover = false;
+    bounds.rmmod = false;
+    debug_assert!(SLOTS as usize + CONTROLLERS as usize <= MAX_BIOS);
+    Quiesce::new(protocol, kind, bounds)
+}
+
+/// The first event the model cannot take, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Divergence {
+    /// The event's line in the trace file.
+    pub line: usize,
+    pub event: String,
+    /// The kernel bio or task, and the model's bio or controller it is.
+    pub thread: String,
+    /// Why the model refuses it, in its own words.
+    pub why: String,
+    /// The property that fails there, if that is why.
+    pub property: Option<&'static str>,
+    /// The model state before the event.
+    pub state: String,
+    /// What the model would have allowed that thread to do there.
+    pub allowed: Vec<String>,
+}
+
+/// The result of one replay (see README: "Replay report").
+#[derive(Clone, Debug, Serialize)]
+pub struct ReplayReport {
+    pub spec: String,
+    pub kind: &'static str,
+    pub dev: String,
+    /// `blk_interposer` events in the trace, of all devices.
+    pub trace_events: usize,
+    /// Events of this device, replayed.
+    pub events: usize,
+    /// Kernel bios (with their clones) seen.
+    pub bios: usize,
+    /// Interposer pointers set and cleared.
+    pub attached: usize,
+    pub detached: usize,
+    /// Bios the hook redirected to an interposer.
+    pub redirected: usize,
+    /// Places where the model took events in another order than the trace
+    /// has them (within the window).
+    pub reordered: usize,
+    pub ok: bool,
+    pub divergence: Option<Divergence>,
+    pub seconds: f64,
+    pub events_per_second: f64,
+}
+
+/// A replay that cannot start: no device chosen, or one with no events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayError(pub String);
+
+impl std::fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+enum Fail {
+    Refused(Refusal),
+    Violated(&'static str),
+}
+
+struct Run<'a> {
+    st: Stepper<'a>,
+    props: Vec<Property<Quiesce>>,
+    window: usize,
+    budget: usize,
+}
+
+impl Run<'_> {
+    fn props_hold(&self, s: &State) -> Result<(), &'static str> {
+        for p in &self.props {
+            if !(p.condition)(self.st.m, s) {
+                return Err(p.name);
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&self, rs: &RState, i: usize) -> Result<RState, Fail> {
+        let mut next = rs.clone();
+        self.st.step(&mut next, i).map_err(Fail::Refused)?;
+        self.props_hold(&next.s).map_err(Fail::Violated)?;
+        Ok(next)
+    }
+
+    /// May event `j` be taken before event `p` (`p < j`), given `mask` (bit
+    /// `k` set: event `p + k` already taken)?
+    fn may_move(&self, p: usize, j: usize, mask: u64) -> bool {
+        let e = &self.st.events[j];
+        if e.ev.is_release() || self.st.releases(e) {
+            return false;
+        }
+        let t = self.st.threads.of[j];
+        // Its own thread's earlier events are all taken.
+        (p..j).all(|k| self.st.threads.of[k] != t || mask & (1 << (k - p)) != 0)
+    }
+
+    /// Find an order of the events from `from` that the model takes, up to
+    /// an event after `bad` with nothing taken ahead; the state there.
+    fn search(&self, from: usize, rs: &RState, bad: usize) -> Option<(usize, RState)> {
+        let n = self.st.events.len();
+        let mut seen: HashSet<(usize, u64, RState)> = HashSet::new();
+        let mut stack: Vec<(usize, u64, RState)> = vec![(from, 0, rs.clone())];
+        let mut spent = 0usize;
+        while let Some((mut p, mut mask, rs)) = stack.pop() {
+            while mask & 1 != 0 {
+                p += 1;
+                mask >>= 1;
+            }
+            if mask == 0 && (p > bad || p == n) {
+                return Some((p, rs));
+            }
+            if p == n || !seen.insert((p, mask, rs.clone())) {
+                continue;
+            }
+            spent += 1;
+            if spent > self.budget {
+                return None;
+            }
+            // Moving an event earlier (pushed first: tried after the trace's order).
+            for j in (p + 1..n.min(p + self.window.min(63) + 1)).rev() {
+                let bit = 1u64 << (j - p);
+                if mask & bit == 0 && self.may_move(p, j, mask) {
+                    if let Ok(next) = self.step(&rs, j) {
+                        stack.push((p, mask | bit, next));
+                    }
+                }
+            }
+            if let Ok(next) = self.step(&rs, p) {
+                stack.push((p + 1, mask >> 1, next));
+            }
+        }
+        None
+    }
+}
+
+/// Replay `trace`'s events of one device in the model of `spec` for `kind`.
+pub fn replay(
+    spec: &Spec,
+    kind: Kind,
+    trace: &Trace,
+    opts: &ReplayOptions,
+) -> Result<ReplayReport, ReplayError> {
+    let started = Instant::now();
+    let devs = trace.devices();
+    let dev = match opts.dev {
+        Some(d) => d,
+        None => match devs[..] {
+            [(d, _)] => d,
+            [] => return Err(ReplayError("the trace has no blk_interposer events".into())),
+            _ => {
+                return Err(ReplayError(format!(
+                    "the trace has events of {} devices ({}): name the original with --dev",
+                    devs.len(),
+                    devs.iter()
+                        .map(|(d, n)| format!("{d}: {n} events"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        },
+    };
+    let (events, index): (Vec<Event>, Vec<usize>) = trace
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.dev == dev.0)
+        .map(|(i, e)| (*e, i))
+        .unzip();
+    if events.is_empty() {
+        return Err(ReplayError(format!(
+            "the trace has no events of device {dev} (it has {})",
+            devs.iter()
+                .map(|(d, _)| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let m = replay_model(spec, kind);
+    let mut report = ReplayReport {
+        spec: spec.name.clone(),
+        kind: kind.name(),
+        dev: dev.to_string(),
+        trace_events: trace.events.len(),
+        events: events.len(),
+        bios: 0,
+        attached: events
+            .iter()
+            .filter(|e| e.ev == Ev::PtrSet && e.val == 0)
+            .count(),
+        detached: events.iter().filter(|e| e.ev == Ev::PtrClear).count(),
+        redirected: events.iter().filter(|e| e.ev == Ev::Redirect).count(),
+        reordered: 0,
+        ok: false,
+        divergence: None,
+        seconds: 0.0,
+        events_per_second: 0.0,
+    };
+    let finish = |mut r: ReplayReport| {
+        r.seconds = started.elapsed().as_secs_f64();
+        r.events_per_second = r.events as f64 / r.seconds.max(1e-9);
+        Ok(r)
+    };
+    let threads = match Threads::of(&events) {
+        Ok(t) => t,
+        Err(BadBio { event, why }) => {
+            let e = &events[event];
+            report.divergence = Some(Divergence {
+                line: e.line as usize,
+                event: trace.line_text(index[event]).to_string(),
+                thread: format!("bio {:#x}", e.bio),
+                why,
+                property: None,
+                state: String::new(),
+                allowed: Vec::new(),
+            });
+            return finish(report);
+        }
+    };
+    report.bios = threads.end.len();
+    let run = Run {
+        st: Stepper::new(&m, trace, &events, &threads),
+        props: m.state_properties(),
+        window: opts.window,
+        budget: 50_000,
+    };
+    let mut rs = run.st.initial();
+    let mut snaps: VecDeque<(usize, RState)> = VecDeque::with_capacity(opts.window + 1);
+    let mut i = 0;
+    while i < events.len() {
+        if snaps.len() > opts.window {
+            snaps.pop_front();
+        }
+        snaps.push_back((i, rs.clone()));
+        match run.step(&rs, i) {
+            Ok(next) => {
+                rs = next;
+                i += 1;
+            }
+            Err(fail) => {
+                let (from, start) = snaps.front().cloned().expect("pushed above");
+                match run.search(from, &start, i) {
+                    Some((p, next)) => {
+                        report.reordered += 1;
+                        snaps.clear();
+                        rs = next;
+                        i = p;
+                    }
+                    None => {
+                        report.divergence = Some(diverge(&run, trace, &index, &rs, i, fail));
+                        return finish(report);
+                    }
+                }
+            }
+        }
+    }
+    // The end: every bio completed, every controller returned.
+    for b in 0..m.nsub() {
+        run.st.settle(&mut rs, Mt::Bio(b));
+    }
+    for c in 0..rs.s.ctls.len() {
+        run.st.settle(&mut rs, Mt::Ctl(c));
+    }
+    let open_bio = (0..m.nsub()).find(|&b| {
+        use crate::model::Loc;
+        !matches!(rs.s.bios[b].loc, Loc::Done | Loc::Unsubmitted)
+    });
+    if let Some(b) = open_bio {
+        let last = events.len() - 1;
+        report.divergence = Some(Divergence {
+            line: events[last].line as usize,
+            event: trace.line_text(index[last]).to_string(),
+            thread: format!("the model's {}", m.bio_name(b)),
+            why: format!(
+                "the trace ends with {} still {:?} in the model: the kernel never completed it, or the trace lost its completion",
+                m.bio_name(b),
+                rs.s.bios[b].loc
+            ),
+            property: None,
+            state: m.summary(&rs.s),
+            allowed: Vec::new(),
+        });
+        return finish(report);
+    }
+    report.ok = true;
+    finish(report)
+}
+
+fn diverge(
+    run: &Run,
+    trace: &Trace,
+    index: &[usize],
+    rs: &RState,
+    i: usize,
+    fail: Fail,
+) -> Divergence {
+    let m = run.st.m;
+    let e = &run.st.events[i];
+    let thread = match run.st.threads.of[i] {
+        Thread::Lineage(l) => match rs.slot.iter().position(|&x| x == l) {
+            Some(b) => format!("bio {:#x} (the model's {})", e.bio, m.bio_name(b)),
+            None => format!("bio {:#x} (new)", e.bio),
+        },
+        Thread::Task(pid) => match rs.task.iter().position(|&x| x == pid) {
+            Some(c) => format!("task {pid} (controller {})", c + 1),
+            None => format!("task {pid}"),
+        },
+    };
+    let (why, property, allowed) = match fail {
+        Fail::Refused(r) => (
+            r.why,
+            None,
+            r.allowed.iter().map(|a| m.describe(a)).collect(),
+        ),
+        Fail::Violated(p) => {
+            let mut next = rs.clone();
+            let _ = run.st.step(&mut next, i);
+            (
+                format!("after it, `{p}` fails: {}", m.summary(&next.s)),
+                Some(p),
+                Vec::new(),
+            )
+        }
+    };
+    Divergence {
+        line: e.line as usize,
+        event: trace.line_text(index[i]).to_string(),
+        thread,
+        why,
+        property,
+        state: m.summary(&rs.s),
+        allowed,
+    }
+}

@@ -1,0 +1,246 @@
+//! Trace validation: stretches of the boot test's kernel traces (the
+//! blk_interposer trace events of attach/detach cycles under fio, cut between
+//! two quiet points) replay in the model of the kernel spec; the same traces,
+//! hand-edited the way a broken kernel would have written them, are refused at
+//! the edited event, for the right reason.
+
+use quiesce_model::replay::{replay, Dev, ReplayOptions, ReplayReport, Trace};
+use quiesce_model::spec::{Kind, Spec};
+use std::path::PathBuf;
+
+fn spec() -> Spec {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs/15-filter-module.toml");
+    Spec::load(&p).expect("the kernel spec parses")
+}
+
+/// A recorded trace: (its text, the kind of its original).
+fn fixture(name: &str) -> (String, Kind) {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("traces")
+        .join(format!("{name}.trace"));
+    let kind = Kind::by_name(name).expect("fixtures are named by kind");
+    (std::fs::read_to_string(&p).expect("fixture exists"), kind)
+}
+
+fn run(text: &str, kind: Kind, window: usize) -> ReplayReport {
+    let trace = Trace::parse(text.to_string()).expect("the trace parses");
+    replay(&spec(), kind, &trace, &ReplayOptions { dev: None, window }).expect("the replay runs")
+}
+
+/// The line numbers (1-based) of the lines containing `pat`.
+fn lines_with(text: &str, pat: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(pat))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+fn without_lines(text: &str, drop: &[usize]) -> String {
+    text.lines()
+        .enumerate()
+        .filter(|(i, _)| !drop.contains(&(i + 1)))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect()
+}
+
+fn move_line(text: &str, from: usize, before: usize) -> String {
+    let mut lines: Vec<&str> = text.lines().collect();
+    let l = lines.remove(from - 1);
+    let at = if before > from {
+        before - 2
+    } else {
+        before - 1
+    };
+    lines.insert(at, l);
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn recorded_traces_replay_clean() {
+    for name in ["request", "bio", "bio_sync"] {
+        let (text, kind) = fixture(name);
+        let r = run(&text, kind, 24);
+        assert!(r.ok, "{name}: {:#?}", r.divergence);
+        assert!(r.redirected >= 3, "{name}: the stretch redirects bios");
+        assert!(r.attached >= 1 && r.detached >= 1, "{name}: a whole cycle");
+        assert!(r.bios > 20, "{name}: bios in flight around it");
+    }
+}
+
+#[test]
+fn dropping_the_freeze_is_refused_at_the_pointer() {
+    let (text, kind) = fixture("request");
+    let set = lines_with(&text, " ptr_set ")[0];
+    let freeze: Vec<usize> = lines_with(&text, " freeze_")
+        .into_iter()
+        .filter(|&l| l < set)
+        .collect();
+    assert_eq!(freeze.len(), 2, "attach freezes O: start and wait");
+    let edited = without_lines(&text, &freeze);
+    let r = run(&edited, kind, 24);
+    let d = r.divergence.expect("refused");
+    assert!(!r.ok);
+    // Line numbers are of the edited text: two lines earlier.
+    assert_eq!(d.line, set - 2, "{d:#?}");
+    assert!(d.event.contains("ptr_set"), "{d:#?}");
+    assert!(d.why.contains("blk_freeze_queue_start(O)"), "{d:#?}");
+    assert!(d.thread.contains("controller 1"), "{d:#?}");
+    assert!(!d.state.is_empty());
+}
+
+#[test]
+fn reading_the_pointer_before_queue_entry_is_refused() {
+    let (text, kind) = fixture("request");
+    let read = lines_with(&text, " read_interposer ")[0];
+    let bio = text
+        .lines()
+        .nth(read - 1)
+        .unwrap()
+        .split("bio=")
+        .nth(1)
+        .unwrap()[..16]
+        .to_string();
+    let enter = lines_with(&text, &format!("enter bio={bio}"))[0];
+    assert!(enter < read);
+    let edited = move_line(&text, read, enter);
+    let r = run(&edited, kind, 24);
+    let d = r.divergence.expect("refused");
+    assert_eq!(d.line, enter, "{d:#?}");
+    assert!(d.event.contains("read_interposer"), "{d:#?}");
+    assert!(d.why.contains("never showed entering O's queue"), "{d:#?}");
+}
+
+#[test]
+fn an_unmarked_clone_is_refused() {
+    let (text, kind) = fixture("request");
+    let clone_test = lines_with(&text, " test_marker ")
+        .into_iter()
+        .find(|&l| text.lines().nth(l - 1).unwrap().contains("val=1"))
+        .expect("a clone's marker test");
+    let edited: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == clone_test {
+                format!("{}\n", l.replace("val=1", "val=0"))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let d = run(&edited, kind, 24).divergence.expect("refused");
+    assert_eq!(d.line, clone_test, "{d:#?}");
+    assert!(d.why.contains("found the bio unmarked"), "{d:#?}");
+    assert!(d.why.contains("is marked"), "{d:#?}");
+}
+
+#[test]
+fn a_second_completion_is_refused() {
+    let (text, kind) = fixture("request");
+    let endio = lines_with(&text, " endio ")[0];
+    let mut lines: Vec<&str> = text.lines().collect();
+    let dup = lines[endio - 1];
+    lines.insert(endio, dup);
+    let edited: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let d = run(&edited, kind, 24).divergence.expect("refused");
+    assert_eq!(d.line, endio + 1, "{d:#?}");
+    assert!(d.why.contains("completed already"), "{d:#?}");
+}
+
+/// An event emitted late (after a racing task's event) is taken in the order
+/// in which it happened, within the window; with no window it is refused.
+#[test]
+fn a_late_completion_is_reordered_within_the_window() {
+    let (text, kind) = fixture("request");
+    // A request that completes while the freeze waits for it: as if its
+    // completion had reached the ring buffer after the wait's end.
+    let line = |l: usize| text.lines().nth(l - 1).unwrap();
+    let (endio, wait) = lines_with(&text, " freeze_wait ")
+        .into_iter()
+        .find_map(|wait| {
+            let endio = (1..wait)
+                .rev()
+                .take_while(|&l| !line(l).contains(" freeze_start "))
+                .find(|&l| line(l).contains(" endio "))?;
+            Some((endio, wait))
+        })
+        .expect("a request completes while a freeze waits");
+    let edited = move_line(&text, endio, wait + 1);
+    let r = run(&edited, kind, 24);
+    assert!(r.ok, "{:#?}", r.divergence);
+    assert!(r.reordered >= 1);
+    let r = run(&edited, kind, 0);
+    let d = r.divergence.expect("refused without a window");
+    assert_eq!(d.line, wait - 1, "{d:#?}");
+    assert!(
+        d.why.contains("cannot wait for O's frozen queue to drain"),
+        "{d:#?}"
+    );
+}
+
+#[test]
+fn a_primitive_the_spec_does_not_have_is_refused() {
+    let (text, kind) = fixture("request");
+    let l = lines_with(&text, "try_module_get(I->owner)")[0];
+    let edited: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, x)| {
+            if i + 1 == l {
+                format!("{}\n", x.replace("try_module_get(I->owner)", "kmalloc(I)"))
+            } else {
+                format!("{x}\n")
+            }
+        })
+        .collect();
+    let d = run(&edited, kind, 24).divergence.expect("refused");
+    assert_eq!(d.line, l);
+    assert!(d.why.contains("`kmalloc(I)` is not a primitive"), "{d:#?}");
+}
+
+#[test]
+fn a_malformed_line_names_its_line() {
+    let text = "# tracer: nop\n  fio-1 [000] ..... 5: blk_interposer_bio: 254,1 enter bio=zz val=0 arg=(null)\n";
+    let e = match Trace::parse(text.into()) {
+        Err(e) => e,
+        Ok(_) => panic!("accepted a bad pointer"),
+    };
+    assert_eq!(e.line, 2);
+    assert!(e.why.contains("`bio=` is not a pointer"), "{e}");
+    let text = "  fio-1 [000] ..... 5: blk_interposer_bio: 254,1 teleport bio=1 val=0 arg=(null)\n";
+    let e = Trace::parse(text.into()).expect_err("refused");
+    assert!(e.why.contains("unknown step"), "{e}");
+}
+
+#[test]
+fn a_trace_of_two_devices_needs_the_device() {
+    let (a, _) = fixture("request");
+    let (b, _) = fixture("bio_sync");
+    let trace = Trace::parse(format!("{a}{b}")).unwrap();
+    let e = replay(&spec(), Kind::Request, &trace, &ReplayOptions::default()).expect_err("refused");
+    assert!(e.0.contains("name the original with --dev"), "{e}");
+    let dev = trace.devices()[0].0;
+    let r = replay(
+        &spec(),
+        Kind::Request,
+        &trace,
+        &ReplayOptions {
+            dev: Some(dev),
+            window: 24,
+        },
+    )
+    .unwrap();
+    assert!(r.ok, "{:#?}", r.divergence);
+    let e = replay(
+        &spec(),
+        Kind::Request,
+        &trace,
+        &ReplayOptions {
+            dev: Some(Dev::new(7, 7)),
+            window: 24,
+        },
+    )
+    .expect_err("no events of 7:7");
+    assert!(e.0.contains("no events of device 7:7"), "{e}");
+}
