@@ -122,6 +122,10 @@ impl ModelVerdict {
 pub struct KernelRun {
     /// `check: detail` for each kernel check that fired, in the boot test's order.
     pub caught_by: Vec<String>,
+    /// What replaying the run's traces in the model found: `caught` (a trace
+    /// diverged), `clean` (every trace replayed), `no trace` (the run ended
+    /// before it printed one).
+    pub replay: &'static str,
     pub seconds: f64,
 }
 
@@ -193,13 +197,24 @@ fn kernel_run(root: &Path, m: &Target, first: Option<&str>) -> Result<KernelRun,
             "the boot test for mutant {m} could not set it up: {why}"
         ));
     }
-    let caught_by = stdout
+    let caught_by: Vec<String> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("caught: "))
         .map(str::to_string)
         .collect();
+    let replay = if caught_by
+        .iter()
+        .any(|c| c.starts_with("replay: ") && !c.contains("did not decode"))
+    {
+        "caught"
+    } else if stdout.lines().any(|l| l.starts_with("replay: ")) {
+        "clean"
+    } else {
+        "no trace"
+    };
     Ok(KernelRun {
         caught_by,
+        replay,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -311,7 +326,10 @@ pub fn run(
             match &kernel {
                 None => "not run".to_string(),
                 Some(k) if k.caught_by.is_empty() => format!("nothing fired ({:.0} s)", k.seconds),
-                Some(k) => format!("{} ({:.0} s)", k.caught_by[0], k.seconds),
+                Some(k) => format!(
+                    "{} ({:.0} s); replay: {}",
+                    k.caught_by[0], k.seconds, k.replay
+                ),
             }
         );
         rows.push(Row {
@@ -345,8 +363,14 @@ pub fn print(rows: &[Row]) {
             r.model.text()
         );
         if let Some(k) = &r.kernel {
-            let first = k.caught_by.first().map_or("nothing fired", String::as_str);
+            let first = k
+                .caught_by
+                .iter()
+                .find(|c| !c.starts_with("replay: "))
+                .or(k.caught_by.first())
+                .map_or("nothing fired", String::as_str);
             println!("{:w$}  {:10}  kernel: {first}", "", "");
+            println!("{:w$}  {:10}  replay: {}", "", "", k.replay);
             if k.caught_by.len() > 1 {
                 println!(
                     "{:w$}  {:10}          (+{} more checks)",
@@ -366,4 +390,17 @@ pub fn print(rows: &[Row]) {
         n("kernel_only"),
         n("condemned")
     );
+    let replay = |v: &str| {
+        rows.iter()
+            .filter(|r| r.kernel.as_ref().is_some_and(|k| k.replay == v))
+            .count()
+    };
+    if rows.iter().any(|r| r.kernel.is_some()) {
+        println!(
+            "replay: {} caught, {} clean, {} ended before a trace",
+            replay("caught"),
+            replay("clean"),
+            replay("no trace")
+        );
+    }
 }

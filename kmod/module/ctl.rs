@@ -459,7 +459,9 @@ fn attach(path: &[u8]) -> Result<(), i32> {
         }
     };
     ctl.begin(Proc::Attach);
+    ctl.trace_proc(Proc::Attach, 1);
     let r = protocol::attach(&mut *ctl, kind);
+    ctl.trace_proc(Proc::Attach, r.map_or_else(|e| e.to_kernel(), |()| 0));
     ctl.end();
     ctl.report(Event::AttachReturned(r.is_ok()));
     match r {
@@ -493,7 +495,9 @@ fn run_detach(slot: usize, mut ctl: KBox<Ctl>) -> Result<(), Errno> {
     ctl.report(Event::DetachBegin);
     ctl.stall.in_detach = true;
     ctl.begin(Proc::Detach);
+    ctl.trace_proc(Proc::Detach, 1);
     let r = protocol::detach(&mut *ctl, kind);
+    ctl.trace_proc(Proc::Detach, r.map_or_else(|e| e.to_kernel(), |()| 0));
     ctl.end();
     ctl.stall.in_detach = false;
     ctl.report(Event::DetachReturned(r.is_ok()));

@@ -361,6 +361,18 @@ impl Ctl {
         self.trace_ret(p, ret);
     }
 
+    /// Report the call of procedure `p` (`ret=1`) or its return (its result)
+    /// in the `blk_interposer_prim` trace event, as `attach` or `detach`.
+    pub(crate) fn trace_proc(&mut self, p: Proc, ret: i32) {
+        let name: &[u8] = match p {
+            Proc::Attach => b"attach\0",
+            Proc::Detach => b"detach\0",
+            _ => return,
+        };
+        // SAFETY: the original is held open; `name` is a NUL-terminated static.
+        unsafe { bindings::blk_interposer_trace_prim(self.att().bdev, name.as_ptr().cast(), ret) };
+    }
+
     /// The `blk_interposer_prim` trace event of `p` with `ret` (1: called, not
     /// yet returned).
     fn trace_ret(&mut self, p: Prim, ret: i32) {

@@ -122,12 +122,13 @@ if grep -aq 'quiesce-setup: ' "$out.txt"; then
 	exit 2
 fi
 grep -aE '^(PASS|FAIL): |^quiesce-(boot|inflight): ' "$out.txt" || true
-# The trace phase's traces (test/init's traced()), decoded into $out.traces/.
+# The traces test/init printed (trace_dump()), decoded into $out.traces/.
 rm -rf "$out.traces" && mkdir -p "$out.traces"
 awk -v dir="$out.traces" '
-/^quiesce-trace-begin: / { n++; f = dir "/" n ".b64"; print $2, $3, $4 > (dir "/" n ".what"); next }
+/^quiesce-trace-begin: / { n++; f = dir "/" n ".b64"; sub(/^quiesce-trace-begin: /, ""); print > (dir "/" n ".what"); next }
 /^quiesce-trace-end: / { f = ""; next }
-f != "" { print > f }' "$out.txt"
+# A kernel message the console printed amid the trace is not part of it.
+f != "" && /^[A-Za-z0-9+\/=]+$/ { print > f }' "$out.txt"
 # Each is replayed in the model of the kernel spec (`quiesce replay`): a
 # divergence is a failure ("caught: replay: ...").
 cargo build --release --locked -q -p quiesce --manifest-path "$here/../Cargo.toml"
@@ -135,16 +136,16 @@ QUIESCE="$here/../target/release/quiesce"
 for b in "$out.traces"/*.b64; do
 	[ -e "$b" ] || break
 	t=${b%.b64}.trace
-	read -r dev kind majmin <"${b%.b64}.what"
+	read -r dev kind majmin label <"${b%.b64}.what"
 	if ! base64 -d "$b" | gunzip >"$t"; then
-		echo "caught: replay: the trace of $dev did not decode (the run ended inside it?)" >>"$out.replay"
+		echo "caught: replay: the trace of $label did not decode (the run ended inside it?)" >>"$out.replay"
 		continue
 	fi
 	if "$QUIESCE" replay "$here/../model/specs/15-filter-module.toml" "$t" --kind "$kind" --dev "$majmin" >"$t.out" 2>&1; then
-		echo "replay: $dev ($kind): $(head -n1 "$t.out" | sed 's/^[^ ]* //')"
+		echo "replay: $label: $(head -n1 "$t.out" | sed 's/^[^ ]* //')"
 	else
-		sed "s|^|replay: $dev ($kind): |" "$t.out"
-		echo "caught: replay: $dev ($kind): $(grep -m1 -E 'DIVERGES|error' "$t.out")" >>"$out.replay"
+		sed "s|^|replay: $label: |" "$t.out"
+		echo "caught: replay: $label: $(grep -m1 -E 'DIVERGES|error' "$t.out")" >>"$out.replay"
 	fi
 done
 # Every kernel check that fired, anywhere in the log: one line per check.

@@ -864,6 +864,9 @@ impl Quiesce {
             }
             Prim::FreezeBdev => {
                 if !self.protocol.filesystem {
+                    // No filesystem: it syncs O (a no-op here) and takes the
+                    // device's freeze count, which thaw gives back.
+                    Self::acquire(s, ci, held::FS_FROZEN);
                     return Outcome::Ok;
                 }
                 match sub {
@@ -887,11 +890,7 @@ impl Quiesce {
                     }
                 }
             }
-            Prim::ThawBdev => {
-                if self.protocol.filesystem {
-                    Self::release(s, ci, held::FS_FROZEN);
-                }
-            }
+            Prim::ThawBdev => Self::release(s, ci, held::FS_FROZEN),
             Prim::FreezeQueue => {
                 if sub == 0 {
                     Self::acquire(s, ci, held::Q_FROZEN);

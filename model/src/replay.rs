@@ -54,7 +54,7 @@ impl Default for ReplayOptions {
 }
 
 /// Bios in flight at once that the replay's model holds.
-pub const SLOTS: u8 = 16;
+pub const SLOTS: u8 = 17;
 /// Controllers (tasks in attach or detach at once) the replay's model holds.
 pub const CONTROLLERS: u8 = 2;
 
@@ -117,6 +117,8 @@ pub struct ReplayReport {
     /// Places where the model took events in another order than the trace
     /// has them (within the window).
     pub reordered: usize,
+    /// Events taken before the replay ended (all of them when `ok`).
+    pub replayed: usize,
     pub ok: bool,
     pub divergence: Option<Divergence>,
     pub seconds: f64,
@@ -270,6 +272,7 @@ pub fn replay(
         detached: events.iter().filter(|e| e.ev == Ev::PtrClear).count(),
         redirected: events.iter().filter(|e| e.ev == Ev::Redirect).count(),
         reordered: 0,
+        replayed: 0,
         ok: false,
         divergence: None,
         seconds: 0.0,
@@ -277,7 +280,7 @@ pub fn replay(
     };
     let finish = |mut r: ReplayReport| {
         r.seconds = started.elapsed().as_secs_f64();
-        r.events_per_second = r.events as f64 / r.seconds.max(1e-9);
+        r.events_per_second = r.replayed as f64 / r.seconds.max(1e-9);
         Ok(r)
     };
     let threads = match Threads::of(&events) {
@@ -326,6 +329,7 @@ pub fn replay(
                         i = p;
                     }
                     None => {
+                        report.replayed = i;
                         report.divergence = Some(diverge(&run, trace, &index, &rs, i, fail));
                         return finish(report);
                     }
@@ -333,6 +337,7 @@ pub fn replay(
             }
         }
     }
+    report.replayed = events.len();
     // The end: every bio completed, every controller returned.
     for b in 0..m.nsub() {
         run.st.settle(&mut rs, Mt::Bio(b));

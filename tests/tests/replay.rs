@@ -13,13 +13,26 @@ fn spec() -> Spec {
     Spec::load(&p).expect("the kernel spec parses")
 }
 
-/// A recorded trace: (its text, the kind of its original).
+/// A recorded trace: (its text, the kind of its original, which its name starts with).
 fn fixture(name: &str) -> (String, Kind) {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("traces")
         .join(format!("{name}.trace"));
-    let kind = Kind::by_name(name).expect("fixtures are named by kind");
+    let kind = Kind::by_name(name.split('-').next().unwrap()).expect("fixtures are named by kind");
     (std::fs::read_to_string(&p).expect("fixture exists"), kind)
+}
+
+fn edit_line(text: &str, line: usize, f: impl Fn(&str) -> String) -> String {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == line {
+                format!("{}\n", f(l))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect()
 }
 
 fn run(text: &str, kind: Kind, window: usize) -> ReplayReport {
@@ -66,6 +79,60 @@ fn recorded_traces_replay_clean() {
         assert!(r.attached >= 1 && r.detached >= 1, "{name}: a whole cycle");
         assert!(r.bios > 20, "{name}: bios in flight around it");
     }
+}
+
+/// Attach with each injected failure, its unwinding and attach()'s error;
+/// two tasks attaching at once, the loser's `-EBUSY` from the pointer and its
+/// unwinding, and detach by a third task.
+#[test]
+fn failures_and_races_replay_clean() {
+    let (text, kind) = fixture("request-injected");
+    let r = run(&text, kind, 24);
+    assert!(r.ok, "{:#?}", r.divergence);
+    assert!(
+        text.contains("filter_alloc(I) ret=-12")
+            && text.contains("try_module_get(I->owner) ret=-19")
+    );
+    let (text, kind) = fixture("bio-racing-attach");
+    let r = run(&text, kind, 24);
+    assert!(r.ok, "{:#?}", r.divergence);
+    assert!(text.contains("ptr_set val=-16"));
+}
+
+#[test]
+fn a_missing_unwind_step_is_refused() {
+    let (text, kind) = fixture("request-injected");
+    let failed = lines_with(&text, "filter_alloc(I) ret=-12")[0];
+    let put = lines_with(&text, "module_put(I->owner)")
+        .into_iter()
+        .find(|&l| l > failed)
+        .unwrap();
+    assert_eq!(put, failed + 1, "module_put unwinds try_module_get first");
+    let d = run(&without_lines(&text, &[put]), kind, 24)
+        .divergence
+        .expect("refused");
+    assert_eq!(d.line, put, "{d:#?}");
+    assert!(d.event.contains(" unlock "), "{d:#?}");
+    assert!(d.why.contains("module_put(I->owner)"), "{d:#?}");
+}
+
+#[test]
+fn a_pointer_set_twice_is_refused() {
+    let (text, kind) = fixture("bio-racing-attach");
+    let lost = lines_with(&text, "ptr_set val=-16")[0];
+    let d = run(
+        &edit_line(&text, lost, |l| l.replace("val=-16", "val=0")),
+        kind,
+        24,
+    )
+    .divergence
+    .expect("refused");
+    assert_eq!(d.line, lost, "{d:#?}");
+    assert!(
+        d.why
+            .contains("the kernel's step succeeded; the model's failed"),
+        "{d:#?}"
+    );
 }
 
 #[test]
@@ -118,17 +185,7 @@ fn an_unmarked_clone_is_refused() {
         .into_iter()
         .find(|&l| text.lines().nth(l - 1).unwrap().contains("val=1"))
         .expect("a clone's marker test");
-    let edited: String = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            if i + 1 == clone_test {
-                format!("{}\n", l.replace("val=1", "val=0"))
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
+    let edited = edit_line(&text, clone_test, |l| l.replace("val=1", "val=0"));
     let d = run(&edited, kind, 24).divergence.expect("refused");
     assert_eq!(d.line, clone_test, "{d:#?}");
     assert!(d.why.contains("found the bio unmarked"), "{d:#?}");
@@ -183,17 +240,9 @@ fn a_late_completion_is_reordered_within_the_window() {
 fn a_primitive_the_spec_does_not_have_is_refused() {
     let (text, kind) = fixture("request");
     let l = lines_with(&text, "try_module_get(I->owner)")[0];
-    let edited: String = text
-        .lines()
-        .enumerate()
-        .map(|(i, x)| {
-            if i + 1 == l {
-                format!("{}\n", x.replace("try_module_get(I->owner)", "kmalloc(I)"))
-            } else {
-                format!("{x}\n")
-            }
-        })
-        .collect();
+    let edited = edit_line(&text, l, |x| {
+        x.replace("try_module_get(I->owner)", "kmalloc(I)")
+    });
     let d = run(&edited, kind, 24).divergence.expect("refused");
     assert_eq!(d.line, l);
     assert!(d.why.contains("`kmalloc(I)` is not a primitive"), "{d:#?}");
@@ -243,4 +292,20 @@ fn a_trace_of_two_devices_needs_the_device() {
     )
     .expect_err("no events of 7:7");
     assert!(e.0.contains("no events of device 7:7"), "{e}");
+}
+
+#[test]
+fn a_pointer_read_that_no_attach_set_is_refused() {
+    let (text, kind) = fixture("request");
+    let read = lines_with(&text, " read_interposer ")
+        .into_iter()
+        .find(|&l| !text.lines().nth(l - 1).unwrap().contains("arg=0000000000000000"))
+        .expect("a read of a set pointer");
+    let edited = edit_line(&text, read, |l| {
+        let at = l.find("arg=").unwrap() + 4;
+        format!("{}ffff888000000040", &l[..at])
+    });
+    let d = run(&edited, kind, 24).divergence.expect("refused");
+    assert_eq!(d.line, read, "{d:#?}");
+    assert!(d.why.contains("which no attach set"), "{d:#?}");
 }

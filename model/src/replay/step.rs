@@ -219,9 +219,8 @@ impl<'a> Stepper<'a> {
         }
     }
 
-    /// Steps no event reports: a pass's `return`, a `blk_queue_exit` with no
-    /// reference left to drop (blk-mq's request holds it), attach and detach
-    /// returning, and detach being called.
+    /// Steps no event reports: a pass's `return`, and a `blk_queue_exit` with
+    /// no reference left to drop (blk-mq's request holds it).
     fn silent(&self, s: &State, a: &Action) -> bool {
         match *a {
             Action::Hot {
@@ -232,7 +231,6 @@ impl<'a> Stepper<'a> {
                 op: HotOp::QueueExit,
                 ..
             } => !s.bios[b as usize].has(bf::PASS_QREF),
-            Action::Return { .. } | Action::BeginDetach { .. } => true,
             _ => false,
         }
     }
@@ -506,19 +504,106 @@ impl<'a> Stepper<'a> {
     }
 
     fn step_task(&self, rs: &mut RState, i: usize, pid: u32) -> Result<(), Refusal> {
-        if let Some(c) = rs.task.iter().position(|&t| t == pid) {
-            return self.step_ctl(rs, i, c);
+        let e = &self.events[i];
+        let proc = match (
+            e.ev,
+            self.trace.names.get(e.name as usize).map(String::as_str),
+        ) {
+            (Ev::Prim, Some("attach")) => Some(false),
+            (Ev::Prim, Some("detach")) => Some(true),
+            _ => None,
+        };
+        let mine = rs.task.iter().position(|&t| t == pid);
+        match (proc, e.val) {
+            (Some(detach), 1) => self.call(rs, pid, mine, detach),
+            (Some(detach), ret) => {
+                let Some(c) = mine else {
+                    return Err(refuse(format!(
+                        "task {pid} returns from {} without having called it",
+                        if detach { "detach" } else { "attach" }
+                    )));
+                };
+                self.ret(rs, c, detach, ret)
+            }
+            (None, _) => match mine {
+                Some(c) => self.step_ctl(rs, i, c),
+                None => Err(refuse(format!(
+                    "task {pid} runs a step of attach or detach outside attach() and detach()"
+                ))),
+            },
         }
-        // A task not yet a controller: the first controller at rest takes it.
-        let Some(c) = (0..rs.s.ctls.len()).find(|&c| rs.task[c] == NONE && self.at_rest(&rs.s, c))
-        else {
+    }
+
+    /// Task `pid` calls attach (a controller at rest takes it) or detach (the
+    /// attached controller: detach may run in another task than its attach).
+    fn call(
+        &self,
+        rs: &mut RState,
+        pid: u32,
+        mine: Option<usize>,
+        detach: bool,
+    ) -> Result<(), Refusal> {
+        if let Some(c) = mine {
             return Err(refuse(format!(
-                "task {pid} runs a step of attach or detach, but every controller of the replay ({}) is busy",
-                rs.s.ctls.len()
+                "task {pid} calls {} inside controller {}'s procedure",
+                if detach { "detach" } else { "attach" },
+                c + 1
             )));
+        }
+        let n = rs.s.ctls.len();
+        let c = if detach {
+            (0..n).find(|&c| rs.s.ctls[c].phase == Phase::Attached)
+        } else {
+            (0..n).find(|&c| rs.task[c] == NONE && self.at_rest(&rs.s, c))
+        };
+        let Some(c) = c else {
+            return Err(refuse(if detach {
+                "detach is called, but no controller is attached in the model".to_string()
+            } else {
+                format!("attach is called, but every controller of the replay ({n}) is busy")
+            }));
         };
         rs.task[c] = pid;
-        self.step_ctl(rs, i, c)
+        if detach {
+            let a = self
+                .find(rs, Mt::Ctl(c), &|a| matches!(a, Action::BeginDetach { .. }))
+                .map_err(|r| Refusal {
+                    why: format!("controller {} cannot call detach now", c + 1),
+                    ..r
+                })?;
+            self.take(rs, a);
+        }
+        Ok(())
+    }
+
+    /// Controller `c`'s attach or detach returns `ret`.
+    fn ret(&self, rs: &mut RState, c: usize, detach: bool, ret: i32) -> Result<(), Refusal> {
+        let a = self
+            .find(rs, Mt::Ctl(c), &|a| matches!(a, Action::Return { .. }))
+            .map_err(|r| Refusal {
+                why: format!(
+                    "{} returns in the kernel; the model's controller {} has steps left",
+                    if detach { "detach" } else { "attach" },
+                    c + 1
+                ),
+                ..r
+            })?;
+        let Action::Return { ok, detach: d, .. } = a else {
+            unreachable!("found a Return")
+        };
+        if d != detach || ok != (ret == 0) {
+            return Err(refuse(format!(
+                "{}() returns {ret} in the kernel; in the model controller {}'s {}() returns {}",
+                if detach { "detach" } else { "attach" },
+                c + 1,
+                if d { "detach" } else { "attach" },
+                if ok { "0" } else { "an error" }
+            )));
+        }
+        self.take(rs, a);
+        // Attached, or at rest: the task is free (a detach may come from another).
+        rs.task[c] = NONE;
+        Ok(())
     }
 
     fn step_ctl(&self, rs: &mut RState, i: usize, c: usize) -> Result<(), Refusal> {
@@ -608,10 +693,6 @@ impl<'a> Stepper<'a> {
                             e.val
                         )));
                     }
-                    self.settle(rs, t);
-                    if self.at_rest(&rs.s, c) {
-                        rs.task[c] = NONE;
-                    }
                     return Ok(());
                 }
                 let failed = e.val < 0;
@@ -696,12 +777,6 @@ impl<'a> Stepper<'a> {
                     )));
                 }
             }
-        }
-        // Attach and detach return without an event: take that now, so that the
-        // task is free for another controller once detach has returned.
-        self.settle(rs, t);
-        if self.at_rest(&rs.s, c) {
-            rs.task[c] = NONE;
         }
         Ok(())
     }
