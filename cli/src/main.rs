@@ -265,7 +265,12 @@ enum Cmd {
         /// tasks' events race to the ring buffer).
         #[arg(long, default_value_t = 24)]
         window: usize,
-        /// Print the report as JSON (see README: "Replay report").
+        /// The trace stops where the run died (the kernel's dump of its trace
+        /// buffer at a panic, `ftrace_dump_on_oops`): bios still in flight at its
+        /// end are not a divergence.
+        #[arg(long)]
+        partial: bool,
+        /// Print the report as JSON (see docs/replay.md).
         #[arg(long)]
         json: bool,
     },
@@ -370,6 +375,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             kind,
             dev,
             window,
+            partial,
             json,
         } => replay_cmd::run(replay_cmd::Args {
             spec: &spec,
@@ -377,6 +383,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             kind,
             dev: dev.as_deref(),
             window,
+            partial,
             json,
         }),
         Cmd::Gen {

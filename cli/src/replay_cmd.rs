@@ -12,6 +12,7 @@ pub struct Args<'a> {
     pub kind: Option<Kind>,
     pub dev: Option<&'a str>,
     pub window: usize,
+    pub partial: bool,
     pub json: bool,
 }
 
@@ -32,6 +33,7 @@ pub fn run(a: Args) -> Result<ExitCode, ExitCode> {
     let opts = ReplayOptions {
         dev,
         window: a.window,
+        partial: a.partial,
     };
     let r = replay::replay(&spec, kind, &trace, &opts)
         .map_err(|e| exit2(format!("{}: {e}", a.trace.display())))?;

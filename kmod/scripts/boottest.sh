@@ -97,7 +97,8 @@ esac
 # detector) shows as a run that does not finish within 8 minutes (a whole run takes about 5).
 limit=1200
 if [ -n "${QUIESCE_MUTANT:-}${QUIESCE_EXTRA_PATCHES:-}" ]; then
-	append="$append panic_on_warn=1 quiesce.gate=1"
+	# The trace buffer goes to the console at a panic: the gate replays it too.
+	append="$append panic_on_warn=1 quiesce.gate=1 ftrace_dump_on_oops"
 	limit=480
 fi
 log "booting under qemu (TCG); console log: $out"
@@ -129,6 +130,19 @@ awk -v dir="$out.traces" '
 /^quiesce-trace-end: / { f = ""; next }
 # A kernel message the console printed amid the trace is not part of it.
 f != "" && /^[A-Za-z0-9+\/=]+$/ { print > f }' "$out.txt"
+# A panic while a trace was being recorded dumped the buffer to the console
+# (the gate's ftrace_dump_on_oops): that trace, up to the panic, for the device
+# the last "quiesce-trace-start" line names.
+if grep -aq '^\(\[ *[0-9.]*\] \)\?Dumping ftrace buffer:' "$out.txt"; then
+	start=$(grep -a '^quiesce-trace-start: ' "$out.txt" | tail -n1 | cut -d' ' -f2- || true)
+	started=$(grep -an '^quiesce-trace-start: ' "$out.txt" | tail -n1 | cut -d: -f1 || true)
+	printed=$(grep -an '^quiesce-trace-begin: ' "$out.txt" | tail -n1 | cut -d: -f1 || true)
+	# Only if the panic came while a trace was being recorded (not yet printed).
+	if [ -n "$start" ] && [ "${started:-0}" -gt "${printed:-0}" ]; then
+		echo "$start (dumped at the panic)" >"$out.traces/dump.what"
+		sed -n '/Dumping ftrace buffer:/,$p' "$out.txt" >"$out.traces/dump.trace"
+	fi
+fi
 # Each is replayed in the model of the kernel spec (`quiesce replay`): a
 # divergence is a failure ("caught: replay: ...").
 cargo build --release --locked -q -p quiesce --manifest-path "$here/../Cargo.toml"
@@ -148,6 +162,16 @@ for b in "$out.traces"/*.b64; do
 		echo "caught: replay: $label: $(grep -m1 -E 'DIVERGES|error' "$t.out")" >>"$out.replay"
 	fi
 done
+if [ -e "$out.traces/dump.trace" ]; then
+	t=$out.traces/dump.trace
+	read -r dev kind majmin label <"$out.traces/dump.what"
+	if "$QUIESCE" replay "$here/../model/specs/15-filter-module.toml" "$t" --kind "$kind" --dev "$majmin" --partial >"$t.out" 2>&1; then
+		echo "replay: $label: $(head -n1 "$t.out" | sed 's/^[^ ]* //')"
+	else
+		sed "s|^|replay: $label: |" "$t.out"
+		echo "caught: replay: $label: $(grep -m1 -E 'DIVERGES|error' "$t.out")" >>"$out.replay"
+	fi
+fi
 # Every kernel check that fired, anywhere in the log: one line per check.
 awk -f "$here/scripts/scan.awk" "$out.txt" >"$out.caught"
 [ ! -e "$out.replay" ] || cat "$out.replay" >>"$out.caught"

@@ -37,7 +37,17 @@ fn edit_line(text: &str, line: usize, f: impl Fn(&str) -> String) -> String {
 
 fn run(text: &str, kind: Kind, window: usize) -> ReplayReport {
     let trace = Trace::parse(text.to_string()).expect("the trace parses");
-    replay(&spec(), kind, &trace, &ReplayOptions { dev: None, window }).expect("the replay runs")
+    replay(
+        &spec(),
+        kind,
+        &trace,
+        &ReplayOptions {
+            dev: None,
+            window,
+            partial: false,
+        },
+    )
+    .expect("the replay runs")
 }
 
 /// The line numbers (1-based) of the lines containing `pat`.
@@ -277,6 +287,7 @@ fn a_trace_of_two_devices_needs_the_device() {
         &ReplayOptions {
             dev: Some(dev),
             window: 24,
+            partial: false,
         },
     )
     .unwrap();
@@ -288,6 +299,7 @@ fn a_trace_of_two_devices_needs_the_device() {
         &ReplayOptions {
             dev: Some(Dev::new(7, 7)),
             window: 24,
+            partial: false,
         },
     )
     .expect_err("no events of 7:7");
@@ -299,7 +311,13 @@ fn a_pointer_read_that_no_attach_set_is_refused() {
     let (text, kind) = fixture("request");
     let read = lines_with(&text, " read_interposer ")
         .into_iter()
-        .find(|&l| !text.lines().nth(l - 1).unwrap().contains("arg=0000000000000000"))
+        .find(|&l| {
+            !text
+                .lines()
+                .nth(l - 1)
+                .unwrap()
+                .contains("arg=0000000000000000")
+        })
         .expect("a read of a set pointer");
     let edited = edit_line(&text, read, |l| {
         let at = l.find("arg=").unwrap() + 4;
@@ -308,4 +326,35 @@ fn a_pointer_read_that_no_attach_set_is_refused() {
     let d = run(&edited, kind, 24).divergence.expect("refused");
     assert_eq!(d.line, read, "{d:#?}");
     assert!(d.why.contains("which no attach set"), "{d:#?}");
+}
+
+/// A mutant's run that panicked (the queue freeze left out of attach: the
+/// detach's freeze then hangs) dumped the trace buffer to the console
+/// (`ftrace_dump_on_oops`); replayed up to the panic, it is refused where the
+/// freeze is missing.
+#[test]
+fn a_panic_dump_replays_up_to_the_panic() {
+    let (text, kind) = fixture("request-panic-dump");
+    let trace = Trace::parse(text.clone()).expect("the console's dump parses");
+    assert_eq!(trace.events.len(), 18);
+    let opts = ReplayOptions {
+        dev: None,
+        window: 24,
+        partial: true,
+    };
+    let d = replay(&spec(), kind, &trace, &opts)
+        .unwrap()
+        .divergence
+        .expect("refused");
+    assert_eq!(d.line, lines_with(&text, " ptr_set ")[0], "{d:#?}");
+    assert!(d.why.contains("blk_freeze_queue_start(O)"), "{d:#?}");
+    // Cut before the pointer is set, the dump replays: a partial trace may end
+    // with the controller inside attach.
+    let cut: String = text
+        .lines()
+        .take(lines_with(&text, " ptr_set ")[0] - 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let r = replay(&spec(), kind, &Trace::parse(cut).unwrap(), &opts).unwrap();
+    assert!(r.ok, "{:#?}", r.divergence);
 }

@@ -263,10 +263,25 @@ impl Trace {
                 text: String::from_utf8_lossy(line).into_owned(),
                 why: why.to_string(),
             };
-            // "TASK-PID [CPU] FLAGS TIMESTAMP: blk_interposer_X: ..."
-            let head = &line[..at];
-            let bracket = find(head, b" [").ok_or_else(|| bad("no `[CPU]` after the task"))?;
-            let task = head[..bracket].trim_ascii_end();
+            // "TASK-PID [CPU] FLAGS TIMESTAMP: blk_interposer_X: ..." (the trace
+            // file), or "[ SECONDS] TASK-PID CPUFLAGS TIMESTAMP : ..." (the
+            // kernel's dump of its buffer to the console at a panic).
+            let mut head = line[..at].trim_ascii_start();
+            if head.first() == Some(&b'[') {
+                if let Some(close) = head.iter().position(|&c| c == b']') {
+                    head = head[close + 1..].trim_ascii_start();
+                }
+            }
+            let task = match find(head, b" [") {
+                Some(bracket) => head[..bracket].trim_ascii_end(),
+                None => {
+                    let end = head
+                        .iter()
+                        .position(|&c| c == b' ')
+                        .ok_or_else(|| bad("no `[CPU]` after the task"))?;
+                    &head[..end]
+                }
+            };
             let dash = task
                 .iter()
                 .rposition(|&c| c == b'-')
