@@ -181,13 +181,20 @@ impl Run<'_> {
     }
 
     /// Find an order of the events from `from` that the model takes, up to
-    /// an event after `bad` with nothing taken ahead; the state there.
-    fn search(&self, from: usize, rs: &RState, bad: usize) -> Option<(usize, RState)> {
+    /// an event after `bad` with nothing taken ahead, moving at most `moves`
+    /// events earlier; the position and state there.
+    fn search(
+        &self,
+        from: usize,
+        rs: &RState,
+        bad: usize,
+        moves: u32,
+        spent: &mut usize,
+    ) -> Option<(usize, RState)> {
         let n = self.st.events.len();
-        let mut seen: HashSet<(usize, u64, RState)> = HashSet::new();
-        let mut stack: Vec<(usize, u64, RState)> = vec![(from, 0, rs.clone())];
-        let mut spent = 0usize;
-        while let Some((mut p, mut mask, rs)) = stack.pop() {
+        let mut seen: HashSet<(usize, u64, u32, RState)> = HashSet::new();
+        let mut stack: Vec<(usize, u64, u32, RState)> = vec![(from, 0, 0, rs.clone())];
+        while let Some((mut p, mut mask, used, rs)) = stack.pop() {
             while mask & 1 != 0 {
                 p += 1;
                 mask >>= 1;
@@ -195,27 +202,130 @@ impl Run<'_> {
             if mask == 0 && (p > bad || p == n) {
                 return Some((p, rs));
             }
-            if p == n || !seen.insert((p, mask, rs.clone())) {
+            if p == n || !seen.insert((p, mask, used, rs.clone())) {
                 continue;
             }
-            spent += 1;
-            if spent > self.budget {
+            *spent += 1;
+            if *spent > self.budget {
                 return None;
             }
             // Moving an event earlier (pushed first: tried after the trace's order).
-            for j in (p + 1..n.min(p + self.window.min(63) + 1)).rev() {
-                let bit = 1u64 << (j - p);
-                if mask & bit == 0 && self.may_move(p, j, mask) {
-                    if let Ok(next) = self.step(&rs, j) {
-                        stack.push((p, mask | bit, next));
+            if used < moves {
+                for j in (p + 1..n.min(p + self.window.min(63) + 1)).rev() {
+                    let bit = 1u64 << (j - p);
+                    if mask & bit == 0 && self.may_move(p, j, mask) {
+                        if let Ok(next) = self.step(&rs, j) {
+                            stack.push((p, mask | bit, used + 1, next));
+                        }
                     }
                 }
             }
             if let Ok(next) = self.step(&rs, p) {
-                stack.push((p + 1, mask >> 1, next));
+                stack.push((p + 1, mask >> 1, used, next));
             }
         }
         None
+    }
+
+    /// The trace with event `j` moved to just before event `p` (`p < j`),
+    /// replayed greedily from `rs` (the state before `p`) until the events
+    /// up to `until` (at least `j`) are taken: the position and state there.
+    fn try_move(&self, rs: &RState, p: usize, j: usize, until: usize) -> Option<(usize, RState)> {
+        if !self.may_move(p, j, 0) {
+            return None;
+        }
+        let mut rs = self.step(rs, j).ok()?;
+        let end = until.max(j) + 1;
+        for k in p..end.min(self.st.events.len()) {
+            if k != j {
+                rs = self.step(&rs, k).ok()?;
+            }
+        }
+        Some((end, rs))
+    }
+
+    /// The trace with event `j` moved to just after event `q` (`j < q`),
+    /// replayed from `rs` (the state before `j`) until the events up to
+    /// `until` are taken. Only for an event emitted before the step it
+    /// reports (the step may come later than the event).
+    fn try_postpone(
+        &self,
+        rs: &RState,
+        j: usize,
+        q: usize,
+        until: usize,
+    ) -> Option<(usize, RState)> {
+        let t = self.st.threads.of[j];
+        if (j + 1..=q).any(|k| self.st.threads.of[k] == t) {
+            return None;
+        }
+        let mut rs = rs.clone();
+        for k in j + 1..=q {
+            rs = self.step(&rs, k).ok()?;
+        }
+        rs = self.step(&rs, j).ok()?;
+        let end = until.max(q) + 1;
+        for k in q + 1..end.min(self.st.events.len()) {
+            rs = self.step(&rs, k).ok()?;
+        }
+        Some((end, rs))
+    }
+
+    /// One event moved, within the window, so that the model takes the
+    /// refused event `i` and those before it. Earlier: the refused thread's
+    /// own earlier events first (a step it was reported to take later than it
+    /// did), then the events after `i` (one that happened before it), then
+    /// the others, nearest first; then later: an event emitted before its
+    /// step.
+    fn one_move(
+        &self,
+        snaps: &VecDeque<RState>,
+        first: usize,
+        i: usize,
+    ) -> Option<(usize, RState)> {
+        let n = self.st.events.len();
+        let w = self.window.min(63);
+        let t = self.st.threads.of[i];
+        let lo = first.max(i.saturating_sub(2 * w));
+        let mut js: Vec<usize> = (lo..i)
+            .rev()
+            .filter(|&j| self.st.threads.of[j] == t)
+            .collect();
+        js.extend((i..n.min(i + w + 1)).filter(|&j| self.st.threads.of[j] != t || j == i));
+        js.extend((lo..i).rev().filter(|&j| self.st.threads.of[j] != t));
+        for j in js {
+            for p in (j.saturating_sub(w).max(first)..j.min(i + 1)).rev() {
+                if let Some(found) = self.try_move(&snaps[p - first], p, j, i) {
+                    return Some(found);
+                }
+            }
+        }
+        // An event emitted before its step (a bio sent down O's own path,
+        // whose driver decides after the event), moved later, nearest first.
+        for j in (lo..i).rev() {
+            if !self.st.postponable(&self.st.events[j]) {
+                continue;
+            }
+            for q in j + 1..=(j + w).min(i) {
+                if let Some(found) = self.try_postpone(&snaps[j - first], j, q, i) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+
+    /// Where a search for the refusal at event `i` starts: `window` events
+    /// before the refused thread's previous event (a step it took too early,
+    /// or one another task's event must precede), as far back as the
+    /// snapshots go.
+    fn search_from(&self, i: usize, oldest: usize) -> usize {
+        let t = self.st.threads.of[i];
+        let prev = (oldest..i)
+            .rev()
+            .find(|&k| self.st.threads.of[k] == t)
+            .unwrap_or(i);
+        prev.min(i).saturating_sub(self.window).max(oldest)
     }
 }
 
@@ -311,24 +421,34 @@ pub fn replay(
         budget: 50_000,
     };
     let mut rs = run.st.initial();
-    let mut snaps: VecDeque<(usize, RState)> = VecDeque::with_capacity(opts.window + 1);
+    // The states before the last HORIZON events, for the searches.
+    const HORIZON: usize = 256;
+    let mut snaps: VecDeque<RState> = VecDeque::with_capacity(HORIZON + 1);
+    let mut first = 0; // the event before which snaps[0] is
     let mut i = 0;
     while i < events.len() {
-        if snaps.len() > opts.window {
+        if snaps.len() > HORIZON {
             snaps.pop_front();
+            first += 1;
         }
-        snaps.push_back((i, rs.clone()));
+        snaps.push_back(rs.clone());
         match run.step(&rs, i) {
             Ok(next) => {
                 rs = next;
                 i += 1;
             }
             Err(fail) => {
-                let (from, start) = snaps.front().cloned().expect("pushed above");
-                match run.search(from, &start, i) {
+                // One event moved (tried directly), then up to two (searched).
+                let found = run.one_move(&snaps, first, i).or_else(|| {
+                    let from = run.search_from(i, first);
+                    let mut spent = 0;
+                    run.search(from, &snaps[from - first], i, 2, &mut spent)
+                });
+                match found {
                     Some((p, next)) => {
                         report.reordered += 1;
                         snaps.clear();
+                        first = p;
                         rs = next;
                         i = p;
                     }

@@ -194,6 +194,13 @@ impl<'a> Stepper<'a> {
                 .is_some_and(|p| p.info().releases.is_some() || p.meaning() == Prim::ThawBdev)
     }
 
+    /// An event emitted before the step it reports takes effect: a bio sent
+    /// down O's own path (the driver decides after the event), and the
+    /// events of steps that give something back.
+    pub fn postponable(&self, e: &Event) -> bool {
+        e.ev == Ev::Submit || e.ev.is_release() || self.releases(e)
+    }
+
     pub fn initial(&self) -> RState {
         RState {
             s: self.m.init_states().remove(0),
