@@ -438,11 +438,11 @@ pub fn replay(
                 i += 1;
             }
             Err(fail) => {
-                // One event moved (tried directly), then up to two (searched).
+                // One event moved (tried directly), then up to three (searched).
                 let found = run.one_move(&snaps, first, i).or_else(|| {
                     let from = run.search_from(i, first);
                     let mut spent = 0;
-                    run.search(from, &snaps[from - first], i, 2, &mut spent)
+                    run.search(from, &snaps[from - first], i, 3, &mut spent)
                 });
                 match found {
                     Some((p, next)) => {
