@@ -301,8 +301,10 @@ impl Run<'_> {
             }
         }
         // An event emitted before its step (a bio sent down O's own path,
-        // whose driver decides after the event), moved later, nearest first.
-        for j in (lo..i).rev() {
+        // whose driver decides after the event), moved later, nearest first,
+        // as far back as the snapshots go (a bio's whole life may lie between
+        // the event and the refusal).
+        for j in (first..i).rev() {
             if !self.st.postponable(&self.st.events[j]) {
                 continue;
             }

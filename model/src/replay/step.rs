@@ -195,10 +195,15 @@ impl<'a> Stepper<'a> {
     }
 
     /// An event emitted before the step it reports takes effect: a bio sent
-    /// down O's own path (the driver decides after the event), and the
-    /// events of steps that give something back.
+    /// down O's own path or to I (the driver decides after the event), a
+    /// primitive reported as it is called (`ret=1`: device-mapper blocks new
+    /// bios some time after), and the events of steps that give something
+    /// back.
     pub fn postponable(&self, e: &Event) -> bool {
-        e.ev == Ev::Submit || e.ev.is_release() || self.releases(e)
+        matches!(e.ev, Ev::Submit | Ev::Redirect)
+            || (e.ev == Ev::Prim && e.val == 1)
+            || e.ev.is_release()
+            || self.releases(e)
     }
 
     pub fn initial(&self) -> RState {
