@@ -261,6 +261,10 @@ enum Cmd {
         /// more than one device).
         #[arg(long)]
         dev: Option<String>,
+        /// The disk of a traced partition, as MAJOR:MINOR: the partition's queue
+        /// is its disk's, whose freeze events carry the disk's number.
+        #[arg(long, requires = "dev")]
+        disk: Option<String>,
         /// How many places an event may move earlier than the trace has it (two
         /// tasks' events race to the ring buffer).
         #[arg(long, default_value_t = 24)]
@@ -374,6 +378,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             trace,
             kind,
             dev,
+            disk,
             window,
             partial,
             json,
@@ -382,6 +387,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             trace: &trace,
             kind,
             dev: dev.as_deref(),
+            disk: disk.as_deref(),
             window,
             partial,
             json,

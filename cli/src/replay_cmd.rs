@@ -11,6 +11,7 @@ pub struct Args<'a> {
     pub trace: &'a Path,
     pub kind: Option<Kind>,
     pub dev: Option<&'a str>,
+    pub disk: Option<&'a str>,
     pub window: usize,
     pub partial: bool,
     pub json: bool,
@@ -19,19 +20,14 @@ pub struct Args<'a> {
 pub fn run(a: Args) -> Result<ExitCode, ExitCode> {
     let spec = load(a.spec)?;
     let kind = one_kind(&spec, a.kind)?;
-    let dev = match a.dev {
-        None => None,
-        Some(d) => Some(Dev::parse(d).ok_or_else(|| {
-            exit2(format!(
-                "--dev {d}: not MAJOR:MINOR (as /sys/block/*/dev has it)"
-            ))
-        })?),
-    };
+    let dev = a.dev.map(|d| parse_dev("--dev", d)).transpose()?;
+    let disk = a.disk.map(|d| parse_dev("--disk", d)).transpose()?;
     let text = std::fs::read_to_string(a.trace)
         .map_err(|e| exit2(format!("{}: {e}", a.trace.display())))?;
     let trace = Trace::parse(text).map_err(|e| exit2(format!("{}: {e}", a.trace.display())))?;
     let opts = ReplayOptions {
         dev,
+        disk,
         window: a.window,
         partial: a.partial,
     };
@@ -79,5 +75,13 @@ pub fn run(a: Args) -> Result<ExitCode, ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+fn parse_dev(flag: &str, d: &str) -> Result<Dev, ExitCode> {
+    Dev::parse(d).ok_or_else(|| {
+        exit2(format!(
+            "{flag} {d}: not MAJOR:MINOR (as /sys/block/*/dev has it)"
+        ))
     })
 }

@@ -28,20 +28,26 @@ fn refuse(i: usize, op: &HotOp, why: &str) -> GenError {
     ))
 }
 
-/// The `blk_interposer_bio` trace event of a step (`ev`), as two lines in
-/// kernel style: the route reports each step it takes, for `quiesce replay`.
+/// The `blk_interposer_bio` trace event of a step (`ev`), in kernel style: the
+/// route reports each step it takes, for `quiesce replay`. The device is the
+/// one the bio was sent to (a partition's own, not its disk's, which
+/// `bio_dev()` would give).
 fn trace(out: &mut Vec<String>, ev: &str, val: &str, arg: &str) {
-    let head = format!("\ttrace_blk_interposer_bio(bio_dev(bio), bio, BLK_INTERPOSER_{ev},");
-    // A tab is 8 columns (one byte of `head`); kernel style keeps lines
-    // within 80: `head`, a space, `val` and a comma.
-    let width = head.len() + 7 + 1 + val.len() + 1;
-    if width <= 80 {
-        out.push(format!("{head} {val},"));
-        out.push(format!("\t\t\t\t {arg});"));
-    } else {
-        out.push(head);
-        out.push(format!("\t\t\t\t {val}, {arg});"));
-    }
+    out.push("\ttrace_blk_interposer_bio(bio->bi_bdev->bd_dev, bio,".into());
+    // Continuation lines: four tabs (32 columns) and a space; kernel style
+    // keeps lines within 80 columns.
+    let fits = |l: &str| 33 + l.len() <= 80;
+    let ev = format!("BLK_INTERPOSER_{ev},");
+    let lines = [
+        vec![format!("{ev} {val}, {arg});")],
+        vec![format!("{ev} {val},"), format!("{arg});")],
+        vec![ev.clone(), format!("{val}, {arg});")],
+    ];
+    let pick = lines
+        .iter()
+        .find(|ls| ls.iter().all(|l| fits(l)))
+        .unwrap_or(&lines[2]);
+    out.extend(pick.iter().map(|l| format!("\t\t\t\t {l}")));
 }
 
 /// The C statements of the route, one string per line (tab-indented), in the

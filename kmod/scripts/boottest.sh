@@ -10,6 +10,7 @@
 #      QUIESCE_MUTANT  the mutant the module is made at each load (`mutant NAME`; the
 #        test build only; see kmod/mutants.toml). The module is the boot test's own.
 #      QUIESCE_FIRST  a phase of the test to run first (the gate's `first`; see test/init).
+#      QUIESCE_ONLY   phases to run, and no others (a developer's run: `a,b`; see test/init).
 #      QUIESCE_EXTRA_PATCHES  patches applied on top of kmod/patches (a mutant of the C hook).
 #      QUIESCE_MODE=bench runs kmod/bench/bench.sh instead and prints its "bench:"
 #        lines (kmod/scripts/bench.sh makes the table); with QUIESCE_KERNEL=plain,
@@ -87,6 +88,13 @@ case "${QUIESCE_FIRST:-}" in
 	;;
 ?*) append="$append quiesce.first=$QUIESCE_FIRST" ;;
 esac
+case "${QUIESCE_ONLY:-}" in
+*[!a-z,]*)
+	echo "boottest: setup failed: QUIESCE_ONLY=$QUIESCE_ONLY: phases' names, a-z, separated by commas"
+	exit 2
+	;;
+?*) append="$append quiesce.only=$QUIESCE_ONLY" ;;
+esac
 # QUIESCE_FS=0 leaves out the mounted-filesystem phase (ext4, xfs; see test/init).
 [ "${QUIESCE_FS:-1}" = 0 ] && append="$append quiesce.fs=0"
 [ "${QUIESCE_KERNEL:-patched}" = plain ] && append="$append quiesce.kernel=plain"
@@ -147,6 +155,12 @@ fi
 # divergence is a failure ("caught: replay: ...").
 cargo build --release --locked -q -p quiesce --manifest-path "$here/../Cargo.toml"
 QUIESCE="$here/../target/release/quiesce"
+devargs() { # MAJ:MIN or MAJ:MIN@MAJ:MIN (a partition, then its disk)
+	case "$1" in
+	*@*) echo "--dev ${1%@*} --disk ${1#*@}" ;;
+	*) echo "--dev $1" ;;
+	esac
+}
 for b in "$out.traces"/*.b64; do
 	[ -e "$b" ] || break
 	t=${b%.b64}.trace
@@ -155,7 +169,8 @@ for b in "$out.traces"/*.b64; do
 		echo "caught: replay: the trace of $label did not decode (the run ended inside it?)" >>"$out.replay"
 		continue
 	fi
-	if "$QUIESCE" replay "$here/../model/specs/15-filter-module.toml" "$t" --kind "$kind" --dev "$majmin" >"$t.out" 2>&1; then
+	# A partition's number is followed by its disk's: its queue's events carry that.
+	if "$QUIESCE" replay "$here/../model/specs/15-filter-module.toml" "$t" --kind "$kind" $(devargs "$majmin") >"$t.out" 2>&1; then
 		echo "replay: $label: $(head -n1 "$t.out" | sed 's/^[^ ]* //')"
 	else
 		sed "s|^|replay: $label: |" "$t.out"
@@ -165,7 +180,7 @@ done
 if [ -e "$out.traces/dump.trace" ]; then
 	t=$out.traces/dump.trace
 	read -r dev kind majmin label <"$out.traces/dump.what"
-	if "$QUIESCE" replay "$here/../model/specs/15-filter-module.toml" "$t" --kind "$kind" --dev "$majmin" --partial >"$t.out" 2>&1; then
+	if "$QUIESCE" replay "$here/../model/specs/15-filter-module.toml" "$t" --kind "$kind" $(devargs "$majmin") --partial >"$t.out" 2>&1; then
 		echo "replay: $label: $(head -n1 "$t.out" | sed 's/^[^ ]* //')"
 	else
 		sed "s|^|replay: $label: |" "$t.out"

@@ -40,6 +40,9 @@ pub struct ReplayOptions {
     /// The original device whose events are replayed; needed when the trace
     /// has events of more than one device.
     pub dev: Option<Dev>,
+    /// The disk of a partition `dev`: the queue is the disk's, and its freeze
+    /// events carry the disk's number; they are replayed as `dev`'s.
+    pub disk: Option<Dev>,
     /// How many places an event may move earlier than the trace has it.
     pub window: usize,
     /// The trace stops where the run died (the kernel's dump of its buffer at
@@ -51,6 +54,7 @@ impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             dev: None,
+            disk: None,
             window: 24,
             partial: false,
         }
@@ -361,7 +365,12 @@ pub fn replay(
         .events
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.dev == dev.0)
+        .filter(|(_, e)| {
+            e.dev == dev.0
+                || opts.disk.is_some_and(|d| {
+                    e.dev == d.0 && matches!(e.ev, Ev::FreezeStart | Ev::FreezeWait | Ev::Unfreeze)
+                })
+        })
         .map(|(i, e)| (*e, i))
         .unzip();
     if events.is_empty() {

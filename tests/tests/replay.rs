@@ -43,6 +43,7 @@ fn run(text: &str, kind: Kind, window: usize) -> ReplayReport {
         &trace,
         &ReplayOptions {
             dev: None,
+            disk: None,
             window,
             partial: false,
         },
@@ -286,6 +287,7 @@ fn a_trace_of_two_devices_needs_the_device() {
         &trace,
         &ReplayOptions {
             dev: Some(dev),
+            disk: None,
             window: 24,
             partial: false,
         },
@@ -298,6 +300,7 @@ fn a_trace_of_two_devices_needs_the_device() {
         &trace,
         &ReplayOptions {
             dev: Some(Dev::new(7, 7)),
+            disk: None,
             window: 24,
             partial: false,
         },
@@ -339,6 +342,7 @@ fn a_panic_dump_replays_up_to_the_panic() {
     assert_eq!(trace.events.len(), 18);
     let opts = ReplayOptions {
         dev: None,
+        disk: None,
         window: 24,
         partial: true,
     };
@@ -357,4 +361,48 @@ fn a_panic_dump_replays_up_to_the_panic() {
         .collect();
     let r = replay(&spec(), kind, &Trace::parse(cut).unwrap(), &opts).unwrap();
     assert!(r.ok, "{:#?}", r.divergence);
+}
+
+/// brd under fsync and O_DSYNC writes: an empty flush for a device without a
+/// write cache completes on O's own path at once (the block layer reports it
+/// as `driver_submit`); without that event the completion is refused.
+#[test]
+fn flushes_replay_clean_and_a_completion_outside_o_is_refused() {
+    let (text, kind) = fixture("bio_sync-flushes");
+    let r = run(&text, kind, 24);
+    assert!(r.ok, "{:#?}", r.divergence);
+    assert!(r.redirected >= 32, "the flushes went through I");
+    let submit = lines_with(&text, "driver_submit")[0];
+    let d = run(&without_lines(&text, &[submit]), kind, 24)
+        .divergence
+        .expect("refused");
+    assert_eq!(d.line, submit, "{d:#?}");
+    assert!(d.event.contains(" endio "), "{d:#?}");
+    assert!(d.why.contains("not inside O"), "{d:#?}");
+}
+
+/// An interposer on a partition: its bios and pointer carry the partition's
+/// number, its queue's freeze events the disk's (`--disk`). Without the disk's
+/// events, the pointer is set on an unfrozen queue in the model's eyes.
+#[test]
+fn a_partition_replays_with_its_disk_queue() {
+    let (text, kind) = fixture("bio_sync-partition");
+    let trace = Trace::parse(text.clone()).unwrap();
+    let opts = |disk| ReplayOptions {
+        dev: Some(Dev::new(1, 9)),
+        disk,
+        window: 24,
+        partial: false,
+    };
+    let r = replay(&spec(), kind, &trace, &opts(Some(Dev::new(1, 8)))).unwrap();
+    assert!(r.ok, "{:#?}", r.divergence);
+    assert_eq!(
+        (r.bios, r.redirected),
+        (3, 3),
+        "three writes to the partition"
+    );
+    let r = replay(&spec(), kind, &trace, &opts(None)).unwrap();
+    let d = r.divergence.expect("refused without the disk's freeze");
+    assert!(d.event.contains("ptr_set"), "{d:#?}");
+    assert!(d.why.contains("blk_freeze_queue_start(O)"), "{d:#?}");
 }

@@ -73,3 +73,18 @@ FAIL: null_blk (blk-mq): fio verify failed
         ]
     );
 }
+
+/// A trace printed for replay is base64 (gzip): a line of it that spells
+/// "Oops" by chance (seen in a boot: `...KQkOopskbUK...`) is not a
+/// catch, but a kernel message printed amid the trace is.
+#[test]
+fn a_trace_that_spells_oops_is_not_a_catch() {
+    let trace = "quiesce-trace-begin: /dev/nb1 request 254:1 null_blk: flushes\n\
+                 JYEhnB6TRcmDOUFJUPl9zWM5YUlgCKfHhFGqpskTYUPtT2sey4lKQkOopskbUKqmyRcCan9a81hO\n";
+    let end = "quiesce-trace-end: /dev/nb1\n";
+    assert!(scan(&format!("{trace}{end}")).is_empty());
+    let amid = "[   12.0] BUG: KASAN: slab-use-after-free in bio_endio+0x1/0x2\n";
+    assert_eq!(scan(&format!("{trace}{amid}{end}")), ["kasan"]);
+    // Outside a trace the same text is a catch: the skip is the trace's only.
+    assert_eq!(scan("kOopsk\n"), ["oops"]);
+}
