@@ -123,6 +123,17 @@ impl Remover {
         skip
     }
 
+    /// The `blk_interposer_prim` trace event of `p` with `ret`: 1 as a
+    /// primitive that waits is called, 0 as it returns, and as one that gives
+    /// something back is about to.
+    fn trace(&self, p: Prim, ret: i32) {
+        let mut name = [0u8; 48];
+        let call = p.call().as_bytes();
+        let n = call.len().min(name.len() - 1);
+        name[..n].copy_from_slice(&call[..n]);
+        trace_remove(self.bdev, &name, ret);
+    }
+
     fn queue(&self) -> *mut bindings::request_queue {
         // SAFETY: del_gendisk() runs the callback on a device whose queue lives on.
         unsafe { (*self.bdev).bd_queue }
@@ -169,15 +180,18 @@ impl RemovePrimitives for Remover {
         if self.skip(Prim::FilterBlock) {
             return;
         }
+        self.trace(Prim::FilterBlock, 1);
         if let Some(ip) = self.ip.as_ref() {
             ip.block();
             ip.wait_drained();
         }
+        self.trace(Prim::FilterBlock, 0);
     }
     fn filter_free(&mut self) {
         if self.skip(Prim::FilterFree) {
             return;
         }
+        self.trace(Prim::FilterFree, 0);
         if let Some(ip) = self.ip.take() {
             let (r, c, f) = (
                 ip.redirected.load(Ordering::Relaxed),
@@ -196,9 +210,22 @@ impl RemovePrimitives for Remover {
         // module cannot go before the callback returns: unloading detaches the
         // attachments left in the registry, and that detach waits for open_mutex,
         // which del_gendisk() holds until after this callback returns.
+        self.trace(Prim::ModulePut, 0);
         // SAFETY: drops the reference try_module_get() took at attach.
         unsafe { bindings::module_put(THIS_MODULE.as_ptr()) };
     }
+}
+
+/// The `blk_interposer_prim` trace event of the removal on `bdev`; `name` ends
+/// with a NUL.
+fn trace_remove(bdev: *mut bindings::block_device, name: &[u8], ret: i32) {
+    if name.last() != Some(&0) {
+        return;
+    }
+    // SAFETY: del_gendisk() runs the callback on a live block_device; `name` is
+    // NUL-terminated (checked above) and lives through the call, whose trace
+    // event copies it.
+    unsafe { bindings::blk_interposer_trace_prim(bdev, name.as_ptr().cast(), ret) };
 }
 
 /// `->remove` of the block layer's interposer.
@@ -222,8 +249,11 @@ pub(crate) unsafe extern "C" fn ip_remove(hook: *mut bindings::blk_interposer, b
     pr_info!("quiesce: the original went away while attached: its removal callback detaches the interposer\n");
     let mutant = with_reg(|r| r.mutant).unwrap_or(Mutant::None);
     let mut r = Remover { bdev, ip: Some(ip), mutant, frozen: 0 };
+    // Called, and (after its last step) returning: for `quiesce replay`.
+    trace_remove(bdev, b"remove\0", 1);
     protocol::on_remove(&mut r);
     r.end();
+    trace_remove(bdev, b"remove\0", 0);
 }
 
 /// `hold` (test builds only): 1 armed, 2 an attach waits at its `mutex_lock`, 3 released.

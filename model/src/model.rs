@@ -1161,6 +1161,16 @@ impl Quiesce {
     }
 
     /// The enabled actions of controller `ci`.
+    /// The remover's enabled step, if any (appended to `out`).
+    pub fn remover_actions(&self, s: &State, out: &mut Vec<Action>) {
+        if self.rm_enabled(s) {
+            out.push(Action::Remover {
+                pc: s.rm.pc,
+                sub: s.rm.sub,
+            });
+        }
+    }
+
     pub fn controller_actions(&self, s: &State, ci: usize, out: &mut Vec<Action>) {
         self.ctl_actions(s, ci, out);
     }
@@ -1251,12 +1261,7 @@ impl Model for Quiesce {
         for ci in 0..s.ctls.len() {
             self.ctl_actions(s, ci, out);
         }
-        if self.rm_enabled(s) {
-            out.push(Action::Remover {
-                pc: s.rm.pc,
-                sub: s.rm.sub,
-            });
-        }
+        self.remover_actions(s, out);
         for (f, &pc) in s.freezers.iter().enumerate() {
             if (pc as usize) < FREEZER_STEPS.len() && (pc != 1 || self.qrefs(s) == 0) {
                 out.push(Action::Freezer { f: f as u8, pc });

@@ -22,6 +22,7 @@
 //! allowed.
 
 mod parse;
+mod remove;
 mod step;
 
 pub use parse::{Dev, Ev, Event, ParseError, Trace};
@@ -81,7 +82,9 @@ pub fn replay_model(spec: &Spec, kind: Kind) -> Quiesce {
     bounds.cycles = u8::MAX;
     bounds.failures = u8::MAX;
     bounds.freezers = 0;
-    bounds.remover = false;
+    // The removal of O (del_gendisk() and the spec's removal callback), if the
+    // spec has one.
+    bounds.remover = !protocol.on_remove.is_empty();
     bounds.rmmod = false;
     debug_assert!(SLOTS as usize + CONTROLLERS as usize <= MAX_BIOS);
     Quiesce::new(protocol, kind, bounds)

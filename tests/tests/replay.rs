@@ -406,3 +406,64 @@ fn a_partition_replays_with_its_disk_queue() {
     assert!(d.event.contains("ptr_set"), "{d:#?}");
     assert!(d.why.contains("blk_freeze_queue_start(O)"), "{d:#?}");
 }
+
+/// null_blk removed while attached and written to: `del_gendisk()` marks it
+/// dead and calls the removal callback, which freezes, clears the pointer,
+/// unfreezes, blocks and frees the filter and drops the module reference; the
+/// controller's detach then finds O dead (`-ENODEV`) and waits for the
+/// callback by taking open_mutex once. And an attach that waited while O was
+/// removed finds it dead. Edited: the callback without its clear, or freeing
+/// the filter before blocking it, is refused at that step.
+#[test]
+fn removal_replays_clean_and_a_broken_callback_is_refused() {
+    let (text, kind) = fixture("request-removal");
+    let r = run(&text, kind, 24);
+    assert!(r.ok, "{:#?}", r.divergence);
+    assert!(text.contains("remove ret=1") && text.contains("bdev_check_alive(O) ret=-19"));
+    // Clones I sent to the dead O failed in submit_bio_noacct() (BLK_STS_IOERR)
+    // before their originals' passes returned.
+    assert!(text.contains("endio") && text.contains("val=10"));
+    let (waiting, kind) = fixture("request-removal-waiting-attach");
+    let r = run(&waiting, kind, 24);
+    assert!(r.ok, "{:#?}", r.divergence);
+    assert!(waiting.contains("attach ret=-19"));
+
+    let clear = lines_with(&text, "ptr_clear").pop().unwrap();
+    let d = run(&without_lines(&text, &[clear]), kind, 24)
+        .divergence
+        .expect("a callback without its clear is refused");
+    assert_eq!(d.line, clear, "{d:#?}");
+    assert!(
+        d.why
+            .contains("removal's next step is on_remove: WRITE_ONCE(O->bd_interposer, NULL)"),
+        "{d:#?}"
+    );
+    let free = lines_with(&text, "filter_free(I)").pop().unwrap();
+    let block = lines_with(&text, "filter_block(I) ret=1").pop().unwrap();
+    let d = run(&move_line(&text, free, block), kind, 24)
+        .divergence
+        .expect("freeing before blocking is refused");
+    assert!(d.event.contains("filter_free(I)"), "{d:#?}");
+    assert!(d.why.contains("filter_block(I)"), "{d:#?}");
+}
+
+/// A bio that completes with an error and never entered O's queue: its entry
+/// failed because O is dead. Before del_gendisk() marked O dead the model's
+/// entry succeeds, and the completion is refused.
+#[test]
+fn a_failed_queue_entry_is_a_step_only_once_o_is_dead() {
+    let (text, kind) = fixture("request-removal");
+    let dead = lines_with(&text, "freeze_start val=1").pop().unwrap();
+    let failed = "             fio-999     [000] ...1.         5693: blk_interposer_bio: 254,2 endio bio=ffff8880000ab000 val=10 arg=0000000000000000";
+    let after = edit_line(&text, dead, |l| format!("{l}\n{failed}"));
+    let r = run(&after, kind, 0);
+    assert!(r.ok, "{:#?}", r.divergence);
+    let attach = lines_with(&text, "attach ret=0")[0];
+    let before = edit_line(&text, attach, |l| format!("{l}\n{failed}"));
+    let d = run(&before, kind, 0).divergence.expect("O is alive there");
+    assert_eq!(d.line, attach + 1, "{d:#?}");
+    assert!(
+        d.why.contains("cannot complete") || d.why.contains("not inside O"),
+        "{d:#?}"
+    );
+}

@@ -28,6 +28,10 @@ pub struct Threads {
     /// For `endio` events: the bio that completes is the original of a
     /// lineage whose clone travelled (it completes from the clone's end_io).
     pub held: Vec<bool>,
+    /// Lineages that never reach O's queue: an empty flush for an O without a
+    /// write cache, completed by `submit_bio_noacct()` while the hook is
+    /// patched out (its `key_off` comes first).
+    pub early: Vec<bool>,
 }
 
 /// Where a bio event goes wrong before the model is asked: a bio the trace
@@ -50,17 +54,24 @@ impl Threads {
         let mut end = Vec::new();
         let mut of = Vec::with_capacity(events.len());
         let mut held = vec![false; events.len()];
+        let mut early = Vec::new();
         for (i, e) in events.iter().enumerate() {
             if !e.ev.is_bio() {
                 of.push(Thread::Task(e.pid));
                 continue;
             }
             let l = match (e.ev, live.get(&e.bio).copied()) {
-                (Ev::Enter, None) | (Ev::Enter, Some((_, true))) => {
+                // A new bio (its memory may be a completed one's): at its
+                // queue entry; at its completion when its entry failed (O
+                // dead); at `key_off` when it completes before O's queue.
+                (Ev::Enter, None | Some((_, true)))
+                | (Ev::Endio, None)
+                | (Ev::KeyOff, None | Some((_, true))) => {
                     let l = orig.len() as u32;
                     orig.push(e.bio);
                     has_clone.push(false);
                     end.push(NONE);
+                    early.push(e.ev == Ev::KeyOff);
                     live.insert(e.bio, (l, false));
                     l
                 }
@@ -97,7 +108,12 @@ impl Threads {
             }
             of.push(Thread::Lineage(l));
         }
-        Ok(Threads { of, end, held })
+        Ok(Threads {
+            of,
+            end,
+            held,
+            early,
+        })
     }
 }
 
@@ -111,6 +127,14 @@ pub struct RState {
     pub task: [u32; MAX_CTLS],
     /// The kernel's pointer to each controller's interposer, once set.
     pub kip: [u64; MAX_CTLS],
+    /// The task removing O (`del_gendisk()`), once it began.
+    pub rm_task: u32,
+    /// Model bios (bits) whose original's `blk_queue_exit` was taken ahead of
+    /// its `exit` event (see the failed queue entry in `step_bio`).
+    pub exited: u32,
+    /// A task holding open_mutex outside attach, detach and the removal (the
+    /// module waits for a removal callback to return by taking it once).
+    pub outside: u32,
 }
 
 /// Why the model cannot take an event.
@@ -122,7 +146,7 @@ pub struct Refusal {
     pub allowed: Vec<Action>,
 }
 
-fn refuse(why: impl Into<String>) -> Refusal {
+pub(super) fn refuse(why: impl Into<String>) -> Refusal {
     Refusal {
         why: why.into(),
         allowed: Vec::new(),
@@ -158,6 +182,7 @@ impl<'a> Stepper<'a> {
             .attach
             .iter()
             .chain(&m.protocol.detach)
+            .chain(&m.protocol.on_remove)
             .flat_map(|st| {
                 std::iter::once(st.prim).chain(
                     st.on_error
@@ -212,6 +237,9 @@ impl<'a> Stepper<'a> {
             slot: [NONE; MAX_BIOS],
             task: [NONE; MAX_CTLS],
             kip: [0; MAX_CTLS],
+            rm_task: NONE,
+            exited: 0,
+            outside: NONE,
         }
     }
 
@@ -279,7 +307,7 @@ impl<'a> Stepper<'a> {
         Err(refuse("the thread's silent steps do not end"))
     }
 
-    fn take(&self, rs: &mut RState, a: Action) {
+    pub(super) fn take(&self, rs: &mut RState, a: Action) {
         rs.s = self
             .m
             .next_state(&rs.s, a)
@@ -333,7 +361,8 @@ impl<'a> Stepper<'a> {
                 return Ok(b);
             }
             let end = self.threads.end[l as usize];
-            if end != NONE && (end as usize) < i {
+            // (A lineage whose `exit` event is still to come keeps its bio.)
+            if end != NONE && (end as usize) < i && rs.exited & (1 << b) == 0 {
                 self.settle(rs, Mt::Bio(b));
                 let bio = rs.s.bios[b];
                 if bio.loc == Loc::Done && !bio.has(bf::PASS) {
@@ -359,6 +388,9 @@ impl<'a> Stepper<'a> {
 
     fn step_bio(&self, rs: &mut RState, i: usize, l: u32) -> Result<(), Refusal> {
         let e = &self.events[i];
+        if self.threads.early[l as usize] {
+            return self.step_early(rs, i);
+        }
         let b = match self.slot_of(rs, l) {
             Some(b) => b,
             None => {
@@ -472,6 +504,7 @@ impl<'a> Stepper<'a> {
                     .map_err(|r| not_enabled("go down O's own path", r))?;
                 self.take(rs, a);
             }
+            Ev::Exit if rs.exited & (1 << b) != 0 => rs.exited &= !(1 << b),
             Ev::Exit => {
                 let a = self
                     .find(rs, t, &hot(|op| op == HotOp::QueueExit))
@@ -494,6 +527,34 @@ impl<'a> Stepper<'a> {
                         .find(rs, t, &|a| matches!(a, Action::Complete { .. }))
                         .map_err(|r| not_enabled("complete", r))?;
                     self.take(rs, a);
+                } else if rs.s.bios[b].loc != Loc::Done && e.val != 0 && rs.s.o_dead {
+                    // Its entry into O's queue failed: O is dead. A clone that
+                    // I sends to a dead O fails in submit_bio_noacct(), inside
+                    // I's ->submit_bio, before the original's pass drops its
+                    // queue reference; the model's clone goes after that pass.
+                    // The two commute: the pass's `blk_queue_exit` is taken
+                    // first, and its `exit` event, later, is then no step.
+                    if rs.s.bios[b].has(bf::PASS_QREF) {
+                        let x = self
+                            .find(rs, t, &hot(|op| op == HotOp::QueueExit))
+                            .map_err(|r| not_enabled("drop O's queue reference", r))?;
+                        self.take(rs, x);
+                        rs.exited |= 1 << b;
+                    }
+                    let a = self
+                        .find(
+                            rs,
+                            t,
+                            &hot(|op| matches!(op, HotOp::QueueEnter | HotOp::BlkQueueEnter)),
+                        )
+                        .map_err(|r| not_enabled("enter O's queue (and fail)", r))?;
+                    self.take(rs, a);
+                    if rs.s.bios[b].has(bf::PASS_QREF) {
+                        return Err(refuse(format!(
+                            "the kernel's bio failed to enter O's queue; the model's {} entered it",
+                            self.m.bio_name(b)
+                        )));
+                    }
                 } else if rs.s.bios[b].loc != Loc::Done {
                     return Err(refuse(format!(
                         "the kernel completed the bio; the model's {} is {:?}, not inside O",
@@ -505,6 +566,28 @@ impl<'a> Stepper<'a> {
             _ => unreachable!("bio events only"),
         }
         Ok(())
+    }
+
+    /// A bio that completes before O's queue (an empty flush for an O
+    /// without a write cache, while no device has an interposer): no step of
+    /// the model, but it must not bypass an interposer the model has set.
+    fn step_early(&self, rs: &RState, i: usize) -> Result<(), Refusal> {
+        let e = &self.events[i];
+        match e.ev {
+            Ev::KeyOff => match rs.s.ptr {
+                None => Ok(()),
+                Some(ip) => Err(refuse(format!(
+                    "the kernel completes the bio before O's queue with the hook patched out \
+                     (no interposer anywhere), but the model's pointer is {}: it bypasses I",
+                    self.name_ip(Some(ip))
+                ))),
+            },
+            Ev::Endio => Ok(()),
+            ev => Err(refuse(format!(
+                "a bio completed before O's queue (its `key_off` came first) has a `{}`",
+                ev.name()
+            ))),
+        }
     }
 
     fn at_rest(&self, s: &State, c: usize) -> bool {
@@ -525,6 +608,11 @@ impl<'a> Stepper<'a> {
             (Ev::Prim, Some("detach")) => Some(true),
             _ => None,
         };
+        if e.ev == Ev::Prim
+            && self.trace.names.get(e.name as usize).map(String::as_str) == Some("remove")
+        {
+            return self.step_rm(rs, i, pid);
+        }
         let mine = rs.task.iter().position(|&t| t == pid);
         match (proc, e.val) {
             (Some(detach), 1) => self.call(rs, pid, mine, detach),
@@ -539,9 +627,7 @@ impl<'a> Stepper<'a> {
             }
             (None, _) => match mine {
                 Some(c) => self.step_ctl(rs, i, c),
-                None => Err(refuse(format!(
-                    "task {pid} runs a step of attach or detach outside attach() and detach()"
-                ))),
+                None => self.step_rm(rs, i, pid),
             },
         }
     }
@@ -632,6 +718,13 @@ impl<'a> Stepper<'a> {
             Ev::PtrClear => "clear the interposer pointer",
             _ => "run this primitive",
         };
+        if e.ev == Ev::Lock && rs.outside != NONE {
+            return Err(refuse(format!(
+                "controller {} takes open_mutex, which task {} holds",
+                c + 1,
+                rs.outside
+            )));
+        }
         let found = match e.ev {
             Ev::Lock => self.find(
                 rs,
