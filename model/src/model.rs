@@ -1160,7 +1160,6 @@ impl Quiesce {
         }
     }
 
-    /// The enabled actions of controller `ci`.
     /// The remover's enabled step, if any (appended to `out`).
     pub fn remover_actions(&self, s: &State, out: &mut Vec<Action>) {
         if self.rm_enabled(s) {
@@ -1171,6 +1170,7 @@ impl Quiesce {
         }
     }
 
+    /// The enabled actions of controller `ci`.
     pub fn controller_actions(&self, s: &State, ci: usize, out: &mut Vec<Action>) {
         self.ctl_actions(s, ci, out);
     }

@@ -91,12 +91,18 @@ impl Stepper<'_> {
                 rs.rm_task
             )));
         }
-        let n = self.m.protocol.on_remove.len() as u8;
         if e.ev == Ev::Prim && name == Some("remove") {
             // The callback is called (ret=1) once O is marked dead with an
             // interposer; it returns (0) after its last step.
-            let want = if e.val == 1 { 2 } else { 2 + n };
-            if rs.s.rm.pc != want || (e.val == 1 && rs.s.rm.ip.is_none()) {
+            let at = (rs.s.rm.pc as usize) < self.m.rm_len()
+                && if e.val == 1 {
+                    self.m.rm_step(rs.s.rm.pc) == RmStep::Callback(0)
+                        && rs.s.rm.sub == 0
+                        && rs.s.rm.ip.is_some()
+                } else {
+                    self.m.rm_step(rs.s.rm.pc) == RmStep::Unlock
+                };
+            if !at {
                 return Err(refuse(format!(
                     "the kernel's removal callback {}; in the model the remover is at {}",
                     if e.val == 1 { "is called" } else { "returns" },

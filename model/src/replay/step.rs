@@ -606,13 +606,9 @@ impl<'a> Stepper<'a> {
         ) {
             (Ev::Prim, Some("attach")) => Some(false),
             (Ev::Prim, Some("detach")) => Some(true),
+            (Ev::Prim, Some("remove")) => return self.step_rm(rs, i, pid),
             _ => None,
         };
-        if e.ev == Ev::Prim
-            && self.trace.names.get(e.name as usize).map(String::as_str) == Some("remove")
-        {
-            return self.step_rm(rs, i, pid);
-        }
         let mine = rs.task.iter().position(|&t| t == pid);
         match (proc, e.val) {
             (Some(detach), 1) => self.call(rs, pid, mine, detach),
