@@ -170,6 +170,13 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
                     "the block layer takes and drops the queue reference around the hook",
                 ))
             }
+            HotOp::FailBusy => {
+                return Err(refuse(
+                    i,
+                    op,
+                    "a passthrough request's step: the hook sees bios only",
+                ))
+            }
             HotOp::Return | HotOp::DriverSubmit | HotOp::Restart => {
                 return Err(refuse(i, op, "the hook has no such exit before a redirect"))
             }

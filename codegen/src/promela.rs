@@ -110,6 +110,7 @@ fn hot(i: usize, op: HotOp) -> Hot {
         HotOp::Restart => ("restart", 0),
         HotOp::RcuLock => ("rcu_lock", 0),
         HotOp::RcuUnlock => ("rcu_unlock", 0),
+        HotOp::FailBusy => ("fail_busy", 0),
     };
     Hot {
         idx: i as u8,
@@ -412,18 +413,20 @@ pub fn render_as(
         &(p.worker_marks && p.marker == MarkerKind::Task),
     );
     ctx.insert("filesystem", &p.filesystem);
-    let hot_path: Vec<Hot> = p
-        .hot_path
-        .iter()
-        .enumerate()
-        .map(|(i, &o)| hot(i, o))
-        .collect();
+    let hot_path: Vec<Hot> = p.hot_ops().enumerate().map(|(i, o)| hot(i, o)).collect();
     ctx.insert("hot", &hot_path);
+    // The hot path's length: a passthrough request's pass starts there.
+    ctx.insert("nhot_bio", &p.hot_path.len());
+    ctx.insert(
+        "pt_bios",
+        &(0..nsub)
+            .filter(|&b| p.paths[(b / k) % p.paths.len()] == SubmitPath::Passthrough)
+            .collect::<Vec<_>>(),
+    );
     // Only a spec with an RCU read side pays for its byte per bio.
     ctx.insert(
         "rcu",
-        &p.hot_path
-            .iter()
+        &p.hot_ops()
             .any(|op| matches!(op, HotOp::RcuLock | HotOp::RcuUnlock)),
     );
     // Each procedure's point of no return, -1 for none.

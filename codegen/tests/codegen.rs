@@ -202,13 +202,15 @@ fn an_rcu_read_side_that_passed_is_refused_by_name() {
 }
 
 /// Specs that passed with an interposer behaviour the module does not have (a
-/// filter that parks bios, workers that set a task marker): nothing is
-/// rendered, and the refusal names the key.
+/// filter that parks bios, workers that set a task marker, a check on the
+/// passthrough path the kernel patch does not hook): nothing is rendered, and
+/// the refusal names the key.
 #[test]
 fn a_parking_filter_or_marking_workers_are_refused_by_name() {
     for (file, key) in [
         ("22-filter-parks.toml", "[interposer] park"),
         ("08c-task-marker-worker-marks.toml", "[marker] worker_marks"),
+        ("27-passthrough-refused.toml", "[protocol] passthrough"),
     ] {
         let spec = load(&root().join("model/specs").join(file));
         let report = check(&spec).unwrap();

@@ -136,7 +136,7 @@ impl Quiesce {
                     format!(
                         "{} is REQ_NOWAIT, but its pass waits at `{}` for O's frozen queue: the caller asked for EAGAIN, not a sleep",
                         self.bio_name(b),
-                        self.protocol.hot_path[bio.pc as usize].name()
+                        self.op_at(bio.pc).name()
                     )
                 }
                 None => "a REQ_NOWAIT bio waits for a frozen queue".into(),
@@ -209,8 +209,13 @@ impl Quiesce {
         let bio = (0..s.bios.len()).find(|&b| s.bios[b].loc == Loc::InO && s.bios[b].via.is_none());
         match (owner, bio) {
             (Some(c), Some(b)) => format!(
-                "{} is inside O without having passed I{}, and controller {}'s attach() has returned (its detach has not cleared the pointer): it completes on O unseen by the interposer",
+                "{}{} is inside O without having passed I{}, and controller {}'s attach() has returned (its detach has not cleared the pointer): it completes on O unseen by the interposer",
                 self.bio_name(b),
+                if self.is_pt(b) {
+                    ", a passthrough request,"
+                } else {
+                    ""
+                },
                 c + 1,
                 c + 1
             ),

@@ -85,6 +85,8 @@ pub struct Bio {
     pub rcu: u8,
     /// `REQ_NOWAIT` (fixed for the bio's life; its clones copy it).
     pub nowait: bool,
+    /// A passthrough request (fixed): its passes run the `passthrough` list.
+    pub pt: bool,
 }
 
 /// [`Bio::rcu`]'s bits.
@@ -107,6 +109,7 @@ impl Bio {
         done: 0,
         rcu: 0,
         nowait: false,
+        pt: false,
     };
     pub fn has(&self, f: u8) -> bool {
         self.flags & f != 0
@@ -326,6 +329,18 @@ impl Quiesce {
         }
     }
 
+    /// Step `pc` of a pass (the hot path's, then the passthrough list's).
+    pub fn op_at(&self, pc: u8) -> HotOp {
+        self.protocol
+            .hot_op(pc as usize)
+            .expect("a pass rests on a step of its list")
+    }
+
+    /// Whether bio `b` is a passthrough request (named `rq`, not `bio`).
+    pub fn is_pt(&self, b: usize) -> bool {
+        b < self.nsub() && self.path(b / self.bounds.bios as usize) == SubmitPath::Passthrough
+    }
+
     /// How submitter `sub` enters the block layer.
     pub fn path(&self, sub: usize) -> SubmitPath {
         let p = &self.protocol.paths;
@@ -342,7 +357,8 @@ impl Quiesce {
             format!("sb{}", b - self.nsub() + 1)
         } else {
             let k = self.bounds.bios as usize;
-            format!("bio{}.{}", b / k + 1, b % k + 1)
+            let what = if self.is_pt(b) { "rq" } else { "bio" };
+            format!("{what}{}.{}", b / k + 1, b % k + 1)
         }
     }
     fn steps(&self, phase: Phase) -> &[CtlStep] {
@@ -480,9 +496,13 @@ impl Quiesce {
             && bio.has(bf::MARKED)
     }
 
-    fn start_pass(bio: &mut Bio, flags: u8) {
+    fn start_pass(&self, bio: &mut Bio, flags: u8) {
         bio.loc = Loc::Carried;
-        bio.pc = 0;
+        bio.pc = if bio.pt {
+            self.protocol.hot_path.len() as u8
+        } else {
+            0
+        };
         bio.ip = None;
         bio.flags = (bio.flags & (bf::DUP | bf::REQ_QREF)) | bf::PASS | flags;
     }
@@ -511,7 +531,7 @@ impl Quiesce {
                 0
             };
             bio.flags &= !(bf::CLONE_QUEUED | bf::MARKED);
-            Self::start_pass(&mut bio, keep | marked);
+            self.start_pass(&mut bio, keep | marked);
         } else {
             if self.protocol.explicit_mark_lifetime()
                 && bio.has(bf::TASKMARK)
@@ -548,7 +568,7 @@ impl Quiesce {
         bio.via = bio.ip;
         bio.pc += 1;
         s.bios[b] = bio;
-        if bio.pc as usize >= self.protocol.hot_path.len() {
+        if bio.pc as usize >= self.protocol.hot_end(bio.pc as usize - 1) {
             self.end_pass(s, b);
         }
     }
@@ -575,7 +595,7 @@ impl Quiesce {
         } else {
             let f = self.worker_flags(&bio);
             bio.flags &= !bf::MARKED;
-            Self::start_pass(&mut bio, f);
+            self.start_pass(&mut bio, f);
         }
         s.bios[b] = bio;
     }
@@ -594,15 +614,13 @@ impl Quiesce {
     pub fn nowait_blocked(&self, s: &State) -> Option<usize> {
         (0..s.bios.len()).find(|&b| {
             let bio = &s.bios[b];
-            bio.nowait
-                && bio.has(bf::PASS)
-                && !self.hot_enabled(s, bio, self.protocol.hot_path[bio.pc as usize])
+            bio.nowait && bio.has(bf::PASS) && !self.hot_enabled(s, bio, self.op_at(bio.pc))
         })
     }
 
     fn hot_step(&self, s: &mut State, b: usize, op: HotOp) {
-        let n = self.protocol.hot_path.len();
         let mut bio = s.bios[b];
+        let n = self.protocol.hot_end(bio.pc as usize);
         let mut next = bio.pc as usize + 1;
         let mut end = false;
         match op {
@@ -684,6 +702,15 @@ impl Quiesce {
                 }
             }
             HotOp::Return => end = true,
+            HotOp::FailBusy => {
+                // blk_mq_free_request() drops the allocation's queue reference;
+                // the caller gets -EBUSY: the request ends, never issued.
+                bio.flags &= !bf::PASS_QREF;
+                s.bios[b] = bio;
+                self.end_bio(s, b);
+                bio = s.bios[b];
+                end = true;
+            }
             HotOp::RcuLock => bio.rcu |= rcu::IN,
             // Leaving the section ends every grace period's wait for it.
             HotOp::RcuUnlock => bio.rcu = 0,
@@ -877,7 +904,7 @@ impl Quiesce {
                     1 => {
                         let sb = self.sb(ci);
                         s.bios[sb] = Bio::NEW;
-                        Self::start_pass(&mut s.bios[sb], 0);
+                        self.start_pass(&mut s.bios[sb], 0);
                         return Outcome::Next;
                     }
                     _ => {
@@ -913,7 +940,7 @@ impl Quiesce {
                 if !self.o_suspended(s) {
                     for bio in s.bios.iter_mut().filter(|b| b.loc == Loc::DeferredO) {
                         let keep = bio.flags & bf::MARKED;
-                        Self::start_pass(bio, bf::KWORKER | keep);
+                        self.start_pass(bio, bf::KWORKER | keep);
                     }
                 }
             }
@@ -1003,7 +1030,7 @@ impl Quiesce {
                 // A kworker runs I's ->submit_bio; the clone goes to O from there.
                 let f = self.worker_flags(bio);
                 bio.flags &= !bf::MARKED;
-                Self::start_pass(bio, f);
+                self.start_pass(bio, f);
             }
         }
     }
@@ -1133,7 +1160,7 @@ impl Quiesce {
     pub fn bio_actions(&self, s: &State, b: usize, out: &mut Vec<Action>) {
         let bio = &s.bios[b];
         if bio.has(bf::PASS) {
-            let op = self.protocol.hot_path[bio.pc as usize];
+            let op = self.op_at(bio.pc);
             if self.hot_enabled(s, bio, op) {
                 out.push(Action::Hot {
                     b: b as u8,
@@ -1218,7 +1245,9 @@ impl Model for Quiesce {
         };
         let mut bios = Fixed::filled(Bio::NEW, self.nsub() + self.bounds.controllers as usize);
         for (b, bio) in bios.iter_mut().take(self.nsub()).enumerate() {
-            bio.nowait = self.path(b / self.bounds.bios as usize) == SubmitPath::Nowait;
+            let path = self.path(b / self.bounds.bios as usize);
+            bio.nowait = path == SubmitPath::Nowait;
+            bio.pt = path == SubmitPath::Passthrough;
         }
         vec![State {
             k: self.bounds.bios,
@@ -1276,7 +1305,7 @@ impl Model for Quiesce {
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
         let mut s = last.clone();
         match action {
-            Action::Submit { b, .. } => Self::start_pass(&mut s.bios[b as usize], 0),
+            Action::Submit { b, .. } => self.start_pass(&mut s.bios[b as usize], 0),
             Action::Hot { b, op, .. } => self.hot_step(&mut s, b as usize, op),
             Action::Park { b, .. } => self.park(&mut s, b as usize),
             Action::Unpark { b } => self.unpark(&mut s, b as usize),
@@ -1479,9 +1508,17 @@ impl Quiesce {
                 } else {
                     bio
                 };
+                let pt = self.is_pt(b as usize);
                 let what = match op {
                     HotOp::QueueEnter => format!("bio_queue_enter(O) [{bio}]"),
+                    HotOp::BlkQueueEnter if pt => {
+                        format!("blk_mq_alloc_request(O): blk_queue_enter [{bio}]")
+                    }
                     HotOp::BlkQueueEnter => format!("blk_queue_enter(O, 0) [{bio}]"),
+                    HotOp::DriverSubmit if pt => format!("blk_execute_rq({bio})"),
+                    HotOp::FailBusy => {
+                        format!("-EBUSY for {bio} (a request already allocated is freed unissued)")
+                    }
                     HotOp::QueueExit => format!("blk_queue_exit(O) [{bio}]"),
                     HotOp::TestMarker { .. } => match self.protocol.marker {
                         MarkerKind::Task => format!("test current->interposer_ctx [{bio}]"),

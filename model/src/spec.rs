@@ -197,6 +197,11 @@ pub enum SubmitPath {
     /// `submit_bio()` of a `REQ_NOWAIT` bio (io_uring, `RWF_NOWAIT`): it must
     /// fail with `EAGAIN` rather than wait for a frozen queue.
     Nowait,
+    /// A passthrough request (`SG_IO`, NVMe passthrough): allocated with
+    /// `blk_mq_alloc_request()` and run with `blk_execute_rq()`, it never enters
+    /// `submit_bio_noacct()`, so the bio hook never sees it. Its steps are the
+    /// protocol's `passthrough` list.
+    Passthrough,
 }
 
 impl SubmitPath {
@@ -204,6 +209,7 @@ impl SubmitPath {
         match self {
             SubmitPath::SubmitBio => "submit_bio",
             SubmitPath::Nowait => "nowait",
+            SubmitPath::Passthrough => "passthrough",
         }
     }
 }
@@ -288,6 +294,10 @@ pub enum HotOp {
     RcuLock,
     /// `rcu_read_unlock()`: leave it; a grace period waits for no more.
     RcuUnlock,
+    /// Passthrough only: the caller gets `-EBUSY` and the pass ends; a request
+    /// already allocated is freed unissued (`blk_mq_free_request()` drops the
+    /// queue reference the allocation took).
+    FailBusy,
 }
 
 impl HotOp {
@@ -306,6 +316,7 @@ impl HotOp {
             HotOp::Restart => "restart",
             HotOp::RcuLock => "rcu_read_lock",
             HotOp::RcuUnlock => "rcu_read_unlock",
+            HotOp::FailBusy => "fail_busy",
         }
     }
 }
@@ -518,6 +529,28 @@ pub struct ErrStep {
 }
 
 impl Protocol {
+    /// Step `pc` of a pass: the hot path's steps, then the passthrough list's.
+    pub fn hot_op(&self, pc: usize) -> Option<HotOp> {
+        let n = self.hot_path.len();
+        if pc < n {
+            Some(self.hot_path[pc])
+        } else {
+            self.passthrough.get(pc - n).copied()
+        }
+    }
+    /// The hot path's steps followed by the passthrough list's.
+    pub fn hot_ops(&self) -> impl Iterator<Item = HotOp> + '_ {
+        self.hot_path.iter().chain(&self.passthrough).copied()
+    }
+    /// Where a pass that is at step `pc` ends: the end of its list.
+    pub fn hot_end(&self, pc: usize) -> usize {
+        let n = self.hot_path.len();
+        if pc < n {
+            n
+        } else {
+            n + self.passthrough.len()
+        }
+    }
     /// Whether a step of attach or detach restarts its call when it fails.
     pub fn restarts(&self) -> bool {
         self.attach.iter().chain(&self.detach).any(|st| st.restart)
@@ -528,7 +561,7 @@ impl Protocol {
     /// liveness is `no_deadlock`'s.
     pub fn may_loop(&self) -> bool {
         self.restarts()
-            || self.hot_path.iter().enumerate().any(|(i, op)| match *op {
+            || self.hot_ops().enumerate().any(|(i, op)| match op {
                 HotOp::Restart => true,
                 HotOp::TestMarker { marked: t } | HotOp::ReadInterposer { null: t } => {
                     t as usize <= i
@@ -624,6 +657,10 @@ impl Expect {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Protocol {
     pub hot_path: Vec<HotOp>,
+    /// The steps of a passthrough request (submitters whose path is
+    /// `passthrough`), numbered after the hot path's: step `i` of this list is
+    /// step `hot_path.len() + i` of [`Protocol::hot_op`], jump targets included.
+    pub passthrough: Vec<HotOp>,
     pub attach: Vec<CtlStep>,
     pub detach: Vec<CtlStep>,
     /// The interposer's removal callback: what `del_gendisk(O)` runs, under O's
@@ -747,6 +784,8 @@ struct RawProtocol {
     detach: Spanned<Vec<Spanned<RawCtl>>>,
     #[serde(default)]
     on_remove: Option<Spanned<Vec<Spanned<RawCtl>>>>,
+    #[serde(default)]
+    passthrough: Option<Spanned<Vec<Spanned<RawHot>>>>,
 }
 
 #[derive(Deserialize)]
@@ -1170,14 +1209,61 @@ fn check_on_remove(
 }
 
 /// Compile the hot path; `None` when a step is bad (each bad step is reported).
-fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<HotOp>> {
+/// Which step list `compile_hot` reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HotList {
+    /// `hot_path`: a bio's pass through `submit_bio_noacct()`.
+    Bio,
+    /// `passthrough`: a passthrough request, from allocation to issue.
+    Passthrough,
+}
+
+impl HotList {
+    fn key(self) -> &'static str {
+        match self {
+            HotList::Bio => "hot_path",
+            HotList::Passthrough => "passthrough",
+        }
+    }
+    fn steps(self) -> &'static [&'static str] {
+        match self {
+            HotList::Bio => &HOT_STEPS,
+            HotList::Passthrough => &PASSTHROUGH_STEPS,
+        }
+    }
+    /// The step that takes O's queue reference on this list.
+    fn enter(self) -> &'static str {
+        match self {
+            HotList::Bio => "bio_queue_enter",
+            HotList::Passthrough => "blk_queue_enter",
+        }
+    }
+}
+
+/// `op` with its jump target moved by `by` (a passthrough step's place after the hot path).
+fn shifted(op: HotOp, by: u8) -> HotOp {
+    match op {
+        HotOp::TestMarker { marked } => HotOp::TestMarker {
+            marked: marked + by,
+        },
+        HotOp::ReadInterposer { null } => HotOp::ReadInterposer { null: null + by },
+        other => other,
+    }
+}
+
+fn compile_hot(
+    ctx: &Ctx,
+    list: &Spanned<Vec<Spanned<RawHot>>>,
+    which: HotList,
+) -> Option<Vec<HotOp>> {
+    let key = which.key();
     let steps = list.get_ref();
     if steps.is_empty() {
-        ctx.error(list.span(), "`hot_path` has no steps");
+        ctx.error(list.span(), format!("`{key}` has no steps"));
         return None;
     }
     if steps.len() > 60 {
-        ctx.error(list.span(), "`hot_path` has more than 60 steps");
+        ctx.error(list.span(), format!("`{key}` has more than 60 steps"));
         return None;
     }
     let before = ctx.errors.borrow().len();
@@ -1234,7 +1320,17 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
                 (step.as_str(), marked, null)
             }
         };
+        let allowed = which.steps();
+        if !allowed.contains(&name) && (HOT_STEPS.contains(&name) || name == "fail_busy") {
+            let why = match which {
+                HotList::Bio => format!("`{name}` is a passthrough step: a bio's pass through submit_bio_noacct() cannot fail it; hot-path steps: {}", HOT_STEPS.join(", ")),
+                HotList::Passthrough => format!("`{name}` is not a passthrough step: a passthrough request never enters submit_bio_noacct(), so it has no bio to mark or hand to I; passthrough steps: {}", PASSTHROUGH_STEPS.join(", ")),
+            };
+            ctx.error(span, why);
+            continue;
+        }
         let op = match name {
+            "fail_busy" => Ok(HotOp::FailBusy),
             "bio_queue_enter" => Ok(HotOp::QueueEnter),
             "blk_queue_enter" => Ok(HotOp::BlkQueueEnter),
             "blk_queue_exit" => Ok(HotOp::QueueExit),
@@ -1255,9 +1351,13 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
             other => Err(ctx.err(
                 span.clone(),
                 format!(
-                    "unknown hot-path step `{other}`{}; known steps: {}",
-                    did_you_mean(other, HOT_STEPS),
-                    HOT_STEPS.join(", ")
+                    "unknown {} step `{other}`{}; known steps: {}",
+                    match which {
+                        HotList::Bio => "hot-path",
+                        HotList::Passthrough => "passthrough",
+                    },
+                    did_you_mean(other, allowed.iter().copied()),
+                    allowed.join(", ")
                 ),
             )),
         };
@@ -1272,7 +1372,7 @@ fn compile_hot(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawHot>>>) -> Option<Vec<Ho
         return None;
     }
     let spans: Vec<_> = steps.iter().map(|s| s.span()).collect();
-    ctx.keep(check_hot_flow(ctx, &ops, &spans))?;
+    ctx.keep(check_hot_flow(ctx, &ops, &spans, which))?;
     Some(ops)
 }
 
@@ -1293,12 +1393,29 @@ pub const HOT_STEPS: [&str; 13] = [
     "rcu_read_unlock",
 ];
 
+/// The step names a `passthrough` list may use.
+pub const PASSTHROUGH_STEPS: [&str; 8] = [
+    "blk_queue_enter",
+    "read_interposer",
+    "fail_busy",
+    "driver_submit",
+    "blk_queue_exit",
+    "return",
+    "rcu_read_lock",
+    "rcu_read_unlock",
+];
+
 /// What is known at a hot-path step about the pass: (holds a queue reference,
 /// pointer loaded, inside an RCU read-side section). Each is a set of possible
 /// values as bits: 1 = false possible, 2 = true possible.
 type Facts = (u8, u8, u8);
 
-fn check_hot_flow(ctx: &Ctx, ops: &[HotOp], spans: &[Range<usize>]) -> Result<(), SpecError> {
+fn check_hot_flow(
+    ctx: &Ctx,
+    ops: &[HotOp],
+    spans: &[Range<usize>],
+    which: HotList,
+) -> Result<(), SpecError> {
     let n = ops.len();
     let mut facts: Vec<Option<Facts>> = vec![None; n + 1];
     facts[0] = Some((1, 1, 1));
@@ -1317,7 +1434,7 @@ fn check_hot_flow(ctx: &Ctx, ops: &[HotOp], spans: &[Range<usize>]) -> Result<()
         if i >= n {
             // Falling off the end returns from the hook.
             if facts[n].is_some_and(|(_, _, r)| r & 2 != 0) {
-                return refuse(n - 1, "the hot path may end inside an RCU read-side section; put `rcu_read_unlock` before its end on every path");
+                return refuse(n - 1, &format!("`{}` may end inside an RCU read-side section; put `rcu_read_unlock` before its end on every path", which.key()));
             }
             continue;
         }
@@ -1351,12 +1468,17 @@ fn check_hot_flow(ctx: &Ctx, ops: &[HotOp], spans: &[Range<usize>]) -> Result<()
             }
             HotOp::DriverSubmit => {
                 if q != 2 {
-                    return refuse(i, "`driver_submit` may run without O's queue reference; put `bio_queue_enter` before it on every path");
+                    return refuse(i, &format!("`driver_submit` may run without O's queue reference; put `{}` before it on every path", which.enter()));
                 }
                 if r & 2 != 0 {
                     return refuse(i, "`driver_submit` may sleep (a blk-mq O waits for a tag), but this pass may be inside an RCU read-side section");
                 }
                 succ.push((i + 1, (q, p, r)));
+            }
+            HotOp::FailBusy => {
+                if r & 2 != 0 {
+                    return refuse(i, "`fail_busy` ends the pass, which may be inside an RCU read-side section; put `rcu_read_unlock` before it");
+                }
             }
             HotOp::SetMarker | HotOp::ClearMarker => succ.push((i + 1, (q, p, r))),
             HotOp::Return => {
@@ -1398,7 +1520,10 @@ fn check_hot_flow(ctx: &Ctx, ops: &[HotOp], spans: &[Range<usize>]) -> Result<()
     if !ops.contains(&HotOp::DriverSubmit) {
         return Err(ctx.err(
             spans[0].clone(),
-            "`hot_path` never reaches `driver_submit`: no bio could reach O",
+            format!(
+                "`{}` never reaches `driver_submit`: no bio could reach O",
+                which.key()
+            ),
         ));
     }
     Ok(())
@@ -1532,7 +1657,7 @@ impl Spec {
             inject.dedup();
         }
 
-        let hot_path = compile_hot(ctx, &raw.protocol.hot_path);
+        let hot_path = compile_hot(ctx, &raw.protocol.hot_path, HotList::Bio);
         let attach = compile_ctl(ctx, &raw.protocol.attach, "attach");
         check_attach_creates(ctx, &raw.protocol.attach, &attach);
         check_dm_phases(ctx, &raw.protocol.attach, &attach);
@@ -1576,13 +1701,15 @@ impl Spec {
             Some(sub) if sub.paths.get_ref().is_empty() => {
                 ctx.error(
                     sub.paths.span(),
-                    "`paths` is empty: name at least one path (submit_bio, nowait)",
+                    "`paths` is empty: name at least one path (submit_bio, nowait, passthrough)",
                 );
                 vec![SubmitPath::SubmitBio]
             }
             Some(sub) => sub.paths.get_ref().clone(),
             None => vec![SubmitPath::SubmitBio],
         };
+
+        let passthrough = Self::compile_passthrough(ctx, &raw, &kinds, &paths, hot_path.as_ref());
 
         let (expect, unreached) = Self::compile_expect(ctx, text, &raw.expect, &kinds);
 
@@ -1597,6 +1724,7 @@ impl Spec {
             bounds,
             protocol: Protocol {
                 hot_path: hot_path?,
+                passthrough,
                 attach,
                 detach,
                 on_remove,
@@ -1610,6 +1738,42 @@ impl Spec {
                 inject,
             },
         })
+    }
+
+    /// `[protocol] passthrough`: the steps of a passthrough request, numbered
+    /// after the hot path's. Present exactly when a submitter's path is
+    /// `passthrough`; only a request-based O has passthrough requests.
+    fn compile_passthrough(
+        ctx: &Ctx,
+        raw: &RawSpec,
+        kinds: &[Kind],
+        paths: &[SubmitPath],
+        hot_path: Option<&Vec<HotOp>>,
+    ) -> Vec<HotOp> {
+        let used = paths.contains(&SubmitPath::Passthrough);
+        let Some(list) = &raw.protocol.passthrough else {
+            if used {
+                let span = raw.submitters.as_ref().map_or(0..0, |s| s.paths.span());
+                ctx.error(span, "a submitter's path is `passthrough`, but [protocol] has no `passthrough` list: give the steps of its requests (blk_queue_enter, ..., driver_submit)");
+            }
+            return Vec::new();
+        };
+        if !used {
+            ctx.error(list.span(), "[protocol] `passthrough` is given, but no submitter's path is `passthrough`: add it to [submitters] paths, or drop the list");
+        }
+        if let Some(k) = kinds.iter().find(|&&k| k != Kind::Request) {
+            ctx.error(
+                raw.original.kinds.span(),
+                format!(
+                    "a `passthrough` list needs a request-based original: a {} O has no passthrough requests (blk_mq_alloc_request); set kinds = [\"request\"]",
+                    k.name()
+                ),
+            );
+        }
+        let by = hot_path.map_or(0, |h| h.len() as u8);
+        compile_hot(ctx, list, HotList::Passthrough)
+            .map(|ops| ops.into_iter().map(|op| shifted(op, by)).collect())
+            .unwrap_or_default()
     }
 
     /// `[expect]`: a verdict per kind, and the sanity properties that stay unreached.

@@ -25,8 +25,7 @@ impl Quiesce {
         let pass = if bio.has(bf::PASS) {
             let op = self
                 .protocol
-                .hot_path
-                .get(bio.pc as usize)
+                .hot_op(bio.pc as usize)
                 .map_or("end", |o| o.name());
             format!(
                 " at hot-path step {} ({op}){}",

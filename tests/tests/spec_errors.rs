@@ -647,3 +647,112 @@ fn rmmod_with_a_dm_interposer_is_refused_at_the_key() {
         "{msg}"
     );
 }
+
+const PASSTHROUGH: &str = include_str!("../../model/specs/27-passthrough-refused.toml");
+
+/// A passthrough submitter needs the list its requests run, and a list needs
+/// a submitter: either alone is refused where it is written, not ignored.
+#[test]
+fn passthrough_path_and_list_come_together() {
+    let start = PASSTHROUGH.find("passthrough = [").unwrap();
+    let end = start + PASSTHROUGH[start..].find("]\n").unwrap() + 2;
+    let no_list = format!("{}{}", &PASSTHROUGH[..start], &PASSTHROUGH[end..]);
+    let (line, _, msg) = err(&no_list);
+    assert_eq!(line, line_of(&no_list, "paths = "));
+    assert!(
+        msg.contains("no `passthrough` list") && msg.contains("blk_queue_enter"),
+        "{msg}"
+    );
+    let no_path = PASSTHROUGH.replacen(
+        "paths = [\"submit_bio\", \"passthrough\"]",
+        "paths = [\"submit_bio\"]",
+        1,
+    );
+    assert_ne!(no_path, PASSTHROUGH);
+    let (line, _, msg) = err(&no_path);
+    assert_eq!(line, line_of(&no_path, "passthrough = ["));
+    assert!(
+        msg.contains("no submitter's path is `passthrough`"),
+        "{msg}"
+    );
+}
+
+/// Only a request-based (blk-mq) O has passthrough requests.
+#[test]
+fn passthrough_on_a_bio_based_original_is_refused_at_kinds() {
+    let bad = PASSTHROUGH.replacen("kinds = [\"request\"]", "kinds = [\"request\", \"bio\"]", 1);
+    assert_ne!(bad, PASSTHROUGH);
+    let all = all_errors(&bad);
+    assert!(
+        all.iter()
+            .any(|e| e.contains("needs a request-based original")
+                && e.contains("a bio O has no passthrough requests")),
+        "{all:?}"
+    );
+}
+
+/// A passthrough list takes only what a request can do: it cannot be marked or
+/// handed to I, it enters with blk_queue_enter (blk_mq_alloc_request); and
+/// `fail_busy` belongs to requests, not to a bio's pass.
+#[test]
+fn steps_of_the_wrong_list_are_refused_by_name() {
+    let bad = PASSTHROUGH.replacen("  \"fail_busy\",\n", "  \"redirect\",\n", 1);
+    assert_ne!(bad, PASSTHROUGH);
+    let (line, _, msg) = err(&bad);
+    let lines: Vec<_> = bad.lines().collect();
+    let last = lines
+        .iter()
+        .rposition(|l| l.contains("\"redirect\""))
+        .unwrap()
+        + 1;
+    assert_eq!(line, last);
+    assert!(
+        msg.contains("`redirect` is not a passthrough step") && msg.contains("fail_busy"),
+        "{msg}"
+    );
+    let bad = PASSTHROUGH.replacen(
+        "passthrough = [\n  \"blk_queue_enter\"",
+        "passthrough = [\n  \"bio_queue_enter\"",
+        1,
+    );
+    assert_ne!(bad, PASSTHROUGH);
+    let (_, _, msg) = err(&bad);
+    assert!(
+        msg.contains("`bio_queue_enter` is not a passthrough step"),
+        "{msg}"
+    );
+    let bad = PASSTHROUGH.replacen(
+        "  \"blk_queue_exit\",\n  \"return\",",
+        "  \"fail_busy\",\n  \"return\",",
+        1,
+    );
+    assert_ne!(bad, PASSTHROUGH);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"fail_busy\""));
+    assert!(msg.contains("`fail_busy` is a passthrough step"), "{msg}");
+    let bad = PASSTHROUGH.replacen("  \"fail_busy\",\n", "  \"fail_bsy\",\n", 1);
+    let (_, _, msg) = err(&bad);
+    assert!(
+        msg.contains("unknown passthrough step `fail_bsy`")
+            && msg.contains("did you mean `fail_busy`"),
+        "{msg}"
+    );
+}
+
+/// A passthrough request issued without the allocation's queue reference is
+/// refused by the same flow check as a bio, naming the request's enter.
+#[test]
+fn passthrough_driver_submit_without_the_allocation_is_refused() {
+    let bad = PASSTHROUGH.replacen(
+        "passthrough = [\n  \"blk_queue_enter\",\n",
+        "passthrough = [\n",
+        1,
+    );
+    assert_ne!(bad, PASSTHROUGH);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "{ label = \"issue\""));
+    assert!(
+        msg.contains("`driver_submit` may run without O's queue reference; put `blk_queue_enter`"),
+        "{msg}"
+    );
+}

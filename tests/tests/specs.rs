@@ -344,6 +344,22 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         16116,
         &["no_use_after_free", "exactly_once"],
     ),
+    // Passthrough requests skip the bio hook: refused with -EBUSY under the
+    // allocation's queue reference, they never reach O behind I; unchecked, or
+    // checked before the allocation, they do.
+    ("27-passthrough-refused.toml", "request", 2778, &[]),
+    (
+        "27b-passthrough-skips-interposer.toml",
+        "request",
+        2511,
+        &["no_bypass"],
+    ),
+    (
+        "27c-passthrough-check-before-enter.toml",
+        "request",
+        3721,
+        &["no_bypass"],
+    ),
 ];
 
 #[test]

@@ -375,6 +375,7 @@ impl<'a> Stepper<'a> {
                     }
                     rs.s.bios[b] = crate::model::Bio {
                         nowait: bio.nowait,
+                        pt: bio.pt,
                         ..crate::model::Bio::NEW
                     };
                     return Ok(b);
