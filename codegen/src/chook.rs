@@ -170,6 +170,13 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
                     "the block layer takes and drops the queue reference around the hook",
                 ))
             }
+            HotOp::TestBioList { .. } => {
+                return Err(refuse(
+                    i,
+                    op,
+                    "the patch's hook tells I's clones by BIO_INTERPOSED, not by current->bio_list",
+                ))
+            }
             HotOp::FailBusy => {
                 return Err(refuse(
                     i,

@@ -653,6 +653,7 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
         &spec.kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
     );
     ctx.insert("filesystem", &spec.protocol.filesystem);
+    ctx.insert("split", &spec.protocol.split);
     // Submitter paths other than plain submit_bio are an assumption of the verdict too.
     let paths = &spec.protocol.paths;
     ctx.insert(

@@ -102,6 +102,7 @@ fn hot(i: usize, op: HotOp) -> Hot {
         HotOp::QueueExit => ("queue_exit", 0),
         HotOp::TestMarker { marked } => ("test_marker", marked),
         HotOp::ReadInterposer { null } => ("read_interposer", null),
+        HotOp::TestBioList { set } => ("test_bio_list", set),
         HotOp::SetMarker => ("set_marker", 0),
         HotOp::ClearMarker => ("clear_marker", 0),
         HotOp::Redirect => ("redirect", 0),
@@ -413,6 +414,10 @@ pub fn render_as(
         &(p.worker_marks && p.marker == MarkerKind::Task),
     );
     ctx.insert("filesystem", &p.filesystem);
+    // A byte per bio for a split's front and the bio_list bit, only when used.
+    ctx.insert("split", &p.split);
+    ctx.insert("bio_list", &p.tests_bio_list());
+    ctx.insert("xf", &(p.split || p.tests_bio_list()));
     let hot_path: Vec<Hot> = p.hot_ops().enumerate().map(|(i, o)| hot(i, o)).collect();
     ctx.insert("hot", &hot_path);
     // The hot path's length: a passthrough request's pass starts there.

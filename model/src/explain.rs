@@ -40,13 +40,15 @@ impl Quiesce {
     pub fn thread(&self, a: &Action) -> String {
         match *a {
             Action::Submit { s, .. } => format!("submitter {}", s + 1),
-            Action::Hot { who, .. } | Action::Park { who, .. } => match who {
-                Who::Submitter(s) => format!("submitter {}", s + 1),
-                Who::Controller(c) => format!("controller {}", c + 1),
-                Who::Kworker => "kworker".into(),
-            },
+            Action::Hot { who, .. } | Action::Park { who, .. } | Action::Split { who, .. } => {
+                match who {
+                    Who::Submitter(s) => format!("submitter {}", s + 1),
+                    Who::Controller(c) => format!("controller {}", c + 1),
+                    Who::Kworker => "kworker".into(),
+                }
+            }
             Action::Unpark { .. } => "kworker".into(),
-            Action::Complete { .. } => "O".into(),
+            Action::Complete { .. } | Action::CompleteFront { .. } => "O".into(),
             Action::Ctl { c, .. }
             | Action::Fail { c, .. }
             | Action::Return { c, .. }
@@ -64,6 +66,8 @@ impl Quiesce {
             | Action::Hot { b, .. }
             | Action::Park { b, .. }
             | Action::Unpark { b }
+            | Action::Split { b, .. }
+            | Action::CompleteFront { b }
             | Action::Complete { b } => Some(self.bio_name(b as usize)),
             _ => None,
         }
@@ -179,6 +183,7 @@ impl Quiesce {
             Action::Hot { b, .. }
             | Action::Park { b, .. }
             | Action::Unpark { b }
+            | Action::CompleteFront { b }
             | Action::Complete { b } => {
                 let bio = before.bios[b as usize];
                 bio.ip
@@ -206,10 +211,18 @@ impl Quiesce {
 
     fn why_bypass(&self, s: &State) -> String {
         let owner = self.promise_holder(s);
-        let bio = (0..s.bios.len()).find(|&b| s.bios[b].loc == Loc::InO && s.bios[b].via.is_none());
+        let bio = self.bypassed(s);
+        let front = |b: usize| {
+            if s.bios[b].loc == Loc::InO && s.bios[b].via.is_none() {
+                String::new()
+            } else {
+                "the split front of ".into()
+            }
+        };
         match (owner, bio) {
             (Some(c), Some(b)) => format!(
-                "{}{} is inside O without having passed I{}, and controller {}'s attach() has returned (its detach has not cleared the pointer): it completes on O unseen by the interposer",
+                "{}{}{} is inside O without having passed I{}, and controller {}'s attach() has returned (its detach has not cleared the pointer): it completes on O unseen by the interposer",
+                front(b),
                 self.bio_name(b),
                 if self.is_pt(b) {
                     ", a passthrough request,"

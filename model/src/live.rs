@@ -136,7 +136,12 @@ fn group(a: &Action) -> u8 {
         },
         // I's worker for this bio, as a kworker resubmitting it.
         Action::Unpark { b } => G_KWORKER + b,
-        Action::Complete { b } => G_COMPLETE + b,
+        Action::Complete { b } | Action::CompleteFront { b } => G_COMPLETE + b,
+        Action::Split { b, who } => match who {
+            Who::Submitter(s) => s,
+            Who::Controller(c) => G_CTL + c,
+            Who::Kworker => G_KWORKER + b,
+        },
         Action::Ctl { c, .. }
         | Action::Fail { c, .. }
         | Action::Return { c, .. }

@@ -45,6 +45,9 @@ pub enum Loc {
     /// Held by I (copy-on-write: it reads the old data first) until a worker
     /// resubmits its clone to O.
     ParkedI,
+    /// Completed by O, but chained to its split front, still inside O
+    /// (`bio_chain`): its end_io runs when the front completes.
+    Chained,
 }
 
 /// Bio flags.
@@ -87,6 +90,26 @@ pub struct Bio {
     pub nowait: bool,
     /// A passthrough request (fixed): its passes run the `passthrough` list.
     pub pt: bool,
+    /// [`fx`] bits.
+    pub fr: u8,
+}
+
+/// [`Bio::fr`]'s bits: a split by O, and where the pass came from.
+/// (Six bits: the engine packs them into one byte with two others.)
+pub mod fx {
+    /// O split the travelling bio: its front is inside O.
+    pub const FRONT_IN_O: u8 = 1;
+    /// The front's blk-mq request holds a queue reference until it completes.
+    pub const FRONT_QREF: u8 = 2;
+    /// The front is part of I's clone (the chain is on the clone).
+    pub const FRONT_I: u8 = 4;
+    /// This lineage has been split (once per lineage, a bound).
+    pub const SPLIT: u8 = 8;
+    /// The remainder is queued on the carrier's `current->bio_list`.
+    pub const REM_QUEUED: u8 = 16;
+    /// This pass was started from `current->bio_list` (tracked only when a
+    /// `test_bio_list` step reads it).
+    pub const INNER: u8 = 32;
 }
 
 /// [`Bio::rcu`]'s bits.
@@ -110,6 +133,7 @@ impl Bio {
         rcu: 0,
         nowait: false,
         pt: false,
+        fr: 0,
     };
     pub fn has(&self, f: u8) -> bool {
         self.flags & f != 0
@@ -117,8 +141,14 @@ impl Bio {
     fn in_flight(&self) -> bool {
         matches!(
             self.loc,
-            Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO | Loc::DeferredI | Loc::ParkedI
-        )
+            Loc::Carried
+                | Loc::InO
+                | Loc::InI
+                | Loc::DeferredO
+                | Loc::DeferredI
+                | Loc::ParkedI
+                | Loc::Chained
+        ) || self.fr & fx::FRONT_IN_O != 0
     }
 }
 
@@ -257,6 +287,16 @@ pub enum Action {
     },
     /// O completes bio `b` (`bio_endio`).
     Complete {
+        b: u8,
+    },
+    /// At its `driver_submit` step, O splits bio `b`: the front goes into O,
+    /// the remainder is queued for a new pass.
+    Split {
+        b: u8,
+        who: Who,
+    },
+    /// O completes the split front of bio `b`.
+    CompleteFront {
         b: u8,
     },
     /// Controller `c` runs sub-step `sub` of `prim`.
@@ -414,6 +454,7 @@ impl Quiesce {
         s.leaked_qrefs as usize
             + s.bios.iter().filter(|b| b.has(bf::PASS_QREF)).count()
             + s.bios.iter().filter(|b| b.has(bf::REQ_QREF)).count()
+            + s.bios.iter().filter(|b| b.fr & fx::FRONT_QREF != 0).count()
     }
     pub fn o_suspended(&self, s: &State) -> bool {
         s.ctls.iter().any(|c| c.held & held::O_SUSPENDED != 0)
@@ -433,8 +474,10 @@ impl Quiesce {
         let parked = self.protocol.park == Some(Park::Counted);
         s.bios.iter().any(|b| {
             b.via == Some(ip)
-                && (matches!(b.loc, Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO)
-                    || (parked && b.loc == Loc::ParkedI))
+                && (matches!(
+                    b.loc,
+                    Loc::Carried | Loc::InO | Loc::InI | Loc::DeferredO | Loc::Chained
+                ) || (parked && b.loc == Loc::ParkedI))
         })
     }
     fn submitter_busy(&self, s: &State, sub: usize) -> bool {
@@ -474,6 +517,24 @@ impl Quiesce {
         let bio = s.bios[b];
         let mut nb = bio;
         nb.flags &= !bf::REQ_QREF;
+        if bio.fr & fx::FRONT_IN_O != 0 {
+            // Chained to its split front: the bio's own end_io waits for it. If
+            // the front is the original's, the travelling bio is I's clone of
+            // the remainder (or the original itself): the clone's end_io (I's
+            // code) runs now, and only the original's waits.
+            if bio.fr & fx::FRONT_I == 0 {
+                if bio.via.is_some_and(|ip| self.freed(s, ip) || s.module_gone) {
+                    s.uaf = true;
+                    nb.loc = Loc::Lost;
+                    s.bios[b] = nb;
+                    return;
+                }
+                nb.via = None;
+            }
+            nb.loc = Loc::Chained;
+            s.bios[b] = nb;
+            return;
+        }
         match bio.via {
             Some(ip) if self.freed(s, ip) || s.module_gone => {
                 // The clone's end_io runs in freed memory (or unloaded module code).
@@ -497,6 +558,7 @@ impl Quiesce {
     }
 
     fn start_pass(&self, bio: &mut Bio, flags: u8) {
+        bio.fr &= !fx::INNER;
         bio.loc = Loc::Carried;
         bio.pc = if bio.pt {
             self.protocol.hot_path.len() as u8
@@ -520,6 +582,16 @@ impl Quiesce {
             s.unbalanced = true;
         }
         bio.rcu = 0;
+        if bio.fr & fx::REM_QUEUED != 0 && bio.loc == Loc::Carried {
+            // The split's remainder is the same bio, resubmitted from inside
+            // O's submission by the same task: its flags (BIO_INTERPOSED) stay.
+            bio.fr &= !fx::REM_QUEUED;
+            let keep = bio.flags & (bf::TASKMARK | bf::KWORKER | bf::MARKED);
+            self.start_pass(&mut bio, keep);
+            self.mark_inner(&mut bio);
+            s.bios[b] = bio;
+            return;
+        }
         if bio.loc == Loc::Carried {
             bio.loc = Loc::Lost;
         }
@@ -532,6 +604,7 @@ impl Quiesce {
             };
             bio.flags &= !(bf::CLONE_QUEUED | bf::MARKED);
             self.start_pass(&mut bio, keep | marked);
+            self.mark_inner(&mut bio);
         } else {
             if self.protocol.explicit_mark_lifetime()
                 && bio.has(bf::TASKMARK)
@@ -542,10 +615,62 @@ impl Quiesce {
                 s.unbalanced = true;
             }
             bio.flags &= !(bf::PASS | bf::TASKMARK | bf::KWORKER);
+            bio.fr &= !fx::INNER;
             bio.ip = None;
             bio.pc = 0;
         }
         s.bios[b] = bio;
+    }
+
+    /// A pass started from `current->bio_list`, where a `test_bio_list` step can see it.
+    fn mark_inner(&self, bio: &mut Bio) {
+        if self.protocol.tests_bio_list() {
+            bio.fr |= fx::INNER;
+        }
+    }
+
+    /// Whether O may split bio `b` at its `driver_submit` step: once per
+    /// lineage, and for a bio-based O only when it processes the bio (a
+    /// suspended O defers it whole).
+    fn may_split(&self, s: &State, bio: &Bio) -> bool {
+        self.protocol.split
+            && bio.loc == Loc::Carried
+            && bio.fr & fx::SPLIT == 0
+            && (self.kind != Kind::Bio || !self.o_suspended(s))
+    }
+
+    /// O splits the travelling bio at `driver_submit`: the front goes on into
+    /// O (blk-mq: as a request, which takes over the pass's queue reference;
+    /// bio_sync: completed at once), and the remainder is queued on the
+    /// carrier's `current->bio_list` for a new pass through the hook.
+    fn split(&self, s: &mut State, b: usize) {
+        let mut bio = s.bios[b];
+        bio.fr |= fx::SPLIT | fx::REM_QUEUED;
+        match self.kind {
+            Kind::Request => {
+                bio.fr |= fx::FRONT_IN_O | fx::FRONT_QREF;
+                bio.flags &= !bf::PASS_QREF;
+            }
+            Kind::Bio => bio.fr |= fx::FRONT_IN_O,
+            Kind::BioSync => {}
+        }
+        if bio.fr & fx::FRONT_IN_O != 0 && bio.via.is_some() {
+            bio.fr |= fx::FRONT_I;
+        }
+        bio.pc += 1;
+        s.bios[b] = bio;
+        if bio.pc as usize >= self.protocol.hot_end(bio.pc as usize - 1) {
+            self.end_pass(s, b);
+        }
+    }
+
+    /// O completes the split front (`bio_chain_endio`): if the rest has
+    /// completed already, the chain's last completion runs the bio's end_io.
+    fn complete_front(&self, s: &mut State, b: usize) {
+        s.bios[b].fr &= !(fx::FRONT_IN_O | fx::FRONT_QREF | fx::FRONT_I);
+        if s.bios[b].loc == Loc::Chained {
+            self.end_bio(s, b);
+        }
     }
 
     /// Whether the `redirect` step of bio `b`'s pass may park it instead: I
@@ -640,6 +765,11 @@ impl Quiesce {
             HotOp::TestMarker { marked } => {
                 if self.marker_set(&bio) {
                     next = marked as usize;
+                }
+            }
+            HotOp::TestBioList { set } => {
+                if bio.fr & fx::INNER != 0 {
+                    next = set as usize;
                 }
             }
             HotOp::ReadInterposer { null } => {
@@ -801,7 +931,10 @@ impl Quiesce {
         match (prim.meaning(), sub) {
             (Prim::MutexLock, _) => !self.mutex_held(s),
             (Prim::FreezeQueue, 1) => self.qrefs(s) == 0,
-            (Prim::DmInternalSuspendFast, 1) => !s.bios.iter().any(|b| b.loc == Loc::InO),
+            (Prim::DmInternalSuspendFast, 1) => !s
+                .bios
+                .iter()
+                .any(|b| b.loc == Loc::InO || b.fr & fx::FRONT_IN_O != 0),
             (Prim::DmSuspend, 1) => !self.i_busy(
                 s,
                 Ip {
@@ -1031,6 +1164,8 @@ impl Quiesce {
                 let f = self.worker_flags(bio);
                 bio.flags &= !bf::MARKED;
                 self.start_pass(bio, f);
+                // Inside that ->submit_bio, current->bio_list is set.
+                self.mark_inner(bio);
             }
         }
     }
@@ -1172,6 +1307,12 @@ impl Quiesce {
                         && !matches!(bio.loc, Loc::InI | Loc::DeferredI | Loc::ParkedI),
                 });
             }
+            if op == HotOp::DriverSubmit && self.may_split(s, bio) {
+                out.push(Action::Split {
+                    b: b as u8,
+                    who: self.carrier(b, bio),
+                });
+            }
             if op == HotOp::Redirect && self.may_park(s, bio) {
                 out.push(Action::Park {
                     b: b as u8,
@@ -1184,6 +1325,9 @@ impl Quiesce {
         }
         if bio.loc == Loc::InO {
             out.push(Action::Complete { b: b as u8 });
+        }
+        if bio.fr & fx::FRONT_IN_O != 0 {
+            out.push(Action::CompleteFront { b: b as u8 });
         }
     }
 
@@ -1310,6 +1454,8 @@ impl Model for Quiesce {
             Action::Park { b, .. } => self.park(&mut s, b as usize),
             Action::Unpark { b } => self.unpark(&mut s, b as usize),
             Action::Complete { b } => self.end_bio(&mut s, b as usize),
+            Action::Split { b, .. } => self.split(&mut s, b as usize),
+            Action::CompleteFront { b } => self.complete_front(&mut s, b as usize),
             Action::Ctl { c, prim, sub, .. } => {
                 let out = self.prim_exec(&mut s, c as usize, prim, sub);
                 self.ctl_advance(&mut s, c as usize, out);
@@ -1349,8 +1495,7 @@ impl Model for Quiesce {
         vec![
             Property::always("no_use_after_free", |_: &Quiesce, s: &State| !s.uaf),
             Property::always("no_bypass", |m: &Quiesce, s: &State| {
-                m.promise_holder(s).is_none()
-                    || !s.bios.iter().any(|b| b.loc == Loc::InO && b.via.is_none())
+                m.promise_holder(s).is_none() || m.bypassed(s).is_none()
             }),
             Property::always("exactly_once", |m: &Quiesce, s: &State| {
                 let bad = s.bios.iter().any(|b| {
@@ -1361,10 +1506,9 @@ impl Model for Quiesce {
                             && b.via.is_some_and(|ip| m.freed(s, ip)))
                 });
                 let stranded = m.all_done(s)
-                    && !s
-                        .bios
-                        .iter()
-                        .any(|b| matches!(b.loc, Loc::InO | Loc::ParkedI))
+                    && !s.bios.iter().any(|b| {
+                        matches!(b.loc, Loc::InO | Loc::ParkedI) || b.fr & fx::FRONT_IN_O != 0
+                    })
                     && s.bios[..m.nsub()].iter().any(|b| b.done != 1);
                 !bad && !stranded
             }),
@@ -1463,6 +1607,14 @@ impl Quiesce {
         })
     }
 
+    /// A bio (or a split front) inside O that did not pass I.
+    pub fn bypassed(&self, s: &State) -> Option<usize> {
+        s.bios.iter().position(|b| {
+            (b.loc == Loc::InO && b.via.is_none())
+                || (b.fr & fx::FRONT_IN_O != 0 && b.fr & fx::FRONT_I == 0)
+        })
+    }
+
     /// Controller `ci`'s attach has returned and it still owns its attachment:
     /// a controller whose I the removal took over owns nothing any more.
     pub fn owns_o(&self, s: &State, ci: usize) -> bool {
@@ -1525,6 +1677,7 @@ impl Quiesce {
                         _ => format!("bio_flagged({bio}, BIO_INTERPOSED)"),
                     },
                     HotOp::ReadInterposer { .. } => format!("READ_ONCE(O->bd_interposer) [{bio}]"),
+                    HotOp::TestBioList { .. } => format!("test current->bio_list [{bio}]"),
                     HotOp::SetMarker => match self.protocol.marker {
                         MarkerKind::Task => format!("set current->interposer_ctx [{bio}]"),
                         _ => format!("bio_set_flag({bio}, BIO_INTERPOSED)"),
@@ -1553,6 +1706,21 @@ impl Quiesce {
                 self.bio_name(b as usize)
             ),
             Action::Complete { b } => format!("O: bio_endio({})", self.bio_name(b as usize)),
+            Action::Split { b, who: w } => {
+                let bio = self.bio_name(b as usize);
+                let what = match self.kind {
+                    Kind::Request => format!("blk_mq_submit_bio({bio}) splits it"),
+                    _ => format!("O->submit_bio({bio}) splits it"),
+                };
+                format!(
+                    "{}: {what}: the front goes on into O, the rest is resubmitted (queued on current->bio_list)",
+                    who(w)
+                )
+            }
+            Action::CompleteFront { b } => format!(
+                "O: bio_endio(front of {}) (bio_chain_endio)",
+                self.bio_name(b as usize)
+            ),
             Action::Rmmod => {
                 "rmmod: delete_module(I->owner) frees the module's code and data".into()
             }
@@ -1657,6 +1825,11 @@ impl Quiesce {
         let inside: Vec<_> = (0..s.bios.len())
             .filter(|&b| s.bios[b].loc == Loc::InO)
             .map(|b| self.bio_name(b))
+            .chain(
+                (0..s.bios.len())
+                    .filter(|&b| s.bios[b].fr & fx::FRONT_IN_O != 0)
+                    .map(|b| format!("front of {}", self.bio_name(b))),
+            )
             .collect();
         if !inside.is_empty() {
             o.push(format!("inside={{{}}}", inside.join(",")));

@@ -277,6 +277,9 @@ pub enum HotOp {
     TestMarker { marked: u8 },
     /// `ip = READ_ONCE(O->bd_interposer)`; if NULL, jump to the target step.
     ReadInterposer { null: u8 },
+    /// If `current->bio_list` is set (the bio was submitted from inside a
+    /// `->submit_bio`: I's clone, a split remainder), jump to the target step.
+    TestBioList { set: u8 },
     /// Mark the bio (`BIO_INTERPOSED`) or the task.
     SetMarker,
     /// Clear the task's marker. A hot path that has this step owns the task
@@ -308,6 +311,7 @@ impl HotOp {
             HotOp::QueueExit => "blk_queue_exit",
             HotOp::TestMarker { .. } => "test_marker",
             HotOp::ReadInterposer { .. } => "read_interposer",
+            HotOp::TestBioList { .. } => "test_bio_list",
             HotOp::SetMarker => "set_marker",
             HotOp::ClearMarker => "clear_marker",
             HotOp::Redirect => "redirect",
@@ -563,9 +567,9 @@ impl Protocol {
         self.restarts()
             || self.hot_ops().enumerate().any(|(i, op)| match op {
                 HotOp::Restart => true,
-                HotOp::TestMarker { marked: t } | HotOp::ReadInterposer { null: t } => {
-                    t as usize <= i
-                }
+                HotOp::TestMarker { marked: t }
+                | HotOp::ReadInterposer { null: t }
+                | HotOp::TestBioList { set: t } => t as usize <= i,
                 _ => false,
             })
     }
@@ -574,6 +578,12 @@ impl Protocol {
     /// live table, which defers the bios it is handed until `dm_resume`.
     pub fn dm_phases(&self) -> bool {
         self.attach.iter().any(|st| st.prim == Prim::DmTableLoad)
+    }
+    /// Whether a pass must remember that it started from `current->bio_list`
+    /// (a `test_bio_list` step reads it).
+    pub fn tests_bio_list(&self) -> bool {
+        self.hot_ops()
+            .any(|op| matches!(op, HotOp::TestBioList { .. }))
     }
     /// Whether the hot path clears the task marker itself (`clear_marker`): the
     /// marker then lives until that step, not until the call returns.
@@ -670,6 +680,11 @@ pub struct Protocol {
     pub marker: MarkerKind,
     pub clone_inherits: bool,
     pub filesystem: bool,
+    /// O may split a bio at `driver_submit` (`bio_split_to_limits()`, dm's
+    /// split): the front goes on into O, chained to the rest, which is
+    /// resubmitted with `submit_bio_noacct()` from the same task and passes the
+    /// hook again (it is the same bio: its flags stay).
+    pub split: bool,
     /// What I is: a device-mapper device or a filter.
     pub interposer: IKind,
     /// Whether (and how) I parks bios for a worker to resubmit.
@@ -727,6 +742,8 @@ struct RawOriginal {
     kinds: Spanned<Vec<Kind>>,
     #[serde(default)]
     filesystem: bool,
+    #[serde(default)]
+    split: bool,
 }
 
 #[derive(Deserialize)]
@@ -800,6 +817,8 @@ enum RawHot {
         marked: Option<String>,
         #[serde(default)]
         null: Option<String>,
+        #[serde(default)]
+        set: Option<String>,
         #[serde(flatten)]
         extra: std::collections::BTreeMap<String, toml::Value>,
     },
@@ -1247,6 +1266,7 @@ fn shifted(op: HotOp, by: u8) -> HotOp {
             marked: marked + by,
         },
         HotOp::ReadInterposer { null } => HotOp::ReadInterposer { null: null + by },
+        HotOp::TestBioList { set } => HotOp::TestBioList { set: set + by },
         other => other,
     }
 }
@@ -1281,10 +1301,10 @@ fn compile_hot(
                 span,
                 format!(
                     "`{what}` needs a jump target, e.g. {{ step = \"{what}\", {} = \"submit\" }}",
-                    if what == "test_marker" {
-                        "marked"
-                    } else {
-                        "null"
+                    match what {
+                        "test_marker" => "marked",
+                        "test_bio_list" => "set",
+                        _ => "null",
                     }
                 ),
             )),
@@ -1302,12 +1322,13 @@ fn compile_hot(
     let mut ops = Vec::new();
     for s in steps {
         let span = s.span();
-        let (name, marked, null) = match s.get_ref() {
-            RawHot::Name(n) => (n.as_str(), &None, &None),
+        let (name, marked, null, set) = match s.get_ref() {
+            RawHot::Name(n) => (n.as_str(), &None, &None, &None),
             RawHot::Table {
                 step,
                 marked,
                 null,
+                set,
                 extra,
                 ..
             } => {
@@ -1315,9 +1336,9 @@ fn compile_hot(
                     ctx,
                     span.clone(),
                     extra,
-                    &["step", "label", "marked", "null"],
+                    &["step", "label", "marked", "null", "set"],
                 );
-                (step.as_str(), marked, null)
+                (step.as_str(), marked, null, set)
             }
         };
         let allowed = which.steps();
@@ -1339,6 +1360,9 @@ fn compile_hot(
             }
             "read_interposer" => {
                 target(span.clone(), null, name).map(|null| HotOp::ReadInterposer { null })
+            }
+            "test_bio_list" => {
+                target(span.clone(), set, name).map(|set| HotOp::TestBioList { set })
             }
             "set_marker" => Ok(HotOp::SetMarker),
             "clear_marker" => Ok(HotOp::ClearMarker),
@@ -1363,6 +1387,7 @@ fn compile_hot(
         };
         if (marked.is_some() && name != "test_marker")
             || (null.is_some() && name != "read_interposer")
+            || (set.is_some() && name != "test_bio_list")
         {
             ctx.error(span, format!("`{name}` takes no jump target"));
         }
@@ -1377,12 +1402,13 @@ fn compile_hot(
 }
 
 /// The hot-path step names a spec may use.
-pub const HOT_STEPS: [&str; 13] = [
+pub const HOT_STEPS: [&str; 14] = [
     "bio_queue_enter",
     "blk_queue_enter",
     "blk_queue_exit",
     "test_marker",
     "read_interposer",
+    "test_bio_list",
     "set_marker",
     "clear_marker",
     "redirect",
@@ -1452,9 +1478,9 @@ fn check_hot_flow(
                 succ.push((i + 1, (2, p, r)));
             }
             HotOp::QueueExit => succ.push((i + 1, (1, p, r))),
-            HotOp::TestMarker { marked } => {
+            HotOp::TestMarker { marked: t } | HotOp::TestBioList { set: t } => {
                 succ.push((i + 1, (q, p, r)));
-                succ.push((marked as usize, (q, p, r)));
+                succ.push((t as usize, (q, p, r)));
             }
             HotOp::ReadInterposer { null } => {
                 succ.push((i + 1, (q, 2, r)));
@@ -1731,6 +1757,7 @@ impl Spec {
                 marker: raw.marker.kind,
                 clone_inherits: raw.marker.clone_inherits,
                 filesystem: raw.original.filesystem,
+                split: raw.original.split,
                 interposer,
                 park: raw.interposer.as_ref().and_then(|i| i.park),
                 paths,

@@ -1,6 +1,7 @@
 //! How a state looks to a person: a multi-line description and an SVG with one
 //! lane per thread and device, for the Stateright Explorer and for reports.
 
+use crate::model::fx;
 use crate::model::{
     bf, rmheld, Action, Bio, ILife, Loc, Phase, Quiesce, State, Who, FREEZER_STEPS,
 };
@@ -56,8 +57,18 @@ impl Quiesce {
             Loc::Done => "completed".into(),
             Loc::Lost => "lost (never completes)".into(),
             Loc::ParkedI => "parked in I (copy-on-write)".into(),
+            Loc::Chained => "completed, its end_io waiting for its split front (bio_chain)".into(),
         };
-        format!("{what}: {loc}{pass}")
+        let front = if bio.fr & fx::FRONT_IN_O != 0 {
+            if bio.fr & fx::FRONT_I != 0 {
+                "; its split front is inside O (sent by I)"
+            } else {
+                "; its split front is inside O (skipped I)"
+            }
+        } else {
+            ""
+        };
+        format!("{what}: {loc}{front}{pass}")
     }
 
     /// The remover's line: its next step, what it holds, the I it took over.
@@ -232,6 +243,14 @@ impl Quiesce {
                 };
                 (lane, to)
             }
+            Action::Split { who, .. } => (
+                match who {
+                    Who::Submitter(s) => s as usize,
+                    Who::Controller(c) => ns + c as usize,
+                    Who::Kworker => kworker,
+                },
+                Some(o_lane),
+            ),
             Action::Park { b, who } => (
                 match who {
                     Who::Submitter(s) => s as usize,
@@ -243,7 +262,7 @@ impl Quiesce {
                     .map(|ip| o_lane + 1 + ip.c as usize),
             ),
             Action::Unpark { .. } => (kworker, Some(o_lane)),
-            Action::Complete { .. } => (o_lane, None),
+            Action::Complete { .. } | Action::CompleteFront { .. } => (o_lane, None),
             // The last lane, after the interposers'.
             Action::Rmmod => (o_lane + 1 + nc, None),
             Action::Ctl { c, .. }

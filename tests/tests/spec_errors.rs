@@ -756,3 +756,36 @@ fn passthrough_driver_submit_without_the_allocation_is_refused() {
         "{msg}"
     );
 }
+
+const SPLIT_BIO_LIST: &str = include_str!("../../model/specs/28b-split-bio-list-test.toml");
+
+/// `test_bio_list` jumps where `set` says; without it, or with `set` on
+/// another step, the spec is refused at the step.
+#[test]
+fn test_bio_list_needs_its_target_and_owns_it() {
+    let bad = SPLIT_BIO_LIST.replacen(
+        "{ step = \"test_bio_list\", set = \"submit\" }",
+        "\"test_bio_list\"",
+        1,
+    );
+    assert_ne!(bad, SPLIT_BIO_LIST);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"test_bio_list\""));
+    assert!(
+        msg.contains("`test_bio_list` needs a jump target") && msg.contains("set = \"submit\""),
+        "{msg}"
+    );
+    let bad = SPLIT_BIO_LIST.replacen(
+        "{ step = \"read_interposer\", null = \"submit\" }",
+        "{ step = \"read_interposer\", set = \"submit\" }",
+        1,
+    );
+    assert_ne!(bad, SPLIT_BIO_LIST);
+    let all = all_errors(&bad);
+    assert!(
+        all.iter()
+            .any(|e| e.contains("`read_interposer` takes no jump target")
+                || e.contains("`read_interposer` needs a jump target")),
+        "{all:?}"
+    );
+}

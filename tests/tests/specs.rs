@@ -360,6 +360,24 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         3721,
         &["no_bypass"],
     ),
+    // O splits bios and resubmits the rest through the hook: BIO_INTERPOSED
+    // stays on the rest of I's clone; a hook that tells clones by
+    // current->bio_list lets an original's rest bypass I, and on a bio-based
+    // O sends I's clone that dm's worker resubmits to I again.
+    ("28-split.toml", "request", 26538, &[]),
+    ("28-split.toml", "bio", 85037, &[]),
+    (
+        "28b-split-bio-list-test.toml",
+        "request",
+        23227,
+        &["no_bypass"],
+    ),
+    (
+        "28b-split-bio-list-test.toml",
+        "bio",
+        113407,
+        &["no_bypass", "exactly_once", "no_recursion"],
+    ),
 ];
 
 #[test]
