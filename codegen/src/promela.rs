@@ -418,6 +418,12 @@ pub fn render_as(
     ctx.insert("split", &p.split);
     ctx.insert("bio_list", &p.tests_bio_list());
     ctx.insert("xf", &(p.split || p.tests_bio_list()));
+    ctx.insert(
+        "stacked_subs",
+        &(0..bounds.submitters as usize)
+            .filter(|&s| p.paths[s % p.paths.len()] == SubmitPath::Stacked)
+            .collect::<Vec<_>>(),
+    );
     let hot_path: Vec<Hot> = p.hot_ops().enumerate().map(|(i, o)| hot(i, o)).collect();
     ctx.insert("hot", &hot_path);
     // The hot path's length: a passthrough request's pass starts there.

@@ -90,6 +90,10 @@ pub struct Bio {
     pub nowait: bool,
     /// A passthrough request (fixed): its passes run the `passthrough` list.
     pub pt: bool,
+    /// Sent through a device stacked on O (fixed): its first pass starts
+    /// from `current->bio_list`. Kept in the bio so that symmetry never
+    /// merges a stacked submitter with a plain one.
+    pub stacked: bool,
     /// [`fx`] bits.
     pub fr: u8,
 }
@@ -133,6 +137,7 @@ impl Bio {
         rcu: 0,
         nowait: false,
         pt: false,
+        stacked: false,
         fr: 0,
     };
     pub fn has(&self, f: u8) -> bool {
@@ -378,7 +383,16 @@ impl Quiesce {
 
     /// Whether bio `b` is a passthrough request (named `rq`, not `bio`).
     pub fn is_pt(&self, b: usize) -> bool {
-        b < self.nsub() && self.path(b / self.bounds.bios as usize) == SubmitPath::Passthrough
+        self.path_of(b) == SubmitPath::Passthrough
+    }
+
+    /// How bio `b` enters the block layer (a superblock bio: `submit_bio`).
+    pub fn path_of(&self, b: usize) -> SubmitPath {
+        if b < self.nsub() {
+            self.path(b / self.bounds.bios as usize)
+        } else {
+            SubmitPath::SubmitBio
+        }
     }
 
     /// How submitter `sub` enters the block layer.
@@ -1392,6 +1406,7 @@ impl Model for Quiesce {
             let path = self.path(b / self.bounds.bios as usize);
             bio.nowait = path == SubmitPath::Nowait;
             bio.pt = path == SubmitPath::Passthrough;
+            bio.stacked = path == SubmitPath::Stacked;
         }
         vec![State {
             k: self.bounds.bios,
@@ -1449,7 +1464,14 @@ impl Model for Quiesce {
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
         let mut s = last.clone();
         match action {
-            Action::Submit { b, .. } => self.start_pass(&mut s.bios[b as usize], 0),
+            Action::Submit { b, .. } => {
+                let bio = &mut s.bios[b as usize];
+                self.start_pass(bio, 0);
+                if bio.stacked {
+                    // S's clone, submitted from inside S's ->submit_bio.
+                    self.mark_inner(bio);
+                }
+            }
             Action::Hot { b, op, .. } => self.hot_step(&mut s, b as usize, op),
             Action::Park { b, .. } => self.park(&mut s, b as usize),
             Action::Unpark { b } => self.unpark(&mut s, b as usize),
@@ -1643,6 +1665,11 @@ impl Quiesce {
             Who::Kworker => "kworker".to_string(),
         };
         match *action {
+            Action::Submit { s, b } if self.path_of(b as usize) == SubmitPath::Stacked => format!(
+                "submitter {}: submit_bio({}) to S, stacked on O: S->submit_bio sends its clone on to O",
+                s + 1,
+                self.bio_name(b as usize)
+            ),
             Action::Submit { s, b } => format!(
                 "submitter {}: submit_bio({})",
                 s + 1,

@@ -202,6 +202,11 @@ pub enum SubmitPath {
     /// `submit_bio_noacct()`, so the bio hook never sees it. Its steps are the
     /// protocol's `passthrough` list.
     Passthrough,
+    /// A bio sent to a device S stacked on O (dm-linear over O, a partition
+    /// table driver): S's `->submit_bio` sends its clone on to O, from inside
+    /// its own submission, so the clone passes O's hook with `current->bio_list`
+    /// set. It carries none of the bio's flags.
+    Stacked,
 }
 
 impl SubmitPath {
@@ -210,6 +215,7 @@ impl SubmitPath {
             SubmitPath::SubmitBio => "submit_bio",
             SubmitPath::Nowait => "nowait",
             SubmitPath::Passthrough => "passthrough",
+            SubmitPath::Stacked => "stacked",
         }
     }
 }
@@ -1727,7 +1733,7 @@ impl Spec {
             Some(sub) if sub.paths.get_ref().is_empty() => {
                 ctx.error(
                     sub.paths.span(),
-                    "`paths` is empty: name at least one path (submit_bio, nowait, passthrough)",
+                    "`paths` is empty: name at least one path (submit_bio, nowait, passthrough, stacked)",
                 );
                 vec![SubmitPath::SubmitBio]
             }

@@ -378,6 +378,20 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         113407,
         &["no_bypass", "exactly_once", "no_recursion"],
     ),
+    // The same hook with a device stacked on O instead of splits: S's clones
+    // pass O's hook from inside S->submit_bio and skip I.
+    (
+        "28c-stacked-bio-list-test.toml",
+        "request",
+        3880,
+        &["no_bypass"],
+    ),
+    (
+        "28c-stacked-bio-list-test.toml",
+        "bio",
+        27841,
+        &["no_bypass", "exactly_once", "no_recursion"],
+    ),
 ];
 
 #[test]

@@ -25,7 +25,13 @@ fn bio(b: &Bio, out: &mut [u8]) {
     out[5] = b.depth;
     out[6] = b.done;
     out[7] = b.rcu;
-    out[8] = b.nowait as u8 | (b.pt as u8) << 1 | b.fr << 2;
+    // A bio's path in two bits (at most one of the three is set), then fr.
+    let path = if b.stacked {
+        3
+    } else {
+        b.nowait as u8 | (b.pt as u8) << 1
+    };
+    out[8] = path | b.fr << 2;
 }
 
 fn ctl(c: &Ctl, out: &mut [u8]) {

@@ -376,6 +376,7 @@ impl<'a> Stepper<'a> {
                     rs.s.bios[b] = crate::model::Bio {
                         nowait: bio.nowait,
                         pt: bio.pt,
+                        stacked: bio.stacked,
                         ..crate::model::Bio::NEW
                     };
                     return Ok(b);
