@@ -124,24 +124,16 @@ impl Graph {
 fn group(a: &Action) -> u8 {
     match *a {
         Action::Submit { s, .. } => s,
-        Action::Hot { b, who, .. } => match who {
-            Who::Submitter(s) => s,
-            Who::Controller(c) => G_CTL + c,
-            Who::Kworker => G_KWORKER + b,
-        },
-        Action::Park { b, who } => match who {
-            Who::Submitter(s) => s,
-            Who::Controller(c) => G_CTL + c,
-            Who::Kworker => G_KWORKER + b,
-        },
+        Action::Hot { b, who, .. } | Action::Park { b, who } | Action::Split { b, who } => {
+            match who {
+                Who::Submitter(s) => s,
+                Who::Controller(c) => G_CTL + c,
+                Who::Kworker => G_KWORKER + b,
+            }
+        }
         // I's worker for this bio, as a kworker resubmitting it.
         Action::Unpark { b } => G_KWORKER + b,
         Action::Complete { b } | Action::CompleteFront { b } => G_COMPLETE + b,
-        Action::Split { b, who } => match who {
-            Who::Submitter(s) => s,
-            Who::Controller(c) => G_CTL + c,
-            Who::Kworker => G_KWORKER + b,
-        },
         Action::Ctl { c, .. }
         | Action::Fail { c, .. }
         | Action::Return { c, .. }

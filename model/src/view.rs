@@ -226,14 +226,14 @@ impl Quiesce {
         let extra = usize::from(self.bounds.remover) + self.bounds.freezers as usize;
         let kworker = ns + nc + extra;
         let o_lane = kworker + 1;
+        let lane = |who: Who| match who {
+            Who::Submitter(s) => s as usize,
+            Who::Controller(c) => ns + c as usize,
+            Who::Kworker => kworker,
+        };
         match *a {
             Action::Submit { s, .. } => (s as usize, None),
             Action::Hot { b, op, who, .. } => {
-                let lane = match who {
-                    Who::Submitter(s) => s as usize,
-                    Who::Controller(c) => ns + c as usize,
-                    Who::Kworker => kworker,
-                };
                 let to = match op {
                     HotOp::DriverSubmit => Some(o_lane),
                     HotOp::Redirect => before.bios[b as usize]
@@ -241,22 +241,11 @@ impl Quiesce {
                         .map(|ip| o_lane + 1 + ip.c as usize),
                     _ => None,
                 };
-                (lane, to)
+                (lane(who), to)
             }
-            Action::Split { who, .. } => (
-                match who {
-                    Who::Submitter(s) => s as usize,
-                    Who::Controller(c) => ns + c as usize,
-                    Who::Kworker => kworker,
-                },
-                Some(o_lane),
-            ),
+            Action::Split { who, .. } => (lane(who), Some(o_lane)),
             Action::Park { b, who } => (
-                match who {
-                    Who::Submitter(s) => s as usize,
-                    Who::Controller(c) => ns + c as usize,
-                    Who::Kworker => kworker,
-                },
+                lane(who),
                 before.bios[b as usize]
                     .ip
                     .map(|ip| o_lane + 1 + ip.c as usize),
