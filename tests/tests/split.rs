@@ -1,0 +1,74 @@
+//! The split's semantics, step by step in the model of spec 28: the front goes
+//! into O holding its own queue reference, the rest passes the hook again,
+//! and the bio completes once, when the last of its parts does (`bio_chain`).
+
+use quiesce_model::model::{fx, Action, Loc, Quiesce, State};
+use quiesce_model::spec::{Kind, Spec};
+use stateright::Model;
+use std::path::PathBuf;
+
+fn model(kind: Kind) -> Quiesce {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs/28-split.toml");
+    let spec = Spec::load(&path).unwrap();
+    Quiesce::new(spec.protocol.clone(), kind, spec.bounds)
+}
+
+/// Take the enabled action whose description contains `what`.
+fn take(m: &Quiesce, s: &State, what: &str) -> State {
+    let mut acts = Vec::new();
+    m.actions(s, &mut acts);
+    let a: Action = acts
+        .iter()
+        .copied()
+        .find(|a| m.describe(a).contains(what))
+        .unwrap_or_else(|| {
+            let all: Vec<_> = acts.iter().map(|a| m.describe(a)).collect();
+            panic!("no enabled action `{what}` among {all:?}")
+        });
+    m.next_state(s, a).unwrap()
+}
+
+fn enabled(m: &Quiesce, s: &State, what: &str) -> bool {
+    let mut acts = Vec::new();
+    m.actions(s, &mut acts);
+    acts.iter().any(|a| m.describe(a).contains(what))
+}
+
+#[test]
+fn a_split_bio_completes_once_when_its_last_part_does() {
+    // After the split, one queue reference: blk-mq's front request took the
+    // pass's; a bio-based O's pass still holds its own until blk_queue_exit.
+    for (kind, front_qref) in [(Kind::Request, fx::FRONT_QREF), (Kind::Bio, 0)] {
+        let m = model(kind);
+        let mut s = m.init_states().remove(0);
+        s = take(&m, &s, "submitter 1: submit_bio(bio1.1)");
+        s = take(&m, &s, "bio_queue_enter(O) [bio1.1]");
+        s = take(&m, &s, "bio_flagged(bio1.1");
+        s = take(&m, &s, "READ_ONCE(O->bd_interposer) [bio1.1]");
+        s = take(&m, &s, "splits it");
+        let b = s.bios[0];
+        assert_eq!(b.fr & fx::FRONT_IN_O, fx::FRONT_IN_O, "{kind}: front in O");
+        assert_eq!(b.fr & fx::FRONT_I, 0, "{kind}: the front skipped I");
+        assert_eq!(b.fr & fx::FRONT_QREF, front_qref, "{kind}");
+        assert_eq!(m.qrefs(&s), 1, "{kind}");
+        assert!(!enabled(&m, &s, "splits it"), "{kind}: once per bio");
+        // The pass drops its reference (a bio-based O) and returns; the rest
+        // is the same bio on current->bio_list and passes the hook again.
+        s = take(&m, &s, "blk_queue_exit(O) [bio1.1]");
+        assert_eq!(s.bios[0].loc, Loc::Carried, "{kind}: the rest is carried");
+        assert_eq!(s.bios[0].pc, 0, "{kind}: from the hook's first step");
+        s = take(&m, &s, "bio_queue_enter(O) [bio1.1]");
+        s = take(&m, &s, "bio_flagged(bio1.1");
+        s = take(&m, &s, "READ_ONCE(O->bd_interposer) [bio1.1]");
+        s = take(&m, &s, "submit_bio(bio1.1)");
+        s = take(&m, &s, "blk_queue_exit(O) [bio1.1]");
+        // O completes the rest first: chained, not done.
+        s = take(&m, &s, "O: bio_endio(bio1.1)");
+        assert_eq!(s.bios[0].loc, Loc::Chained, "{kind}");
+        assert_eq!(s.bios[0].done, 0, "{kind}: not completed before its front");
+        s = take(&m, &s, "front of bio1.1");
+        assert_eq!(s.bios[0].loc, Loc::Done, "{kind}");
+        assert_eq!(s.bios[0].done, 1, "{kind}: completed exactly once");
+        assert_eq!(m.qrefs(&s), 0, "{kind}: every reference dropped");
+    }
+}
