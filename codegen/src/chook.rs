@@ -177,6 +177,13 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
                     "the patch's hook tells I's clones by BIO_INTERPOSED, not by current->bio_list",
                 ))
             }
+            HotOp::FilterGet => {
+                return Err(refuse(
+                    i,
+                    op,
+                    "the patch's filter is drained by filter_block, not refcounted per bio",
+                ))
+            }
             HotOp::FailBusy => {
                 return Err(refuse(
                     i,

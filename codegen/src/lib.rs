@@ -592,6 +592,11 @@ pub fn render(spec: &Spec, report: &SpecReport) -> Result<Vec<(PathBuf, String)>
             st.prim.call()
         )));
     }
+    if spec.protocol.refcounted() {
+        return Err(GenError::Refused(
+            "hot path step `filter_get`: the module drains its filter with filter_block and frees it with filter_free, not by a reference per bio; a refcounted filter is checked by the model but not rendered".into(),
+        ));
+    }
     if !spec.protocol.passthrough.is_empty() {
         return Err(GenError::Refused(
             "[protocol] passthrough: the kernel patch hooks submit_bio only; passthrough requests (blk_mq_alloc_request, blk_execute_rq) are checked by the model but not rendered".into(),

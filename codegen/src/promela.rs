@@ -112,6 +112,7 @@ fn hot(i: usize, op: HotOp) -> Hot {
         HotOp::RcuLock => ("rcu_lock", 0),
         HotOp::RcuUnlock => ("rcu_unlock", 0),
         HotOp::FailBusy => ("fail_busy", 0),
+        HotOp::FilterGet => ("filter_get", 0),
     };
     Hot {
         idx: i as u8,
@@ -417,7 +418,8 @@ pub fn render_as(
     // A byte per bio for a split's front and the bio_list bit, only when used.
     ctx.insert("split", &p.split);
     ctx.insert("bio_list", &p.tests_bio_list());
-    ctx.insert("xf", &(p.split || p.tests_bio_list()));
+    ctx.insert("refcounted", &p.refcounted());
+    ctx.insert("xf", &(p.split || p.tests_bio_list() || p.refcounted()));
     ctx.insert(
         "stacked_subs",
         &(0..bounds.submitters as usize)

@@ -211,6 +211,7 @@ fn a_parking_filter_or_marking_workers_are_refused_by_name() {
         ("22-filter-parks.toml", "[interposer] park"),
         ("08c-task-marker-worker-marks.toml", "[marker] worker_marks"),
         ("27-passthrough-refused.toml", "[protocol] passthrough"),
+        ("29-filter-refcount.toml", "hot path step `filter_get`"),
     ] {
         let spec = load(&root().join("model/specs").join(file));
         let report = check(&spec).unwrap();

@@ -99,7 +99,6 @@ pub struct Bio {
 }
 
 /// [`Bio::fr`]'s bits: a split by O, and where the pass came from.
-/// (Six bits: the engine packs them into one byte with two others.)
 pub mod fx {
     /// O split the travelling bio: its front is inside O.
     pub const FRONT_IN_O: u8 = 1;
@@ -114,6 +113,9 @@ pub mod fx {
     /// This pass was started from `current->bio_list` (tracked only when a
     /// `test_bio_list` step reads it).
     pub const INNER: u8 = 32;
+    /// The pass (then I's clone) holds a reference on the refcounted filter
+    /// it read (`filter_get`), until the clone's end_io drops it.
+    pub const IREF: u8 = 64;
 }
 
 /// [`Bio::rcu`]'s bits.
@@ -353,6 +355,8 @@ pub struct Quiesce {
     pub protocol: Protocol,
     pub kind: Kind,
     pub bounds: Bounds,
+    /// Bios hold references on the filter (`filter_get`).
+    refcounted: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -368,6 +372,7 @@ enum Outcome {
 impl Quiesce {
     pub fn new(protocol: Protocol, kind: Kind, bounds: Bounds) -> Self {
         Quiesce {
+            refcounted: protocol.refcounted(),
             protocol: protocol.for_kind(kind),
             kind,
             bounds,
@@ -476,9 +481,16 @@ impl Quiesce {
     pub fn fs_frozen(&self, s: &State) -> bool {
         s.ctls.iter().any(|c| c.held & held::FS_FROZEN != 0)
     }
+    /// Whether I instance `ip` is gone. A refcounted filter lives while its
+    /// attachment or any bio holds a reference: the last one frees it.
     pub fn freed(&self, s: &State, ip: Ip) -> bool {
         let c = &s.ctls[ip.c as usize];
-        !(c.igen == ip.gen && c.ilife != ILife::Freed)
+        let attached = c.igen == ip.gen && c.ilife != ILife::Freed;
+        let referenced = self.refcounted
+            && s.bios
+                .iter()
+                .any(|b| b.fr & fx::IREF != 0 && b.via.or(b.ip) == Some(ip));
+        !attached && !referenced
     }
     /// I has a bio in flight: its clone travels, is inside O, or is deferred by a
     /// suspended O. `dm_suspend(I)` waits for all of these (I's bio completes only
@@ -544,6 +556,7 @@ impl Quiesce {
                     return;
                 }
                 nb.via = None;
+                nb.fr &= !fx::IREF;
             }
             nb.loc = Loc::Chained;
             s.bios[b] = nb;
@@ -556,6 +569,8 @@ impl Quiesce {
                 nb.loc = Loc::Lost;
             }
             _ => {
+                // I's end_io drops the clone's reference on the filter.
+                nb.fr &= !fx::IREF;
                 nb.via = None;
                 nb.loc = Loc::Done;
                 nb.done = nb.done.saturating_add(1);
@@ -596,6 +611,11 @@ impl Quiesce {
             s.unbalanced = true;
         }
         bio.rcu = 0;
+        if bio.fr & fx::IREF != 0 && bio.via.is_none() {
+            // The pass took a reference on the filter and handed no bio to it.
+            s.unbalanced = true;
+            bio.fr &= !fx::IREF;
+        }
         if bio.fr & fx::REM_QUEUED != 0 && bio.loc == Loc::Carried {
             // The split's remainder is the same bio, resubmitted from inside
             // O's submission by the same task: its flags (BIO_INTERPOSED) stay.
@@ -779,6 +799,15 @@ impl Quiesce {
             HotOp::TestMarker { marked } => {
                 if self.marker_set(&bio) {
                     next = marked as usize;
+                }
+            }
+            HotOp::FilterGet => {
+                if bio.ip.is_some_and(|ip| self.freed(s, ip)) || s.module_gone {
+                    // refcount_inc on freed memory.
+                    s.uaf = true;
+                    bio.loc = Loc::Lost;
+                } else {
+                    bio.fr |= fx::IREF;
                 }
             }
             HotOp::TestBioList { set } => {
@@ -1149,6 +1178,7 @@ impl Quiesce {
             }
             Prim::FilterAlloc
             | Prim::FilterFree
+            | Prim::FilterPut
             | Prim::FilterBlock
             | Prim::FilterUnblock
             | Prim::BdevFreeze
@@ -1705,6 +1735,7 @@ impl Quiesce {
                     },
                     HotOp::ReadInterposer { .. } => format!("READ_ONCE(O->bd_interposer) [{bio}]"),
                     HotOp::TestBioList { .. } => format!("test current->bio_list [{bio}]"),
+                    HotOp::FilterGet => format!("refcount_inc(&ip->refs) [{bio}]"),
                     HotOp::SetMarker => match self.protocol.marker {
                         MarkerKind::Task => format!("set current->interposer_ctx [{bio}]"),
                         _ => format!("bio_set_flag({bio}, BIO_INTERPOSED)"),

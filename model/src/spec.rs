@@ -303,6 +303,10 @@ pub enum HotOp {
     RcuLock,
     /// `rcu_read_unlock()`: leave it; a grace period waits for no more.
     RcuUnlock,
+    /// `refcount_inc(&ip->refs)` on the filter the pass read: the pass, then
+    /// I's clone, holds a reference until the clone completes (I's end_io
+    /// drops it). Taken on a freed filter, it is a use after free.
+    FilterGet,
     /// Passthrough only: the caller gets `-EBUSY` and the pass ends; a request
     /// already allocated is freed unissued (`blk_mq_free_request()` drops the
     /// queue reference the allocation took).
@@ -327,6 +331,7 @@ impl HotOp {
             HotOp::RcuLock => "rcu_read_lock",
             HotOp::RcuUnlock => "rcu_read_unlock",
             HotOp::FailBusy => "fail_busy",
+            HotOp::FilterGet => "filter_get",
         }
     }
 }
@@ -384,6 +389,9 @@ pub enum Prim {
     CheckAlive,
     FilterAlloc,
     FilterFree,
+    /// Drop the attachment's reference on a refcounted filter; the last
+    /// reference, maybe a bio's, frees it.
+    FilterPut,
     TryModuleGet,
     ModulePut,
     FilterBlock,
@@ -435,6 +443,7 @@ pub const PRIMS: &[PrimInfo] = &[
     PrimInfo { prim: Prim::ClearInterposer, name: "clear_interposer", args: "O", phases: &["WRITE_ONCE(O->bd_interposer, NULL)"], acquires: None, releases: Some(Res::Pointer), injectable: None, errors: &[], doc: "clear O's interposer pointer" },
     PrimInfo { prim: Prim::AssertFrozen, name: "assert_frozen", args: "O", phases: &["WARN_ON(!blk_mq_is_queue_frozen(O))"], acquires: None, releases: None, injectable: None, errors: &["EPERM"], doc: "EPERM unless O is frozen and drained at this instant; owns nothing" },
     PrimInfo { prim: Prim::FilterAlloc, name: "filter_alloc", args: "I", phases: &["filter_alloc(I)"], acquires: Some(Res::ICreated), releases: None, injectable: Some("ENOMEM"), errors: &["EEXIST", "ENOMEM"], doc: "allocate the filter I with its ops, bio_set and changed-block map (EEXIST if it exists)" },
+    PrimInfo { prim: Prim::FilterPut, name: "filter_put", args: "I", phases: &["filter_put(I)"], acquires: None, releases: Some(Res::ICreated), injectable: None, errors: &[], doc: "drop the attachment's reference on the filter I (refcount_dec_and_test); the filter is freed at its last reference, which a bio's completion may drop later" },
     PrimInfo { prim: Prim::FilterFree, name: "filter_free", args: "I", phases: &["filter_free(I)"], acquires: None, releases: Some(Res::ICreated), injectable: None, errors: &[], doc: "free the filter I (bioset_exit, kfree); anything that touches it afterwards is a use after free" },
     PrimInfo { prim: Prim::TryModuleGet, name: "try_module_get", args: "I->owner", phases: &["try_module_get(I->owner)"], acquires: Some(Res::ModRef), releases: None, injectable: Some("ENODEV"), errors: &["ENODEV"], doc: "take a reference on the module that owns I's ops, so it cannot be unloaded while O's hook may call into it (ENODEV while it is being unloaded)" },
     PrimInfo { prim: Prim::ModulePut, name: "module_put", args: "I->owner", phases: &["module_put(I->owner)"], acquires: None, releases: Some(Res::ModRef), injectable: None, errors: &[], doc: "drop the reference on I's owner module" },
@@ -487,6 +496,7 @@ impl Prim {
             | Prim::DmPreresume => Some(IKind::Dm),
             Prim::FilterAlloc
             | Prim::FilterFree
+            | Prim::FilterPut
             | Prim::TryModuleGet
             | Prim::ModulePut
             | Prim::FilterBlock
@@ -500,7 +510,7 @@ impl Prim {
     pub fn meaning(self) -> Prim {
         match self {
             Prim::FilterAlloc => Prim::DmCreate,
-            Prim::FilterFree => Prim::DmDestroy,
+            Prim::FilterFree | Prim::FilterPut => Prim::DmDestroy,
             Prim::FilterBlock => Prim::DmSuspend,
             Prim::FilterUnblock => Prim::DmResume,
             Prim::BdevFreeze => Prim::FreezeBdev,
@@ -584,6 +594,10 @@ impl Protocol {
     /// live table, which defers the bios it is handed until `dm_resume`.
     pub fn dm_phases(&self) -> bool {
         self.attach.iter().any(|st| st.prim == Prim::DmTableLoad)
+    }
+    /// Whether bios hold references on a refcounted filter (`filter_get`).
+    pub fn refcounted(&self) -> bool {
+        self.hot_path.contains(&HotOp::FilterGet)
     }
     /// Whether a pass must remember that it started from `current->bio_list`
     /// (a `test_bio_list` step reads it).
@@ -1180,6 +1194,30 @@ fn check_ikind(ctx: &Ctx, list: &Spanned<Vec<Spanned<RawCtl>>>, steps: &[CtlStep
     }
 }
 
+/// A filter that bios hold references on (`filter_get`) is freed by its last
+/// reference: the attachment drops its own with `filter_put`, never with
+/// `filter_free`, which would free it under the bios' references.
+fn check_refcounted(ctx: &Ctx, raw: &RawProtocol, interposer: IKind) {
+    if interposer != IKind::Filter {
+        ctx.error(
+            raw.hot_path.span(),
+            "`filter_get` takes a reference on a filter: it needs [interposer] kind = \"filter\"",
+        );
+    }
+    let lists = [Some(&raw.attach), Some(&raw.detach), raw.on_remove.as_ref()];
+    for list in lists.into_iter().flatten() {
+        for step in list.get_ref() {
+            let call = match step.get_ref() {
+                RawCtl::Call(c) => c.as_str(),
+                RawCtl::Table { call, .. } => call.as_str(),
+            };
+            if call.trim() == "filter_free(I)" {
+                ctx.error(step.span(), "`filter_free(I)` frees a filter that bios hold references on (`filter_get` in the hot path): drop the attachment's reference with `filter_put(I)`; the last reference frees it");
+            }
+        }
+    }
+}
+
 /// The primitives a removal callback may run: it holds no lock of its own
 /// (the core holds `open_mutex`), cannot fail (`del_gendisk` returns void),
 /// and works on O and on the I it took over.
@@ -1193,6 +1231,7 @@ pub const ON_REMOVE_PRIMS: &[Prim] = &[
     Prim::FilterBlock,
     Prim::FilterUnblock,
     Prim::FilterFree,
+    Prim::FilterPut,
     Prim::ModulePut,
 ];
 
@@ -1358,6 +1397,7 @@ fn compile_hot(
         }
         let op = match name {
             "fail_busy" => Ok(HotOp::FailBusy),
+            "filter_get" => Ok(HotOp::FilterGet),
             "bio_queue_enter" => Ok(HotOp::QueueEnter),
             "blk_queue_enter" => Ok(HotOp::BlkQueueEnter),
             "blk_queue_exit" => Ok(HotOp::QueueExit),
@@ -1408,7 +1448,7 @@ fn compile_hot(
 }
 
 /// The hot-path step names a spec may use.
-pub const HOT_STEPS: [&str; 14] = [
+pub const HOT_STEPS: [&str; 15] = [
     "bio_queue_enter",
     "blk_queue_enter",
     "blk_queue_exit",
@@ -1423,6 +1463,7 @@ pub const HOT_STEPS: [&str; 14] = [
     "restart",
     "rcu_read_lock",
     "rcu_read_unlock",
+    "filter_get",
 ];
 
 /// The step names a `passthrough` list may use.
@@ -1504,6 +1545,12 @@ fn check_hot_flow(
                 }
                 if r & 2 != 0 {
                     return refuse(i, "`driver_submit` may sleep (a blk-mq O waits for a tag), but this pass may be inside an RCU read-side section");
+                }
+                succ.push((i + 1, (q, p, r)));
+            }
+            HotOp::FilterGet => {
+                if p != 2 {
+                    return refuse(i, "`filter_get` may run without a non-NULL interposer pointer; put `read_interposer` before it on every path");
                 }
                 succ.push((i + 1, (q, p, r)));
             }
@@ -1720,6 +1767,13 @@ impl Spec {
                 .is_some_and(|h| h.contains(&HotOp::ClearMarker))
         {
             ctx.error(raw.protocol.hot_path.span(), "`clear_marker` clears a task marker: it needs marker.kind = \"task\" (BIO_INTERPOSED stays on its bio)");
+        }
+
+        if hot_path
+            .as_ref()
+            .is_some_and(|h| h.contains(&HotOp::FilterGet))
+        {
+            check_refcounted(ctx, &raw.protocol, interposer);
         }
 
         let worker_marks = raw.marker.worker_marks.as_ref().is_some_and(|w| {

@@ -789,3 +789,41 @@ fn test_bio_list_needs_its_target_and_owns_it() {
         "{all:?}"
     );
 }
+
+const REFCOUNT: &str = include_str!("../../model/specs/29-filter-refcount.toml");
+
+/// A filter that bios hold references on is freed by its last reference:
+/// `filter_free` would free it under them, and a device-mapper I has no such
+/// reference; both are refused where they are written.
+#[test]
+fn a_refcounted_filter_is_put_not_freed() {
+    let bad = REFCOUNT.replacen("  \"filter_put(I)\",\n", "  \"filter_free(I)\",\n", 1);
+    assert_ne!(bad, REFCOUNT);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"filter_free(I)\""));
+    assert!(
+        msg.contains("`filter_free(I)` frees a filter that bios hold references on")
+            && msg.contains("filter_put(I)"),
+        "{msg}"
+    );
+    let bad = REFCOUNT.replacen("kind = \"filter\"", "kind = \"dm\"", 1);
+    assert_ne!(bad, REFCOUNT);
+    let all = all_errors(&bad);
+    assert!(
+        all.iter()
+            .any(|e| e.contains("`filter_get` takes a reference on a filter")),
+        "{all:?}"
+    );
+    let bad = REFCOUNT.replacen(
+        "  \"rcu_read_lock\",\n  { step = \"read_interposer\", null = \"unlock\" },\n  \"filter_get\",",
+        "  \"rcu_read_lock\",\n  \"filter_get\",\n  { step = \"read_interposer\", null = \"unlock\" },",
+        1,
+    );
+    assert_ne!(bad, REFCOUNT);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"filter_get\""));
+    assert!(
+        msg.contains("`filter_get` may run without a non-NULL interposer pointer"),
+        "{msg}"
+    );
+}

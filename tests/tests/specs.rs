@@ -392,6 +392,35 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         27841,
         &["no_bypass", "exactly_once", "no_recursion"],
     ),
+    // A refcounted filter: a reference per bio taken under RCU, the last one
+    // frees it; without the reference, or without the grace period, the
+    // filter is freed under a bio.
+    ("29-filter-refcount.toml", "request", 13704, &[]),
+    ("29-filter-refcount.toml", "bio", 43375, &[]),
+    (
+        "29b-filter-refcount-no-get.toml",
+        "request",
+        17268,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "29b-filter-refcount-no-get.toml",
+        "bio",
+        53527,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "29c-filter-refcount-no-grace-period.toml",
+        "request",
+        15254,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "29c-filter-refcount-no-grace-period.toml",
+        "bio",
+        49550,
+        &["no_use_after_free", "exactly_once"],
+    ),
 ];
 
 #[test]

@@ -6,10 +6,10 @@
 use crate::model::{Bio, Ctl, Ip, Phase, State, MAX_BIOS, MAX_CTLS, MAX_FREEZERS};
 
 /// Bytes of one bio, one controller.
-const BIO: usize = 9;
+const BIO: usize = 10;
 const CTL: usize = 9;
-/// Enough for the largest bounds (19 bios, 3 controllers, 2 freezers: 212 bytes).
-pub const MAX: usize = 224;
+/// Enough for the largest bounds (19 bios, 3 controllers, 2 freezers: 231 bytes).
+pub const MAX: usize = 232;
 const _: () = assert!(MAX_BIOS * BIO + MAX_CTLS * CTL + 12 + MAX_FREEZERS <= MAX);
 
 fn ip(i: Option<Ip>) -> u8 {
@@ -31,7 +31,8 @@ fn bio(b: &Bio, out: &mut [u8]) {
     } else {
         b.nowait as u8 | (b.pt as u8) << 1
     };
-    out[8] = path | b.fr << 2;
+    out[8] = path | (b.fr & 63) << 2;
+    out[9] = b.fr >> 6;
 }
 
 fn ctl(c: &Ctl, out: &mut [u8]) {
