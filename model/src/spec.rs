@@ -390,7 +390,8 @@ pub enum Prim {
     FilterAlloc,
     FilterFree,
     /// Drop the attachment's reference on a refcounted filter; the last
-    /// reference, maybe a bio's, frees it.
+    /// reference, maybe a bio's, frees it. (After `FilterFree` in [`PRIMS`]:
+    /// `filter_alloc`'s default unwind is `filter_free`.)
     FilterPut,
     TryModuleGet,
     ModulePut,
@@ -443,8 +444,8 @@ pub const PRIMS: &[PrimInfo] = &[
     PrimInfo { prim: Prim::ClearInterposer, name: "clear_interposer", args: "O", phases: &["WRITE_ONCE(O->bd_interposer, NULL)"], acquires: None, releases: Some(Res::Pointer), injectable: None, errors: &[], doc: "clear O's interposer pointer" },
     PrimInfo { prim: Prim::AssertFrozen, name: "assert_frozen", args: "O", phases: &["WARN_ON(!blk_mq_is_queue_frozen(O))"], acquires: None, releases: None, injectable: None, errors: &["EPERM"], doc: "EPERM unless O is frozen and drained at this instant; owns nothing" },
     PrimInfo { prim: Prim::FilterAlloc, name: "filter_alloc", args: "I", phases: &["filter_alloc(I)"], acquires: Some(Res::ICreated), releases: None, injectable: Some("ENOMEM"), errors: &["EEXIST", "ENOMEM"], doc: "allocate the filter I with its ops, bio_set and changed-block map (EEXIST if it exists)" },
-    PrimInfo { prim: Prim::FilterPut, name: "filter_put", args: "I", phases: &["filter_put(I)"], acquires: None, releases: Some(Res::ICreated), injectable: None, errors: &[], doc: "drop the attachment's reference on the filter I (refcount_dec_and_test); the filter is freed at its last reference, which a bio's completion may drop later" },
     PrimInfo { prim: Prim::FilterFree, name: "filter_free", args: "I", phases: &["filter_free(I)"], acquires: None, releases: Some(Res::ICreated), injectable: None, errors: &[], doc: "free the filter I (bioset_exit, kfree); anything that touches it afterwards is a use after free" },
+    PrimInfo { prim: Prim::FilterPut, name: "filter_put", args: "I", phases: &["filter_put(I)"], acquires: None, releases: Some(Res::ICreated), injectable: None, errors: &[], doc: "drop the attachment's reference on the filter I (refcount_dec_and_test); the filter is freed at its last reference, which a bio's completion may drop later" },
     PrimInfo { prim: Prim::TryModuleGet, name: "try_module_get", args: "I->owner", phases: &["try_module_get(I->owner)"], acquires: Some(Res::ModRef), releases: None, injectable: Some("ENODEV"), errors: &["ENODEV"], doc: "take a reference on the module that owns I's ops, so it cannot be unloaded while O's hook may call into it (ENODEV while it is being unloaded)" },
     PrimInfo { prim: Prim::ModulePut, name: "module_put", args: "I->owner", phases: &["module_put(I->owner)"], acquires: None, releases: Some(Res::ModRef), injectable: None, errors: &[], doc: "drop the reference on I's owner module" },
     PrimInfo { prim: Prim::FilterBlock, name: "filter_block", args: "I", phases: &["filter_block(I): set I->blocked", "filter_block(I): wait_var_event(I->inflight == 0)"], acquires: Some(Res::ISuspended), releases: None, injectable: None, errors: &[], doc: "from now on I defers the bios it is handed; then wait, uninterruptibly, until every clone I sent to O has completed" },
