@@ -100,9 +100,16 @@ fn a_search_past_its_memory_limit_is_incomplete_and_not_a_pass() {
 /// one submitter, and every spec's verdict is the same with and without it.
 #[test]
 fn a_submitters_bios_are_symmetric_in_both_engines() {
-    let sizes = [(1, 3, 1, 1, 0), (2, 2, 1, 1, 1)];
     let mut runs = 0;
     for spec in specs() {
+        // Each bio of a splitting O takes two passes and leaves a front in O:
+        // at 2x2 its state space is some 90 M states; 2x1 still holds two
+        // interchangeable submitters.
+        let sizes = if spec.protocol.split {
+            [(1, 3, 1, 1, 0), (2, 1, 1, 1, 0)]
+        } else {
+            [(1, 3, 1, 1, 0), (2, 2, 1, 1, 1)]
+        };
         for &kind in &spec.kinds {
             for (submitters, bios, controllers, cycles, failures) in sizes {
                 let overrides = Overrides::size((submitters, bios, controllers, cycles, failures));
