@@ -1797,6 +1797,15 @@ impl Spec {
         };
 
         let passthrough = Self::compile_passthrough(ctx, &raw, &kinds, &paths, hot_path.as_ref());
+        if raw.original.split {
+            if let Some(p) = paths
+                .iter()
+                .find(|p| matches!(p, SubmitPath::Nowait | SubmitPath::Passthrough))
+            {
+                let span = raw.submitters.as_ref().map_or(0..0, |s| s.paths.span());
+                ctx.error(span, format!("[original] split = true with a `{}` submitter is not modelled: the block layer does not split a passthrough request, and a REQ_NOWAIT bio that needs a split may end with EAGAIN instead; split the plain submitters' bios only (paths submit_bio, stacked)", p.name()));
+            }
+        }
 
         let (expect, unreached) = Self::compile_expect(ctx, text, &raw.expect, &kinds);
 

@@ -827,3 +827,23 @@ fn a_refcounted_filter_is_put_not_freed() {
         "{msg}"
     );
 }
+
+/// A split of a passthrough request or a REQ_NOWAIT bio is not modelled: the
+/// spec is refused at its paths, not checked with a split the kernel does not
+/// make.
+#[test]
+fn split_beside_nowait_or_passthrough_is_refused() {
+    let text = include_str!("../../model/specs/28-split.toml");
+    let bad = text.replacen(
+        "[bounds]",
+        "[submitters]\npaths = [\"submit_bio\", \"nowait\"]\n\n[bounds]",
+        1,
+    );
+    assert_ne!(bad, text);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "paths = "));
+    assert!(
+        msg.contains("split = true with a `nowait` submitter is not modelled"),
+        "{msg}"
+    );
+}
