@@ -117,6 +117,11 @@ pub mod fx {
     /// The pass (then I's clone) holds a reference on the refcounted filter
     /// it read (`filter_get`), until the clone's end_io drops it.
     pub const IREF: u8 = 64;
+    /// The filter this bio holds a reference on owns a module reference
+    /// (`filter_own_module`): the module stays while the reference does.
+    pub const IMOD: u8 = 128;
+    /// Both: what the clone's end_io drops.
+    pub const IREFS: u8 = IREF | IMOD;
 }
 
 /// [`Bio::rcu`]'s bits.
@@ -168,6 +173,9 @@ pub mod held {
     pub const O_SUSPENDED: u8 = 8;
     /// A reference on I's owner module.
     pub const MODREF: u8 = 16;
+    /// The controller's filter owns a module reference (`filter_own_module`):
+    /// the filter's release drops it.
+    pub const FILTER_MODREF: u8 = 32;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -482,6 +490,22 @@ impl Quiesce {
     pub fn fs_frozen(&self, s: &State) -> bool {
         s.ctls.iter().any(|c| c.held & held::FS_FROZEN != 0)
     }
+    /// Whether anything holds a reference on I's owner module: a controller,
+    /// a filter that owns one, or a bio's reference on such a filter.
+    pub fn module_pinned(&self, s: &State) -> bool {
+        s.ctls
+            .iter()
+            .any(|c| c.held & (held::MODREF | held::FILTER_MODREF) != 0)
+            || s.bios.iter().any(|b| b.fr & fx::IMOD != 0)
+    }
+    /// Whether the filter instance `ip` owns a module reference.
+    pub fn owns_module(&self, s: &State, ip: Ip) -> bool {
+        let c = &s.ctls[ip.c as usize];
+        (c.igen == ip.gen && c.held & held::FILTER_MODREF != 0)
+            || s.bios
+                .iter()
+                .any(|b| b.fr & fx::IMOD != 0 && b.via.or(b.ip) == Some(ip))
+    }
     /// Whether I instance `ip` is gone. A refcounted filter lives while its
     /// attachment or any bio holds a reference: the last one frees it.
     pub fn freed(&self, s: &State, ip: Ip) -> bool {
@@ -667,6 +691,19 @@ impl Quiesce {
                 Self::acquire(s, ci, held::MODREF)
             }
             Prim::ModulePut => Self::release(s, ci, held::MODREF),
+            Prim::FilterOwnModule => {
+                if s.ctls[ci].ilife == ILife::Freed {
+                    // No filter to hand it to.
+                    s.unbalanced = true;
+                }
+                Self::release(s, ci, held::MODREF);
+                s.ctls[ci].held |= held::FILTER_MODREF;
+                for b in s.bios.iter_mut() {
+                    if b.fr & fx::IREF != 0 && b.via.or(b.ip) == Some(me) {
+                        b.fr |= fx::IMOD;
+                    }
+                }
+            }
             Prim::MutexUnlock => Self::release(s, ci, held::MUTEX),
             Prim::DmCreate => {
                 let c = &mut s.ctls[ci];
@@ -686,6 +723,9 @@ impl Quiesce {
                 }
                 c.ilife = ILife::Freed;
                 c.isusp = false;
+                // The filter's release drops the module reference it owns (now,
+                // or at the last bio's reference, which carries it).
+                c.held &= !held::FILTER_MODREF;
             }
             Prim::BlkdevGetExcl => match s.ctls[ci].ilife {
                 ILife::Freed => return Outcome::Err,
@@ -1119,8 +1159,7 @@ impl Model for Quiesce {
                 out.push(Action::Freezer { f: f as u8, pc });
             }
         }
-        if self.bounds.rmmod && !s.module_gone && !s.ctls.iter().any(|c| c.held & held::MODREF != 0)
-        {
+        if self.bounds.rmmod && !s.module_gone && !self.module_pinned(s) {
             out.push(Action::Rmmod);
         }
     }
@@ -1499,6 +1538,7 @@ impl Quiesce {
             (held::Q_FROZEN, "queue freeze"),
             (held::O_SUSPENDED, "O suspend"),
             (held::MODREF, "module reference"),
+            (held::FILTER_MODREF, "filter owning a module reference"),
         ]
         .iter()
         .filter(|(b, _)| c.held & b != 0)

@@ -395,6 +395,10 @@ pub enum Prim {
     FilterPut,
     TryModuleGet,
     ModulePut,
+    /// Hand the attach's module reference to the filter: its release, at the
+    /// last reference, drops it. (After `ModulePut` in [`PRIMS`]:
+    /// `try_module_get`'s default unwind stays `module_put`.)
+    FilterOwnModule,
     FilterBlock,
     FilterUnblock,
 }
@@ -448,6 +452,7 @@ pub const PRIMS: &[PrimInfo] = &[
     PrimInfo { prim: Prim::FilterPut, name: "filter_put", args: "I", phases: &["filter_put(I)"], acquires: None, releases: Some(Res::ICreated), injectable: None, errors: &[], doc: "drop the attachment's reference on the filter I (refcount_dec_and_test); the filter is freed at its last reference, which a bio's completion may drop later" },
     PrimInfo { prim: Prim::TryModuleGet, name: "try_module_get", args: "I->owner", phases: &["try_module_get(I->owner)"], acquires: Some(Res::ModRef), releases: None, injectable: Some("ENODEV"), errors: &["ENODEV"], doc: "take a reference on the module that owns I's ops, so it cannot be unloaded while O's hook may call into it (ENODEV while it is being unloaded)" },
     PrimInfo { prim: Prim::ModulePut, name: "module_put", args: "I->owner", phases: &["module_put(I->owner)"], acquires: None, releases: Some(Res::ModRef), injectable: None, errors: &[], doc: "drop the reference on I's owner module" },
+    PrimInfo { prim: Prim::FilterOwnModule, name: "filter_own_module", args: "I", phases: &["filter_own_module(I): I->owner holds the module reference"], acquires: None, releases: Some(Res::ModRef), injectable: None, errors: &[], doc: "hand the module reference try_module_get took to the filter I: the filter's release, at its last reference (detach's filter_put or a clone's end_io), calls module_put(I->owner); the caller no longer holds it" },
     PrimInfo { prim: Prim::FilterBlock, name: "filter_block", args: "I", phases: &["filter_block(I): set I->blocked", "filter_block(I): wait_var_event(I->inflight == 0)"], acquires: Some(Res::ISuspended), releases: None, injectable: None, errors: &[], doc: "from now on I defers the bios it is handed; then wait, uninterruptibly, until every clone I sent to O has completed" },
     PrimInfo { prim: Prim::FilterUnblock, name: "filter_unblock", args: "I", phases: &["filter_unblock(I)"], acquires: None, releases: Some(Res::ISuspended), injectable: None, errors: &[], doc: "I takes bios again; a kworker resubmits the bios it deferred, as clones to O" },
     PrimInfo { prim: Prim::CheckAlive, name: "bdev_check_alive", args: "O", phases: &["disk_live(O)"], acquires: None, releases: None, injectable: None, errors: &["ENODEV"], doc: "ENODEV once O has been removed" },
@@ -500,6 +505,7 @@ impl Prim {
             | Prim::FilterPut
             | Prim::TryModuleGet
             | Prim::ModulePut
+            | Prim::FilterOwnModule
             | Prim::FilterBlock
             | Prim::FilterUnblock => Some(IKind::Filter),
             _ => None,

@@ -421,6 +421,23 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         49550,
         &["no_use_after_free", "exactly_once"],
     ),
+    // The module reference owned by the refcounted filter, dropped by its
+    // release at the last reference; dropped by detach instead, rmmod unloads
+    // the code a clone still runs.
+    ("30-filter-refcount-rmmod.toml", "request", 15293, &[]),
+    ("30-filter-refcount-rmmod.toml", "bio", 46160, &[]),
+    (
+        "30b-filter-refcount-rmmod-put-in-detach.toml",
+        "request",
+        21168,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "30b-filter-refcount-rmmod-put-in-detach.toml",
+        "bio",
+        64372,
+        &["no_use_after_free", "exactly_once"],
+    ),
 ];
 
 #[test]

@@ -3,7 +3,7 @@
 //! the bio completes once, when the last of its parts does) and a refcounted
 //! filter (spec 29: freed by its last reference).
 
-use quiesce_model::model::{fx, Action, Loc, Quiesce, State};
+use quiesce_model::model::{fx, held, Action, Loc, Quiesce, State};
 use quiesce_model::spec::{Kind, Spec};
 use stateright::Model;
 use std::path::PathBuf;
@@ -128,5 +128,56 @@ fn a_refcounted_filter_is_freed_by_its_last_reference() {
     assert!(
         freed_by_completion > 0,
         "no completion dropped the last reference"
+    );
+}
+
+/// Spec 30's module reference belongs to the filter: after detach, a clone
+/// holding the filter keeps the module loaded (no `rmmod` is offered), and
+/// the completion that drops the last reference makes `rmmod` possible.
+#[test]
+fn a_filter_owning_the_module_reference_pins_it_to_its_last_reference() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/specs/30-filter-refcount-rmmod.toml");
+    let spec = Spec::load(&path).unwrap();
+    let m = Quiesce::new(spec.protocol.clone(), Kind::Request, spec.bounds);
+    let mut pinned_by_clone = 0;
+    let mut released_by_completion = 0;
+    for s in all_states(&m) {
+        if s.module_gone {
+            continue;
+        }
+        let nothing_else = s.ctls.iter().all(|c| c.held == 0 || c.held == held::MUTEX);
+        let clone_holds = s.bios.iter().any(|b| b.fr & fx::IMOD != 0);
+        let mut acts = Vec::new();
+        m.actions(&s, &mut acts);
+        let rmmod = acts.iter().any(|a| matches!(a, Action::Rmmod));
+        if clone_holds {
+            assert!(
+                !rmmod,
+                "rmmod offered while a clone holds the filter: {s:?}"
+            );
+            if nothing_else {
+                pinned_by_clone += 1;
+                for a in acts {
+                    if matches!(a, Action::Complete { .. }) {
+                        let t = m.next_state(&s, a).unwrap();
+                        if !t.bios.iter().any(|b| b.fr & fx::IMOD != 0) {
+                            let mut after = Vec::new();
+                            m.actions(&t, &mut after);
+                            assert!(after.iter().any(|a| matches!(a, Action::Rmmod)));
+                            released_by_completion += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        pinned_by_clone > 0,
+        "no run had a clone pin the module after detach"
+    );
+    assert!(
+        released_by_completion > 0,
+        "no completion dropped the filter's module reference"
     );
 }

@@ -22,7 +22,7 @@ impl Quiesce {
                     return;
                 }
                 nb.via = None;
-                nb.fr &= !fx::IREF;
+                nb.fr &= !fx::IREFS;
             }
             nb.loc = Loc::Chained;
             s.bios[b] = nb;
@@ -36,7 +36,7 @@ impl Quiesce {
             }
             _ => {
                 // I's end_io drops the clone's reference on the filter.
-                nb.fr &= !fx::IREF;
+                nb.fr &= !fx::IREFS;
                 nb.via = None;
                 nb.loc = Loc::Done;
                 nb.done = nb.done.saturating_add(1);
@@ -77,10 +77,11 @@ impl Quiesce {
             s.unbalanced = true;
         }
         bio.rcu = 0;
-        if bio.fr & fx::IREF != 0 && bio.via.is_none() {
-            // The pass took a reference on the filter and handed no bio to it.
+        if bio.fr & fx::IREF != 0 && bio.via.is_none() && bio.loc != Loc::Lost {
+            // The pass took a reference on the filter and handed no bio to it
+            // (a bio lost in freed code keeps the reference it took).
             s.unbalanced = true;
-            bio.fr &= !fx::IREF;
+            bio.fr &= !fx::IREFS;
         }
         if bio.fr & fx::REM_QUEUED != 0 && bio.loc == Loc::Carried {
             // The split's remainder is the same bio, resubmitted from inside
@@ -274,6 +275,9 @@ impl Quiesce {
                     bio.loc = Loc::Lost;
                 } else {
                     bio.fr |= fx::IREF;
+                    if bio.ip.is_some_and(|ip| self.owns_module(s, ip)) {
+                        bio.fr |= fx::IMOD;
+                    }
                 }
             }
             HotOp::TestBioList { set } => {
