@@ -177,7 +177,7 @@ pub fn route_lines(spec: &Spec) -> Result<Vec<String>, GenError> {
                     "the patch's hook tells I's clones by BIO_INTERPOSED, not by current->bio_list",
                 ))
             }
-            HotOp::FilterGet => {
+            HotOp::FilterGet | HotOp::FilterTryGet { .. } => {
                 return Err(refuse(
                     i,
                     op,

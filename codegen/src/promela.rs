@@ -113,6 +113,7 @@ fn hot(i: usize, op: HotOp) -> Hot {
         HotOp::RcuUnlock => ("rcu_unlock", 0),
         HotOp::FailBusy => ("fail_busy", 0),
         HotOp::FilterGet => ("filter_get", 0),
+        HotOp::FilterTryGet { zero } => ("filter_tryget", zero),
     };
     Hot {
         idx: i as u8,
@@ -419,6 +420,11 @@ pub fn render_as(
     ctx.insert("split", &p.split);
     ctx.insert("bio_list", &p.tests_bio_list());
     ctx.insert("refcounted", &p.refcounted());
+    ctx.insert("kfree_rcu", &p.kfree_rcu);
+    ctx.insert(
+        "instances",
+        &(0..bounds.controllers * bounds.cycles).collect::<Vec<_>>(),
+    );
     ctx.insert("xf", &(p.split || p.tests_bio_list() || p.refcounted()));
     ctx.insert(
         "stacked_subs",

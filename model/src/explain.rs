@@ -56,6 +56,7 @@ impl Quiesce {
             Action::Remover { .. } => "remover".into(),
             Action::Freezer { f, .. } => format!("freezer {}", f + 1),
             Action::Rmmod => "rmmod".into(),
+            Action::RcuFree { .. } => "rcu".into(),
         }
     }
 

@@ -44,6 +44,9 @@ const G_FREEZER: u8 = G_RM + 1;
 const G_COMPLETE: u8 = G_FREEZER + 2;
 const G_KWORKER: u8 = G_COMPLETE + MAX_BIOS as u8;
 const G_RMMOD: u8 = G_KWORKER + MAX_BIOS as u8;
+/// The RCU callbacks (`kfree_rcu`): the kernel runs them once their grace
+/// period has ended.
+const G_RCU: u8 = G_RMMOD + 1;
 const _: () = assert!(G_RMMOD < 64);
 
 /// Obligation bits: each bio in flight, each pass through the hot path (its
@@ -141,6 +144,7 @@ fn group(a: &Action) -> u8 {
         Action::Remover { .. } => G_RM,
         Action::Freezer { f, .. } => G_FREEZER + f,
         Action::Rmmod => G_RMMOD,
+        Action::RcuFree { .. } => G_RCU,
     }
 }
 
@@ -150,6 +154,7 @@ fn group_name(m: &Quiesce, g: u8) -> String {
         g if g < G_RM => format!("controller {}", g - G_CTL + 1),
         G_RM => "the remover".into(),
         G_RMMOD => "rmmod".into(),
+        G_RCU => "the RCU callbacks".into(),
         g if g < G_COMPLETE => format!("freezer {}", g - G_FREEZER + 1),
         g if g < G_KWORKER => format!(
             "O's completion of {}",

@@ -131,6 +131,11 @@ pub mod rcu {
     pub const fn gp(c: usize) -> u8 {
         2 << c
     }
+    /// The reader began before filter instance `i` was released with
+    /// `kfree_rcu`: the filter's memory stays until it leaves.
+    pub const fn cb(i: usize) -> u8 {
+        16 << i
+    }
 }
 
 impl Bio {
@@ -267,6 +272,9 @@ pub struct State {
     pub unbalanced: bool,
     /// `rmmod` unloaded the filter's owner module: its code and data are gone.
     pub module_gone: bool,
+    /// Filters released with `kfree_rcu` whose memory awaits its RCU callback:
+    /// bit [`Quiesce::inst`] of the instance.
+    pub rcu_cb: u8,
 }
 
 /// Who runs a step.
@@ -350,6 +358,11 @@ pub enum Action {
     /// `rmmod` of the filter's owner module (`delete_module`): once nothing
     /// holds a reference on it, its code and data are freed.
     Rmmod,
+    /// The RCU callback of filter instance `i`'s `kfree_rcu` frees its memory,
+    /// once every reader that began before the release has left.
+    RcuFree {
+        i: u8,
+    },
 }
 
 pub const FREEZER_STEPS: [&str; 3] = [
@@ -505,6 +518,33 @@ impl Quiesce {
             || s.bios
                 .iter()
                 .any(|b| b.fr & fx::IMOD != 0 && b.via.or(b.ip) == Some(ip))
+    }
+    /// Instance `ip`'s index for the `kfree_rcu` bits (below 3: the spec
+    /// bounds controllers x cycles).
+    pub fn inst(&self, ip: Ip) -> usize {
+        ip.c as usize * self.bounds.cycles as usize + ip.gen as usize
+    }
+    /// Whether filter instance `ip`'s memory is gone: released, and with
+    /// `kfree_rcu` its RCU callback has run too. Until then a reader may still
+    /// look at its reference count (`refcount_inc_not_zero` sees zero).
+    pub fn memory_gone(&self, s: &State, ip: Ip) -> bool {
+        self.freed(s, ip) && s.rcu_cb & (1 << self.inst(ip)) == 0
+    }
+    /// A reference on filter instance `ip` was dropped (it was live before):
+    /// with `kfree_rcu`, if it was the last one, the release queues the
+    /// filter's memory for a grace period that waits for every reader inside
+    /// an RCU read-side section now.
+    pub(crate) fn released(&self, s: &mut State, ip: Ip, was_live: bool) {
+        if !self.protocol.kfree_rcu || !was_live || !self.freed(s, ip) {
+            return;
+        }
+        let i = self.inst(ip);
+        s.rcu_cb |= 1 << i;
+        for b in s.bios.iter_mut() {
+            if b.rcu & rcu::IN != 0 {
+                b.rcu |= rcu::cb(i);
+            }
+        }
     }
     /// Whether I instance `ip` is gone. A refcounted filter lives while its
     /// attachment or any bio holds a reference: the last one frees it.
@@ -717,6 +757,7 @@ impl Quiesce {
                 c.isusp = self.protocol.dm_phases();
             }
             Prim::DmDestroy => {
+                let live = !self.freed(s, me);
                 let c = &mut s.ctls[ci];
                 if c.ilife == ILife::Freed {
                     s.unbalanced = true;
@@ -726,6 +767,7 @@ impl Quiesce {
                 // The filter's release drops the module reference it owns (now,
                 // or at the last bio's reference, which carries it).
                 c.held &= !held::FILTER_MODREF;
+                self.released(s, me, live);
             }
             Prim::BlkdevGetExcl => match s.ctls[ci].ilife {
                 ILife::Freed => return Outcome::Err,
@@ -1130,6 +1172,7 @@ impl Model for Quiesce {
             uaf: false,
             unbalanced: false,
             module_gone: false,
+            rcu_cb: 0,
         }]
     }
 
@@ -1161,6 +1204,11 @@ impl Model for Quiesce {
         }
         if self.bounds.rmmod && !s.module_gone && !self.module_pinned(s) {
             out.push(Action::Rmmod);
+        }
+        for i in 0..8 {
+            if s.rcu_cb & (1 << i) != 0 && !s.bios.iter().any(|b| b.rcu & rcu::cb(i) != 0) {
+                out.push(Action::RcuFree { i: i as u8 });
+            }
         }
     }
 
@@ -1212,6 +1260,7 @@ impl Model for Quiesce {
             Action::Remover { .. } => self.rm_exec(&mut s),
             Action::Freezer { f, pc } => s.freezers[f as usize] = pc + 1,
             Action::Rmmod => s.module_gone = true,
+            Action::RcuFree { i } => s.rcu_cb &= !(1 << i),
         }
         Some(s)
     }
@@ -1409,6 +1458,9 @@ impl Quiesce {
                     HotOp::ReadInterposer { .. } => format!("READ_ONCE(O->bd_interposer) [{bio}]"),
                     HotOp::TestBioList { .. } => format!("test current->bio_list [{bio}]"),
                     HotOp::FilterGet => format!("refcount_inc(&ip->refs) [{bio}]"),
+                    HotOp::FilterTryGet { .. } => {
+                        format!("refcount_inc_not_zero(&ip->refs) [{bio}]")
+                    }
                     HotOp::SetMarker => match self.protocol.marker {
                         MarkerKind::Task => format!("set current->interposer_ctx [{bio}]"),
                         _ => format!("bio_set_flag({bio}, BIO_INTERPOSED)"),
@@ -1454,6 +1506,14 @@ impl Quiesce {
             ),
             Action::Rmmod => {
                 "rmmod: delete_module(I->owner) frees the module's code and data".into()
+            }
+            Action::RcuFree { i } => {
+                let cyc = self.bounds.cycles;
+                let ip = Ip {
+                    c: i / cyc,
+                    gen: i % cyc,
+                };
+                format!("rcu: the grace period after {ip}'s release ended; kfree_rcu frees it")
             }
             Action::Ctl {
                 c,

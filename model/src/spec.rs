@@ -307,6 +307,11 @@ pub enum HotOp {
     /// I's clone, holds a reference until the clone completes (I's end_io
     /// drops it). Taken on a freed filter, it is a use after free.
     FilterGet,
+    /// `refcount_inc_not_zero(&ip->refs)`: take a reference unless the
+    /// filter's count already reached zero (its release has run and its
+    /// memory awaits an RCU grace period, `kfree_rcu`); then jump to the
+    /// target step. Memory already freed is a use after free.
+    FilterTryGet { zero: u8 },
     /// Passthrough only: the caller gets `-EBUSY` and the pass ends; a request
     /// already allocated is freed unissued (`blk_mq_free_request()` drops the
     /// queue reference the allocation took).
@@ -332,6 +337,7 @@ impl HotOp {
             HotOp::RcuUnlock => "rcu_read_unlock",
             HotOp::FailBusy => "fail_busy",
             HotOp::FilterGet => "filter_get",
+            HotOp::FilterTryGet { .. } => "filter_tryget",
         }
     }
 }
@@ -592,7 +598,8 @@ impl Protocol {
                 HotOp::Restart => true,
                 HotOp::TestMarker { marked: t }
                 | HotOp::ReadInterposer { null: t }
-                | HotOp::TestBioList { set: t } => t as usize <= i,
+                | HotOp::TestBioList { set: t }
+                | HotOp::FilterTryGet { zero: t } => t as usize <= i,
                 _ => false,
             })
     }
@@ -604,7 +611,9 @@ impl Protocol {
     }
     /// Whether bios hold references on a refcounted filter (`filter_get`).
     pub fn refcounted(&self) -> bool {
-        self.hot_path.contains(&HotOp::FilterGet)
+        self.hot_path
+            .iter()
+            .any(|op| matches!(op, HotOp::FilterGet | HotOp::FilterTryGet { .. }))
     }
     /// Whether a pass must remember that it started from `current->bio_list`
     /// (a `test_bio_list` step reads it).
@@ -724,6 +733,10 @@ pub struct Protocol {
     pub worker_marks: bool,
     /// Primitives whose failure may be injected.
     pub inject: Vec<Prim>,
+    /// The filter's release frees it with `kfree_rcu`: its memory stays until
+    /// every RCU reader that began before the release has left (`[interposer]
+    /// release = "kfree_rcu"`); otherwise with `kfree`, at once.
+    pub kfree_rcu: bool,
 }
 
 /// A parsed, validated spec file.
@@ -779,6 +792,9 @@ struct RawInterposer {
     kind: IKind,
     #[serde(default)]
     park: Option<Park>,
+    /// How the filter's release frees it: `kfree` or `kfree_rcu`.
+    #[serde(default)]
+    release: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -846,6 +862,8 @@ enum RawHot {
         null: Option<String>,
         #[serde(default)]
         set: Option<String>,
+        #[serde(default)]
+        zero: Option<String>,
         #[serde(flatten)]
         extra: std::collections::BTreeMap<String, toml::Value>,
     },
@@ -1319,6 +1337,7 @@ fn shifted(op: HotOp, by: u8) -> HotOp {
         },
         HotOp::ReadInterposer { null } => HotOp::ReadInterposer { null: null + by },
         HotOp::TestBioList { set } => HotOp::TestBioList { set: set + by },
+        HotOp::FilterTryGet { zero } => HotOp::FilterTryGet { zero: zero + by },
         other => other,
     }
 }
@@ -1356,6 +1375,7 @@ fn compile_hot(
                     match what {
                         "test_marker" => "marked",
                         "test_bio_list" => "set",
+                        "filter_tryget" => "zero",
                         _ => "null",
                     }
                 ),
@@ -1374,13 +1394,14 @@ fn compile_hot(
     let mut ops = Vec::new();
     for s in steps {
         let span = s.span();
-        let (name, marked, null, set) = match s.get_ref() {
-            RawHot::Name(n) => (n.as_str(), &None, &None, &None),
+        let (name, marked, null, set, zero) = match s.get_ref() {
+            RawHot::Name(n) => (n.as_str(), &None, &None, &None, &None),
             RawHot::Table {
                 step,
                 marked,
                 null,
                 set,
+                zero,
                 extra,
                 ..
             } => {
@@ -1388,9 +1409,9 @@ fn compile_hot(
                     ctx,
                     span.clone(),
                     extra,
-                    &["step", "label", "marked", "null", "set"],
+                    &["step", "label", "marked", "null", "set", "zero"],
                 );
-                (step.as_str(), marked, null, set)
+                (step.as_str(), marked, null, set, zero)
             }
         };
         let allowed = which.steps();
@@ -1405,6 +1426,9 @@ fn compile_hot(
         let op = match name {
             "fail_busy" => Ok(HotOp::FailBusy),
             "filter_get" => Ok(HotOp::FilterGet),
+            "filter_tryget" => {
+                target(span.clone(), zero, name).map(|zero| HotOp::FilterTryGet { zero })
+            }
             "bio_queue_enter" => Ok(HotOp::QueueEnter),
             "blk_queue_enter" => Ok(HotOp::BlkQueueEnter),
             "blk_queue_exit" => Ok(HotOp::QueueExit),
@@ -1455,7 +1479,7 @@ fn compile_hot(
 }
 
 /// The hot-path step names a spec may use.
-pub const HOT_STEPS: [&str; 15] = [
+pub const HOT_STEPS: [&str; 16] = [
     "bio_queue_enter",
     "blk_queue_enter",
     "blk_queue_exit",
@@ -1471,6 +1495,7 @@ pub const HOT_STEPS: [&str; 15] = [
     "rcu_read_lock",
     "rcu_read_unlock",
     "filter_get",
+    "filter_tryget",
 ];
 
 /// The step names a `passthrough` list may use.
@@ -1560,6 +1585,13 @@ fn check_hot_flow(
                     return refuse(i, "`filter_get` may run without a non-NULL interposer pointer; put `read_interposer` before it on every path");
                 }
                 succ.push((i + 1, (q, p, r)));
+            }
+            HotOp::FilterTryGet { zero } => {
+                if p != 2 {
+                    return refuse(i, "`filter_tryget` may run without a non-NULL interposer pointer; put `read_interposer` before it on every path");
+                }
+                succ.push((i + 1, (q, p, r)));
+                succ.push((zero as usize, (q, p, r)));
             }
             HotOp::FailBusy => {
                 if r & 2 != 0 {
@@ -1776,12 +1808,36 @@ impl Spec {
             ctx.error(raw.protocol.hot_path.span(), "`clear_marker` clears a task marker: it needs marker.kind = \"task\" (BIO_INTERPOSED stays on its bio)");
         }
 
-        if hot_path
-            .as_ref()
-            .is_some_and(|h| h.contains(&HotOp::FilterGet))
-        {
+        let refcounted = hot_path.as_ref().is_some_and(|h| {
+            h.iter()
+                .any(|op| matches!(op, HotOp::FilterGet | HotOp::FilterTryGet { .. }))
+        });
+        if refcounted {
             check_refcounted(ctx, &raw.protocol, interposer);
         }
+        let kfree_rcu = match raw.interposer.as_ref().and_then(|i| i.release.as_ref()) {
+            None => false,
+            Some(r) => match r.get_ref().as_str() {
+                "kfree" => false,
+                "kfree_rcu" => {
+                    if interposer != IKind::Filter {
+                        ctx.error(r.span(), "`release` says how a filter is freed: it needs [interposer] kind = \"filter\" (device-mapper frees its devices itself)");
+                    }
+                    let instances = bounds.controllers * bounds.cycles;
+                    if instances > 3 {
+                        ctx.error(r.span(), format!("`release = \"kfree_rcu\"` is modelled for at most 3 filters (controllers x cycles); these bounds make {instances}"));
+                    }
+                    true
+                }
+                other => {
+                    ctx.error(
+                        r.span(),
+                        format!("unknown release `{other}`; known: kfree, kfree_rcu"),
+                    );
+                    false
+                }
+            },
+        };
 
         let worker_marks = raw.marker.worker_marks.as_ref().is_some_and(|w| {
             if *w.get_ref() && raw.marker.kind != MarkerKind::Task {
@@ -1839,6 +1895,7 @@ impl Spec {
                 paths,
                 worker_marks,
                 inject,
+                kfree_rcu,
             },
         })
     }

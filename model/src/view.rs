@@ -253,7 +253,7 @@ impl Quiesce {
             Action::Unpark { .. } => (kworker, Some(o_lane)),
             Action::Complete { .. } | Action::CompleteFront { .. } => (o_lane, None),
             // The last lane, after the interposers'.
-            Action::Rmmod => (o_lane + 1 + nc, None),
+            Action::Rmmod | Action::RcuFree { .. } => (o_lane + 1 + nc, None),
             Action::Ctl { c, .. }
             | Action::Fail { c, .. }
             | Action::Return { c, .. }

@@ -847,3 +847,72 @@ fn split_beside_nowait_or_passthrough_is_refused() {
         "{msg}"
     );
 }
+
+const TRYGET: &str = include_str!("../../model/specs/31-filter-tryget-kfree-rcu.toml");
+
+/// How a filter is freed is a filter's key with two values, for bounds the
+/// model's kfree_rcu bits cover; each mistake is named where it is written.
+#[test]
+fn a_filter_release_is_kfree_or_kfree_rcu() {
+    let bad = TRYGET.replacen("release = \"kfree_rcu\"", "release = \"vfree\"", 1);
+    assert_ne!(bad, TRYGET);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "release = \"vfree\""));
+    assert!(
+        msg.contains("unknown release `vfree`; known: kfree, kfree_rcu"),
+        "{msg}"
+    );
+    let bad = TRYGET.replacen(
+        "controllers = 1\ncycles = 2",
+        "controllers = 2\ncycles = 2",
+        1,
+    );
+    assert_ne!(bad, TRYGET);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "release = \"kfree_rcu\""));
+    assert!(
+        msg.contains("modelled for at most 3 filters") && msg.contains("make 4"),
+        "{msg}"
+    );
+    let bad = TRYGET.replacen("kind = \"filter\"", "kind = \"dm\"", 1);
+    assert_ne!(bad, TRYGET);
+    let all = all_errors(&bad);
+    assert!(
+        all.iter()
+            .any(|e| e.contains("`release` says how a filter is freed")),
+        "{all:?}"
+    );
+}
+
+/// `filter_tryget` jumps when the count is zero, so it needs a target, and
+/// it reads the filter the pointer names, so it needs the pointer loaded.
+#[test]
+fn filter_tryget_needs_its_target_and_a_loaded_pointer() {
+    let bad = TRYGET.replacen(
+        "{ step = \"filter_tryget\", zero = \"unlock\" }",
+        "\"filter_tryget\"",
+        1,
+    );
+    assert_ne!(bad, TRYGET);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"filter_tryget\""));
+    assert!(
+        msg.contains("`filter_tryget` needs a jump target, e.g. { step = \"filter_tryget\", zero = \"submit\" }"),
+        "{msg}"
+    );
+    let bad = TRYGET.replacen(
+        "  { step = \"read_interposer\", null = \"unlock\" },\n  { step = \"filter_tryget\", zero = \"unlock\" },",
+        "  { step = \"filter_tryget\", zero = \"unlock\" },\n  { step = \"read_interposer\", null = \"unlock\" },",
+        1,
+    );
+    assert_ne!(bad, TRYGET);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "\"filter_tryget\""));
+    assert!(
+        msg.contains("`filter_tryget` may run without a non-NULL interposer pointer"),
+        "{msg}"
+    );
+    let bad = TRYGET.replacen("zero = \"unlock\"", "zero = \"unlok\"", 1);
+    let (_, _, msg) = err(&bad);
+    assert!(msg.contains("jump to unknown label `unlok`"), "{msg}");
+}

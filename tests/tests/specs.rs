@@ -424,6 +424,47 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
     // The module reference owned by the refcounted filter, dropped by its
     // release at the last reference; dropped by detach instead, rmmod unloads
     // the code a clone still runs.
+    // refcount_inc_not_zero on a filter freed with kfree_rcu: no grace period
+    // in detach; with refcount_inc, with kfree, or outside the read-side
+    // section, a reader uses a released or freed filter.
+    ("31-filter-tryget-kfree-rcu.toml", "request", 22320, &[]),
+    ("31-filter-tryget-kfree-rcu.toml", "bio", 71431, &[]),
+    (
+        "31b-filter-get-kfree-rcu.toml",
+        "request",
+        24704,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "31b-filter-get-kfree-rcu.toml",
+        "bio",
+        80151,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "31c-filter-tryget-kfree.toml",
+        "request",
+        15254,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "31c-filter-tryget-kfree.toml",
+        "bio",
+        49550,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "31d-filter-tryget-outside-rcu.toml",
+        "request",
+        25560,
+        &["no_use_after_free", "exactly_once"],
+    ),
+    (
+        "31d-filter-tryget-outside-rcu.toml",
+        "bio",
+        82002,
+        &["no_use_after_free", "exactly_once"],
+    ),
     ("30-filter-refcount-rmmod.toml", "request", 15293, &[]),
     ("30-filter-refcount-rmmod.toml", "bio", 46160, &[]),
     (

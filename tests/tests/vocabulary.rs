@@ -3,8 +3,8 @@
 //! the bio completes once, when the last of its parts does) and a refcounted
 //! filter (spec 29: freed by its last reference).
 
-use quiesce_model::model::{fx, held, Action, Loc, Quiesce, State};
-use quiesce_model::spec::{Kind, Spec};
+use quiesce_model::model::{fx, held, rcu, Action, Loc, Quiesce, State};
+use quiesce_model::spec::{HotOp, Kind, Spec};
 use stateright::Model;
 use std::path::PathBuf;
 
@@ -180,4 +180,68 @@ fn a_filter_owning_the_module_reference_pins_it_to_its_last_reference() {
         released_by_completion > 0,
         "no completion dropped the filter's module reference"
     );
+}
+
+/// Spec 31: a filter released with kfree_rcu keeps its memory while a
+/// reader that began before the release is inside its section (no RCU
+/// callback is offered then); such a reader's `refcount_inc_not_zero` finds
+/// the count at zero and goes on to O, and the callback frees the memory
+/// once the readers have left.
+#[test]
+fn kfree_rcu_keeps_a_released_filter_for_the_readers_before_it() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/specs/31-filter-tryget-kfree-rcu.toml");
+    let spec = Spec::load(&path).unwrap();
+    let m = Quiesce::new(spec.protocol.clone(), Kind::Request, spec.bounds);
+    let tryget = spec
+        .protocol
+        .hot_path
+        .iter()
+        .position(|op| matches!(op, HotOp::FilterTryGet { .. }))
+        .unwrap();
+    let HotOp::FilterTryGet { zero } = spec.protocol.hot_path[tryget] else {
+        unreachable!()
+    };
+    let mut zero_seen = 0;
+    let mut freed_by_callback = 0;
+    for s in all_states(&m) {
+        let mut acts = Vec::new();
+        m.actions(&s, &mut acts);
+        for a in &acts {
+            if let Action::RcuFree { i } = *a {
+                assert!(
+                    !s.bios.iter().any(|b| b.rcu & rcu::cb(i as usize) != 0),
+                    "the callback ran under a reader that began before the release: {s:?}"
+                );
+                let t = m.next_state(&s, *a).unwrap();
+                assert_eq!(t.rcu_cb & (1 << i), 0);
+                freed_by_callback += 1;
+            }
+        }
+        for (b, bio) in s.bios.iter().enumerate() {
+            let Some(ip) = bio.ip else { continue };
+            let protected = bio.rcu & rcu::cb(m.inst(ip)) != 0;
+            if bio.loc != Loc::Carried || bio.pc as usize != tryget || !m.freed(&s, ip) {
+                continue;
+            }
+            if protected {
+                assert!(!m.memory_gone(&s, ip), "{s:?}");
+            }
+            for a in &acts {
+                if matches!(*a, Action::Hot { b: bb, .. } if bb as usize == b) {
+                    let t = m.next_state(&s, *a).unwrap();
+                    if protected {
+                        assert!(!t.uaf, "a protected reader read freed memory");
+                        assert_eq!(t.bios[b].pc, zero, "the count is zero: on to O");
+                        zero_seen += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        zero_seen > 0,
+        "no reader found a released filter's count at zero"
+    );
+    assert!(freed_by_callback > 0, "no RCU callback freed a filter");
 }

@@ -8,9 +8,9 @@ use crate::model::{Bio, Ctl, Ip, Phase, State, MAX_BIOS, MAX_CTLS, MAX_FREEZERS}
 /// Bytes of one bio, one controller.
 const BIO: usize = 10;
 const CTL: usize = 9;
-/// Enough for the largest bounds (19 bios, 3 controllers, 2 freezers: 231 bytes).
+/// Enough for the largest bounds (19 bios, 3 controllers, 2 freezers: 232 bytes).
 pub const MAX: usize = 232;
-const _: () = assert!(MAX_BIOS * BIO + MAX_CTLS * CTL + 12 + MAX_FREEZERS <= MAX);
+const _: () = assert!(MAX_BIOS * BIO + MAX_CTLS * CTL + 13 + MAX_FREEZERS <= MAX);
 
 fn ip(i: Option<Ip>) -> u8 {
     i.map_or(0, |i| 1 + i.c * 16 + i.gen)
@@ -92,7 +92,8 @@ pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
     out[at + 9] = s.rm.held;
     out[at + 10] = ip(s.rm.ip);
     out[at + 11] = s.module_gone as u8;
-    at += 12;
+    out[at + 12] = s.rcu_cb;
+    at += 13;
     for &f in s.freezers.iter() {
         out[at] = f;
         at += 1;

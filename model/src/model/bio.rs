@@ -7,6 +7,11 @@ impl Quiesce {
     /// The travelling bio completes (successfully or with an error).
     pub(super) fn end_bio(&self, s: &mut State, b: usize) {
         let bio = s.bios[b];
+        // The filter instance the clone's reference is on, and whether it lives.
+        let held = (bio.fr & fx::IREF != 0)
+            .then(|| bio.via.or(bio.ip))
+            .flatten()
+            .map(|ip| (ip, !self.freed(s, ip)));
         let mut nb = bio;
         nb.flags &= !bf::REQ_QREF;
         if bio.fr & fx::FRONT_IN_O != 0 {
@@ -26,6 +31,9 @@ impl Quiesce {
             }
             nb.loc = Loc::Chained;
             s.bios[b] = nb;
+            if let Some((ip, live)) = held {
+                self.released(s, ip, live);
+            }
             return;
         }
         match bio.via {
@@ -43,6 +51,9 @@ impl Quiesce {
             }
         }
         s.bios[b] = nb;
+        if let Some((ip, live)) = held {
+            self.released(s, ip, live);
+        }
     }
 
     /// I processes bio `b` (it issues a clone to O), in a submitter's pass or a kworker.
@@ -82,6 +93,12 @@ impl Quiesce {
             // (a bio lost in freed code keeps the reference it took).
             s.unbalanced = true;
             bio.fr &= !fx::IREFS;
+            if let Some(ip) = bio.ip {
+                let live = !self.freed(s, ip);
+                s.bios[b] = bio;
+                self.released(s, ip, live);
+                bio = s.bios[b];
+            }
         }
         if bio.fr & fx::REM_QUEUED != 0 && bio.loc == Loc::Carried {
             // The split's remainder is the same bio, resubmitted from inside
@@ -277,6 +294,23 @@ impl Quiesce {
                     bio.fr |= fx::IREF;
                     if bio.ip.is_some_and(|ip| self.owns_module(s, ip)) {
                         bio.fr |= fx::IMOD;
+                    }
+                }
+            }
+            HotOp::FilterTryGet { zero } => {
+                if let Some(ip) = bio.ip {
+                    if self.memory_gone(s, ip) || s.module_gone {
+                        // refcount_inc_not_zero reads freed memory.
+                        s.uaf = true;
+                        bio.loc = Loc::Lost;
+                    } else if self.freed(s, ip) {
+                        // The count is zero: the filter's release has run.
+                        next = zero as usize;
+                    } else {
+                        bio.fr |= fx::IREF;
+                        if self.owns_module(s, ip) {
+                            bio.fr |= fx::IMOD;
+                        }
                     }
                 }
             }

@@ -150,6 +150,7 @@ impl Quiesce {
                     let c = &mut s.ctls[owner];
                     c.ilife = ILife::Freed;
                     c.isusp = false;
+                    self.released(s, ip, true);
                 }
             }
             Prim::BlkdevPut => {
