@@ -421,6 +421,8 @@ pub fn render_as(
     ctx.insert("bio_list", &p.tests_bio_list());
     ctx.insert("refcounted", &p.refcounted());
     ctx.insert("kfree_rcu", &p.kfree_rcu);
+    ctx.insert("reuse", &bounds.reuse);
+    ctx.insert("lookup_dev_t", &p.lookup_dev_t);
     ctx.insert(
         "instances",
         &(0..bounds.controllers * bounds.cycles).collect::<Vec<_>>(),

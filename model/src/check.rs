@@ -688,6 +688,7 @@ impl SpecReport {
                 freezers: u(b, "freezers")? as u8,
                 remover: b["remover"].as_bool().ok_or("missing `remover`")?,
                 rmmod: b["rmmod"].as_bool().unwrap_or(false),
+                reuse: b["reuse"].as_bool().unwrap_or(false),
             };
             let names: Vec<&'static str> = crate::spec::SAFETY
                 .iter()

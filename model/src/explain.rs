@@ -57,6 +57,7 @@ impl Quiesce {
             Action::Freezer { f, .. } => format!("freezer {}", f + 1),
             Action::Rmmod => "rmmod".into(),
             Action::RcuFree { .. } => "rcu".into(),
+            Action::AddDisk => "add_disk".into(),
         }
     }
 

@@ -145,6 +145,7 @@ fn group(a: &Action) -> u8 {
         Action::Freezer { f, .. } => G_FREEZER + f,
         Action::Rmmod => G_RMMOD,
         Action::RcuFree { .. } => G_RCU,
+        Action::AddDisk => G_RM,
     }
 }
 

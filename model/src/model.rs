@@ -181,6 +181,9 @@ pub mod held {
     /// The controller's filter owns a module reference (`filter_own_module`):
     /// the filter's release drops it.
     pub const FILTER_MODREF: u8 = 32;
+    /// The controller's call works on the removed O: a new disk has taken
+    /// O's dev_t since it opened O (`[bounds] reuse`).
+    pub const OLD_O: u8 = 64;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -275,6 +278,8 @@ pub struct State {
     /// Filters released with `kfree_rcu` whose memory awaits its RCU callback:
     /// bit [`Quiesce::inst`] of the instance.
     pub rcu_cb: u8,
+    /// A new disk took O's dev_t after `del_gendisk(O)`: `O` is that disk now.
+    pub o_reused: bool,
 }
 
 /// Who runs a step.
@@ -358,6 +363,8 @@ pub enum Action {
     /// `rmmod` of the filter's owner module (`delete_module`): once nothing
     /// holds a reference on it, its code and data are freed.
     Rmmod,
+    /// `add_disk(O')`: after `del_gendisk(O)` a new disk takes O's dev_t.
+    AddDisk,
     /// The RCU callback of filter instance `i`'s `kfree_rcu` frees its memory,
     /// once every reader that began before the release has left.
     RcuFree {
@@ -484,7 +491,7 @@ impl Quiesce {
         let c = s
             .ctls
             .iter()
-            .filter(|c| c.held & held::Q_FROZEN != 0)
+            .filter(|c| c.held & (held::Q_FROZEN | held::OLD_O) == held::Q_FROZEN)
             .count();
         let f = s.freezers.iter().filter(|&&pc| pc == 1 || pc == 2).count();
         let r = usize::from(s.rm.held & rmheld::DRAIN != 0)
@@ -498,10 +505,47 @@ impl Quiesce {
             + s.bios.iter().filter(|b| b.fr & fx::FRONT_QREF != 0).count()
     }
     pub fn o_suspended(&self, s: &State) -> bool {
-        s.ctls.iter().any(|c| c.held & held::O_SUSPENDED != 0)
+        s.ctls
+            .iter()
+            .any(|c| c.held & (held::O_SUSPENDED | held::OLD_O) == held::O_SUSPENDED)
     }
     pub fn fs_frozen(&self, s: &State) -> bool {
-        s.ctls.iter().any(|c| c.held & held::FS_FROZEN != 0)
+        s.ctls
+            .iter()
+            .any(|c| c.held & (held::FS_FROZEN | held::OLD_O) == held::FS_FROZEN)
+    }
+    /// Whether a controller holds the removed O's open_mutex.
+    pub fn old_mutex_held(&self, s: &State) -> bool {
+        s.ctls
+            .iter()
+            .any(|c| c.held & (held::MUTEX | held::OLD_O) == held::MUTEX | held::OLD_O)
+    }
+    /// Whether controller `ci`'s call works on the removed O.
+    pub fn on_old_o(s: &State, ci: usize) -> bool {
+        s.ctls[ci].held & held::OLD_O != 0
+    }
+    /// `add_disk(O')` may run: O is removed and nothing is inside it or holds
+    /// it (its open_mutex, a freeze or a suspend): the new disk starts clean.
+    fn may_add_disk(&self, s: &State) -> bool {
+        self.bounds.reuse
+            && !s.o_reused
+            && s.o_dead
+            && s.rm.pc as usize >= self.rm_len()
+            && s.ctls.iter().all(|c| {
+                c.held & (held::MUTEX | held::Q_FROZEN | held::O_SUSPENDED | held::FS_FROZEN) == 0
+            })
+            && s.freezers
+                .iter()
+                .all(|&pc| pc == 0 || pc as usize >= FREEZER_STEPS.len())
+            && !s.bios.iter().any(|b| {
+                matches!(b.loc, Loc::InO | Loc::DeferredO | Loc::Chained)
+                    || b.fr & fx::FRONT_IN_O != 0
+            })
+    }
+    /// A controller between runs: done, or about to start an attach.
+    pub fn at_rest(&self, c: &Ctl) -> bool {
+        c.phase == Phase::Done
+            || (c.phase == Phase::Attach && c.sub == 0 && c.pc == self.norm(Phase::Attach, 0))
     }
     /// Whether anything holds a reference on I's owner module: a controller,
     /// a filter that owns one, or a bio's reference on such a filter.
@@ -670,6 +714,7 @@ impl Quiesce {
     fn prim_enabled(&self, s: &State, ci: usize, prim: Prim, sub: u8) -> bool {
         let c = &s.ctls[ci];
         match (prim.meaning(), sub) {
+            (Prim::MutexLock, _) if Self::on_old_o(s, ci) => !self.old_mutex_held(s),
             (Prim::MutexLock, _) => !self.mutex_held(s),
             (Prim::FreezeQueue, 1) => self.qrefs(s) == 0,
             (Prim::DmInternalSuspendFast, 1) => !s
@@ -715,6 +760,11 @@ impl Quiesce {
             c: ci as u8,
             gen: s.ctls[ci].igen,
         };
+        if Self::on_old_o(s, ci) {
+            if let Some(out) = self.old_o_prim(s, ci, prim) {
+                return out;
+            }
+        }
         match prim.meaning() {
             Prim::MutexLock => Self::acquire(s, ci, held::MUTEX),
             Prim::MutexTrylock => {
@@ -963,8 +1013,48 @@ impl Quiesce {
             .then_some(again)
     }
 
+    /// A primitive on the removed O, for a call that opened it before a new
+    /// disk took its dev_t: the disk is dead and empty, and nothing of it is
+    /// shared with the new one. `None`: the primitive does not touch O.
+    fn old_o_prim(&self, s: &mut State, ci: usize, prim: Prim) -> Option<Outcome> {
+        let out = match prim.meaning() {
+            Prim::CheckAlive => Outcome::Err,
+            Prim::MutexTrylock => {
+                if self.old_mutex_held(s) {
+                    return Some(Outcome::Err);
+                }
+                Self::acquire(s, ci, held::MUTEX);
+                Outcome::Ok
+            }
+            // Nothing is inside the dead queue: the freeze and the suspend
+            // return at once, and a resume has nothing to resubmit.
+            Prim::FreezeQueue => {
+                Self::acquire(s, ci, held::Q_FROZEN);
+                Outcome::Ok
+            }
+            Prim::DmInternalSuspendFast if self.kind == Kind::Bio => {
+                Self::acquire(s, ci, held::O_SUSPENDED);
+                Outcome::Ok
+            }
+            Prim::DmInternalResumeFast => {
+                Self::release(s, ci, held::O_SUSPENDED);
+                Outcome::Ok
+            }
+            // The removed O's own pointer: the new disk's is not touched.
+            Prim::TestInterposer
+            | Prim::StoreInterposer
+            | Prim::CmpxchgInterposer
+            | Prim::ClearInterposer
+            | Prim::AssertFrozen => Outcome::Ok,
+            _ => return None,
+        };
+        Some(out)
+    }
+
     fn next_cycle(&self, s: &mut State, ci: usize) {
         let c = &mut s.ctls[ci];
+        // The next call opens O again: the disk that has its dev_t now.
+        c.held &= !held::OLD_O;
         c.cycle += 1;
         c.sub = 0;
         if c.cycle >= self.bounds.cycles {
@@ -1173,6 +1263,7 @@ impl Model for Quiesce {
             unbalanced: false,
             module_gone: false,
             rcu_cb: 0,
+            o_reused: false,
         }]
     }
 
@@ -1204,6 +1295,9 @@ impl Model for Quiesce {
         }
         if self.bounds.rmmod && !s.module_gone && !self.module_pinned(s) {
             out.push(Action::Rmmod);
+        }
+        if self.may_add_disk(s) {
+            out.push(Action::AddDisk);
         }
         for i in 0..8 {
             if s.rcu_cb & (1 << i) != 0 && !s.bios.iter().any(|b| b.rcu & rcu::cb(i) != 0) {
@@ -1253,6 +1347,10 @@ impl Model for Quiesce {
             }
             Action::BeginDetach { c } => {
                 let ctl = &mut s.ctls[c as usize];
+                if self.protocol.lookup_dev_t {
+                    // Detach looks O up by its dev_t: the disk that has it now.
+                    ctl.held &= !held::OLD_O;
+                }
                 ctl.phase = Phase::Detach;
                 ctl.pc = self.norm(Phase::Detach, 0);
                 ctl.sub = 0;
@@ -1260,6 +1358,18 @@ impl Model for Quiesce {
             Action::Remover { .. } => self.rm_exec(&mut s),
             Action::Freezer { f, pc } => s.freezers[f as usize] = pc + 1,
             Action::Rmmod => s.module_gone = true,
+            Action::AddDisk => {
+                s.o_reused = true;
+                s.o_dead = false;
+                s.ptr = None;
+                // Every call under way opened the removed O; a controller at
+                // rest opens the new disk when it starts.
+                for ci in 0..s.ctls.len() {
+                    if !self.at_rest(&s.ctls[ci]) {
+                        s.ctls[ci].held |= held::OLD_O;
+                    }
+                }
+            }
             Action::RcuFree { i } => s.rcu_cb &= !(1 << i),
         }
         Some(s)
@@ -1305,12 +1415,8 @@ impl Model for Quiesce {
                     return false;
                 }
                 s.ctls.iter().enumerate().all(|(ci, c)| {
-                    let at_rest = c.phase == Phase::Done
-                        || (c.phase == Phase::Attach
-                            && c.sub == 0
-                            && c.pc == m.norm(Phase::Attach, 0));
-                    !at_rest
-                        || (c.held == 0
+                    !m.at_rest(c)
+                        || (c.held & !held::OLD_O == 0
                             && c.ilife == ILife::Freed
                             && !c.isusp
                             && s.ptr.is_none_or(|p| p.c as usize != ci))
@@ -1367,6 +1473,11 @@ impl Quiesce {
                 c: ci as u8,
                 gen: c.igen,
             };
+            // Its O was removed and a new disk has the dev_t: the promise was
+            // about a disk that is gone.
+            if c.held & held::OLD_O != 0 {
+                return false;
+            }
             // Removal took this controller's I over: its promise ended with the clear.
             if s.rm.ip == Some(me) && s.ptr != Some(me) {
                 return false;
@@ -1394,6 +1505,7 @@ impl Quiesce {
     pub fn owns_o(&self, s: &State, ci: usize) -> bool {
         let c = &s.ctls[ci];
         c.phase == Phase::Attached
+            && c.held & held::OLD_O == 0
             && s.rm.ip
                 != Some(Ip {
                     c: ci as u8,
@@ -1507,6 +1619,7 @@ impl Quiesce {
             Action::Rmmod => {
                 "rmmod: delete_module(I->owner) frees the module's code and data".into()
             }
+            Action::AddDisk => "add_disk(O'): a new disk takes O's dev_t".into(),
             Action::RcuFree { i } => {
                 let cyc = self.bounds.cycles;
                 let ip = Ip {
@@ -1599,6 +1712,7 @@ impl Quiesce {
             (held::O_SUSPENDED, "O suspend"),
             (held::MODREF, "module reference"),
             (held::FILTER_MODREF, "filter owning a module reference"),
+            (held::OLD_O, "the removed O"),
         ]
         .iter()
         .filter(|(b, _)| c.held & b != 0)

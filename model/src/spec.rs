@@ -665,6 +665,9 @@ pub struct Bounds {
     /// reference on it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rmmod: bool,
+    /// After `del_gendisk(O)`, a new disk may take O's dev_t (`add_disk`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reuse: bool,
 }
 
 /// What the checker must find for one kind of original.
@@ -737,6 +740,10 @@ pub struct Protocol {
     /// every RCU reader that began before the release has left (`[interposer]
     /// release = "kfree_rcu"`); otherwise with `kfree`, at once.
     pub kfree_rcu: bool,
+    /// Detach finds O by its dev_t (`[protocol] lookup = "dev_t"`), as
+    /// blksnap's ioctls do; otherwise it works on the block device the
+    /// controller opened for attach (blkfilter's ioctls on O's file).
+    pub lookup_dev_t: bool,
 }
 
 /// A parsed, validated spec file.
@@ -827,6 +834,8 @@ struct RawBounds {
     remover: bool,
     #[serde(default)]
     rmmod: Option<Spanned<bool>>,
+    #[serde(default)]
+    reuse: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -846,6 +855,10 @@ struct RawProtocol {
     on_remove: Option<Spanned<Vec<Spanned<RawCtl>>>>,
     #[serde(default)]
     passthrough: Option<Spanned<Vec<Spanned<RawHot>>>>,
+    /// How a call finds O: `file` (the block device the caller opened) or
+    /// `dev_t` (looked up by device number at each call).
+    #[serde(default)]
+    lookup: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1737,6 +1750,15 @@ impl Spec {
                 }
                 *r.get_ref()
             }),
+            reuse: b.reuse.as_ref().is_some_and(|r| {
+                if *r.get_ref() && !b.remover {
+                    ctx.error(r.span(), "`reuse` lets a new disk take O's dev_t after del_gendisk(O): it needs `remover = true`");
+                }
+                if *r.get_ref() && raw.original.filesystem {
+                    ctx.error(r.span(), "`reuse` with a filesystem on O is not modelled (a mounted filesystem keeps the removed disk's superblock); set filesystem = false");
+                }
+                *r.get_ref()
+            }),
         };
 
         let mut inject = Vec::new();
@@ -1815,6 +1837,20 @@ impl Spec {
         if refcounted {
             check_refcounted(ctx, &raw.protocol, interposer);
         }
+        let lookup_dev_t = match raw.protocol.lookup.as_ref() {
+            None => false,
+            Some(l) => match l.get_ref().as_str() {
+                "file" => false,
+                "dev_t" => true,
+                other => {
+                    ctx.error(
+                        l.span(),
+                        format!("unknown lookup `{other}`; known: file (the block device attach opened), dev_t (looked up by device number at each call)"),
+                    );
+                    false
+                }
+            },
+        };
         let kfree_rcu = match raw.interposer.as_ref().and_then(|i| i.release.as_ref()) {
             None => false,
             Some(r) => match r.get_ref().as_str() {
@@ -1896,6 +1932,7 @@ impl Spec {
                 worker_marks,
                 inject,
                 kfree_rcu,
+                lookup_dev_t,
             },
         })
     }
@@ -2142,6 +2179,9 @@ impl Bounds {
         }
         if self.rmmod {
             s.push_str(" mod");
+        }
+        if self.reuse {
+            s.push_str(" reuse");
         }
         s
     }

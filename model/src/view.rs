@@ -258,7 +258,7 @@ impl Quiesce {
             | Action::Fail { c, .. }
             | Action::Return { c, .. }
             | Action::BeginDetach { c } => (ns + c as usize, None),
-            Action::Remover { .. } => (ns + nc, None),
+            Action::Remover { .. } | Action::AddDisk => (ns + nc, None),
             Action::Freezer { f, .. } => (
                 ns + nc + usize::from(self.bounds.remover) + f as usize,
                 None,

@@ -916,3 +916,33 @@ fn filter_tryget_needs_its_target_and_a_loaded_pointer() {
     let (_, _, msg) = err(&bad);
     assert!(msg.contains("jump to unknown label `unlok`"), "{msg}");
 }
+
+const REUSE: &str = include_str!("../../model/specs/32-remove-then-reuse.toml");
+
+/// A disk reusing O's dev_t needs the removal it follows, and a call finds O
+/// by its opened file or by dev_t; each mistake is named where it is written.
+#[test]
+fn reuse_needs_a_remover_and_lookup_is_file_or_dev_t() {
+    let bad = REUSE.replacen("remover = true\n", "", 1);
+    assert_ne!(bad, REUSE);
+    let all = all_errors(&bad);
+    assert!(
+        all.iter()
+            .any(|e| e.contains("`reuse` lets a new disk take O's dev_t")
+                && e.contains("needs `remover = true`")),
+        "{all:?}"
+    );
+    let bad = REUSE.replacen("[protocol]\n", "[protocol]\nlookup = \"path\"\n", 1);
+    assert_ne!(bad, REUSE);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "lookup = \"path\""));
+    assert!(msg.contains("unknown lookup `path`; known: file"), "{msg}");
+    let bad = REUSE.replacen("filesystem = false", "filesystem = true", 1);
+    assert_ne!(bad, REUSE);
+    let all = all_errors(&bad);
+    assert!(
+        all.iter()
+            .any(|e| e.contains("`reuse` with a filesystem on O is not modelled")),
+        "{all:?}"
+    );
+}

@@ -465,6 +465,40 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
         82002,
         &["no_use_after_free", "exactly_once"],
     ),
+    // A new disk takes O's dev_t after del_gendisk(O): detach on the block
+    // device attach opened is safe; looked up by dev_t, it works on the new
+    // disk.
+    ("32-remove-then-reuse.toml", "request", 185657, &[]),
+    ("32-remove-then-reuse.toml", "bio", 466242, &[]),
+    ("32-remove-then-reuse.toml", "bio_sync", 118753, &[]),
+    (
+        "32b-remove-then-reuse-by-dev-t.toml",
+        "request",
+        220337,
+        &[
+            "no_use_after_free",
+            "no_bypass",
+            "clean_exit",
+            "point_of_no_return",
+        ],
+    ),
+    (
+        "32b-remove-then-reuse-by-dev-t.toml",
+        "bio",
+        552892,
+        &[
+            "no_use_after_free",
+            "no_bypass",
+            "clean_exit",
+            "point_of_no_return",
+        ],
+    ),
+    (
+        "32b-remove-then-reuse-by-dev-t.toml",
+        "bio_sync",
+        139659,
+        &["no_use_after_free", "clean_exit", "point_of_no_return"],
+    ),
     ("30-filter-refcount-rmmod.toml", "request", 15293, &[]),
     ("30-filter-refcount-rmmod.toml", "bio", 46160, &[]),
     (

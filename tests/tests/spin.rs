@@ -233,7 +233,7 @@ fn per_thread(
 #[test]
 fn spin_agrees_with_quiesce_on_every_spec_and_size() {
     let cases = cases();
-    assert_eq!(cases.len(), 107, "every shipped spec and kind");
+    assert_eq!(cases.len(), 113, "every shipped spec and kind");
     let next = Mutex::new(0usize);
     let results = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism()

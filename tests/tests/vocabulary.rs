@@ -245,3 +245,61 @@ fn kfree_rcu_keeps_a_released_filter_for_the_readers_before_it() {
     );
     assert!(freed_by_callback > 0, "no RCU callback freed a filter");
 }
+
+/// Spec 32: once a new disk has O's dev_t, a controller whose call opened the
+/// removed O detaches from that dead disk (-ENODEV) and leaves the new disk's
+/// interposer alone, while another controller's attachment to the new disk
+/// stands; with spec 32b's dev_t lookup the same detach clears it.
+#[test]
+fn a_new_disk_with_the_dev_t_is_not_the_removed_one() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs");
+    let mut seen = [0usize; 2];
+    for (i, file) in [
+        "32-remove-then-reuse.toml",
+        "32b-remove-then-reuse-by-dev-t.toml",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let spec = Spec::load(&dir.join(file)).unwrap();
+        let m = Quiesce::new(spec.protocol.clone(), Kind::Request, spec.bounds);
+        for s in all_states(&m) {
+            // Controller 1 attached to the removed O; controller 2 to the new disk.
+            let old = s.ctls[0].held & held::OLD_O != 0;
+            if !(s.o_reused
+                && old
+                && s.ctls[0].phase == quiesce_model::model::Phase::Attached
+                && s.ptr.is_some_and(|p| p.c == 1)
+                && m.qrefs(&s) == 0
+                && s.ctls[1].held & held::MUTEX == 0)
+            {
+                continue;
+            }
+            // Controller 1's whole detach, alone.
+            let mut t = s.clone();
+            t = m.next_state(&t, Action::BeginDetach { c: 0 }).unwrap();
+            loop {
+                let mut acts = Vec::new();
+                m.actions(&t, &mut acts);
+                let Some(a) = acts
+                    .into_iter()
+                    .find(|a| matches!(*a, Action::Ctl { c: 0, .. } | Action::Return { c: 0, .. }))
+                else {
+                    break;
+                };
+                let done = matches!(a, Action::Return { c: 0, .. });
+                if let (Action::Return { ok, .. }, 0) = (a, i) {
+                    assert!(!ok, "{file}: detach on the removed O returns -ENODEV");
+                }
+                t = m.next_state(&t, a).unwrap();
+                if done {
+                    break;
+                }
+            }
+            let kept = t.ptr.is_some_and(|p| p.c == 1);
+            assert_eq!(kept, i == 0, "{file}: the new disk's interposer");
+            seen[i] += 1;
+        }
+    }
+    assert!(seen[0] > 0 && seen[1] > 0, "no such state: {seen:?}");
+}

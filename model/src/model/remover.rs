@@ -50,7 +50,10 @@ impl Quiesce {
 
     /// Whether any thread holds O's open_mutex.
     pub fn mutex_held(&self, s: &State) -> bool {
-        s.rm.held & rmheld::MUTEX != 0 || s.ctls.iter().any(|c| c.held & held::MUTEX != 0)
+        s.rm.held & rmheld::MUTEX != 0
+            || s.ctls
+                .iter()
+                .any(|c| c.held & (held::MUTEX | held::OLD_O) == held::MUTEX)
     }
 
     pub(super) fn rm_enabled(&self, s: &State) -> bool {
