@@ -384,8 +384,11 @@ pub struct Quiesce {
     pub protocol: Protocol,
     pub kind: Kind,
     pub bounds: Bounds,
-    /// Bios hold references on the filter (`filter_get`).
+    /// Bios hold references on the filter (`filter_get`, `filter_tryget`).
     refcounted: bool,
+    /// A pass remembers that it started from `current->bio_list`
+    /// (`test_bio_list` reads it).
+    tests_bio_list: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -402,6 +405,7 @@ impl Quiesce {
     pub fn new(protocol: Protocol, kind: Kind, bounds: Bounds) -> Self {
         Quiesce {
             refcounted: protocol.refcounted(),
+            tests_bio_list: protocol.tests_bio_list(),
             protocol: protocol.for_kind(kind),
             kind,
             bounds,

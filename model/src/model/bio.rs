@@ -142,7 +142,7 @@ impl Quiesce {
 
     /// A pass started from `current->bio_list`, where a `test_bio_list` step can see it.
     pub(super) fn mark_inner(&self, bio: &mut Bio) {
-        if self.protocol.tests_bio_list() {
+        if self.tests_bio_list {
             bio.fr |= fx::INNER;
         }
     }
