@@ -320,7 +320,7 @@ impl Quiesce {
         }
         for (ci, c) in s.ctls.iter().enumerate() {
             let mut left = Vec::new();
-            if c.held != 0 {
+            if c.held & !crate::model::held::OLD_O != 0 {
                 left.push(format!("{} still held", Self::held_names(c).join(" and ")));
             }
             if c.ilife != ILife::Freed {

@@ -85,7 +85,8 @@ pub struct Bio {
     /// Completions of the original bio.
     pub done: u8,
     /// RCU: bit 0, the pass is inside an RCU read-side section; bit 1 + c, the
-    /// grace period controller c started waits for this section to end.
+    /// grace period controller c started waits for this section to end; bit
+    /// 4 + i, filter instance i's `kfree_rcu` waits for it ([`rcu::cb`]).
     pub rcu: u8,
     /// `REQ_NOWAIT` (fixed for the bio's life; its clones copy it).
     pub nowait: bool,
@@ -528,8 +529,9 @@ impl Quiesce {
     pub fn on_old_o(s: &State, ci: usize) -> bool {
         s.ctls[ci].held & held::OLD_O != 0
     }
-    /// `add_disk(O')` may run: O is removed and nothing is inside it or holds
-    /// it (its open_mutex, a freeze or a suspend): the new disk starts clean.
+    /// `add_disk(O')` may run: O is removed, nothing holds it (its
+    /// open_mutex, a freeze or a suspend) and no bio is under way (none
+    /// carries on from the removed disk into the new one): it starts clean.
     fn may_add_disk(&self, s: &State) -> bool {
         self.bounds.reuse
             && !s.o_reused
@@ -538,13 +540,13 @@ impl Quiesce {
             && s.ctls.iter().all(|c| {
                 c.held & (held::MUTEX | held::Q_FROZEN | held::O_SUSPENDED | held::FS_FROZEN) == 0
             })
+            && s.rm.held == 0
             && s.freezers
                 .iter()
                 .all(|&pc| pc == 0 || pc as usize >= FREEZER_STEPS.len())
-            && !s.bios.iter().any(|b| {
-                matches!(b.loc, Loc::InO | Loc::DeferredO | Loc::Chained)
-                    || b.fr & fx::FRONT_IN_O != 0
-            })
+            && s.bios
+                .iter()
+                .all(|b| matches!(b.loc, Loc::Unsubmitted | Loc::Done | Loc::Lost))
     }
     /// A controller between runs: done, or about to start an attach.
     pub fn at_rest(&self, c: &Ctl) -> bool {

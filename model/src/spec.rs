@@ -1802,6 +1802,11 @@ impl Spec {
         check_attach_creates(ctx, &raw.protocol.attach, &attach);
         check_dm_phases(ctx, &raw.protocol.attach, &attach);
         let detach = compile_ctl(ctx, &raw.protocol.detach, "detach");
+        if let Some(r) = raw.bounds.reuse.as_ref().filter(|r| *r.get_ref()) {
+            if attach.iter().chain(&detach).any(|st| st.restart) {
+                ctx.error(r.span(), "`reuse` beside a call that restarts is not modelled (a restarted ioctl keeps the file it was called on, which a new disk at O's dev_t does not change); drop `restart` or `reuse`");
+            }
+        }
         let interposer = raw.interposer.as_ref().map_or(IKind::Dm, |i| i.kind);
         check_ikind(ctx, &raw.protocol.attach, &attach, interposer);
         check_ikind(ctx, &raw.protocol.detach, &detach, interposer);

@@ -253,7 +253,9 @@ impl Quiesce {
             Action::Unpark { .. } => (kworker, Some(o_lane)),
             Action::Complete { .. } | Action::CompleteFront { .. } => (o_lane, None),
             // The last lane, after the interposers'.
-            Action::Rmmod | Action::RcuFree { .. } => (o_lane + 1 + nc, None),
+            Action::Rmmod => (o_lane + 1 + nc, None),
+            // The lane of the filter whose memory the callback frees.
+            Action::RcuFree { i } => (o_lane + 1 + (i / self.bounds.cycles) as usize, None),
             Action::Ctl { c, .. }
             | Action::Fail { c, .. }
             | Action::Return { c, .. }

@@ -937,6 +937,18 @@ fn reuse_needs_a_remover_and_lookup_is_file_or_dev_t() {
     let (line, _, msg) = err(&bad);
     assert_eq!(line, line_of(&bad, "lookup = \"path\""));
     assert!(msg.contains("unknown lookup `path`; known: file"), "{msg}");
+    let bad = REUSE.replacen(
+        "detach = [\n  \"mutex_lock(open_mutex)\",",
+        "detach = [\n  { call = \"mutex_trylock(open_mutex)\", restart = true },",
+        1,
+    );
+    assert_ne!(bad, REUSE);
+    let (line, _, msg) = err(&bad);
+    assert_eq!(line, line_of(&bad, "reuse = true"));
+    assert!(
+        msg.contains("`reuse` beside a call that restarts is not modelled"),
+        "{msg}"
+    );
     let bad = REUSE.replacen("filesystem = false", "filesystem = true", 1);
     assert_ne!(bad, REUSE);
     let all = all_errors(&bad);

@@ -469,7 +469,7 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
     // device attach opened is safe; looked up by dev_t, it works on the new
     // disk.
     ("32-remove-then-reuse.toml", "request", 185657, &[]),
-    ("32-remove-then-reuse.toml", "bio", 466242, &[]),
+    ("32-remove-then-reuse.toml", "bio", 436977, &[]),
     ("32-remove-then-reuse.toml", "bio_sync", 118753, &[]),
     (
         "32b-remove-then-reuse-by-dev-t.toml",
@@ -485,7 +485,7 @@ const PINNED: &[(&str, &str, usize, &[&str])] = &[
     (
         "32b-remove-then-reuse-by-dev-t.toml",
         "bio",
-        552892,
+        505177,
         &[
             "no_use_after_free",
             "no_bypass",

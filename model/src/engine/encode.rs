@@ -81,7 +81,7 @@ pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
         at += CTL;
     }
     out[at] = ip(s.ptr);
-    out[at + 1] = s.o_dead as u8;
+    out[at + 1] = s.o_dead as u8 | (s.o_reused as u8) << 1;
     out[at + 2] = s.rm.pc;
     out[at + 3] = s.injected;
     out[at + 4] = s.leaked_qrefs;

@@ -299,8 +299,10 @@ impl Quiesce {
             }
             HotOp::FilterTryGet { zero } => {
                 if let Some(ip) = bio.ip {
-                    if self.memory_gone(s, ip) || s.module_gone {
-                        // refcount_inc_not_zero reads freed memory.
+                    if self.memory_gone(s, ip) {
+                        // refcount_inc_not_zero reads freed memory. (The core
+                        // runs it: a module unloaded meanwhile does not matter
+                        // while the memory stays.)
                         s.uaf = true;
                         bio.loc = Loc::Lost;
                     } else if self.freed(s, ip) {

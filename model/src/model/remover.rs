@@ -153,6 +153,8 @@ impl Quiesce {
                     let c = &mut s.ctls[owner];
                     c.ilife = ILife::Freed;
                     c.isusp = false;
+                    // The filter's release drops the module reference it owns.
+                    c.held &= !held::FILTER_MODREF;
                     self.released(s, ip, true);
                 }
             }
