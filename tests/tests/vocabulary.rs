@@ -8,10 +8,18 @@ use quiesce_model::spec::{HotOp, Kind, Spec};
 use stateright::Model;
 use std::path::PathBuf;
 
-fn model(kind: Kind) -> Quiesce {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs/28-split.toml");
+/// A shipped spec and its model of one kind.
+fn load(file: &str, kind: Kind) -> (Spec, Quiesce) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/specs")
+        .join(file);
     let spec = Spec::load(&path).unwrap();
-    Quiesce::new(spec.protocol.clone(), kind, spec.bounds)
+    let m = Quiesce::new(spec.protocol.clone(), kind, spec.bounds);
+    (spec, m)
+}
+
+fn model(kind: Kind) -> Quiesce {
+    load("28-split.toml", kind).1
 }
 
 /// Take the enabled action whose description contains `what`.
@@ -95,10 +103,7 @@ fn all_states(m: &Quiesce) -> Vec<State> {
 /// reference, and is freed by the clone's completion, the last reference.
 #[test]
 fn a_refcounted_filter_is_freed_by_its_last_reference() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs/29-filter-refcount.toml");
-    let spec = Spec::load(&path).unwrap();
-    let m = Quiesce::new(spec.protocol.clone(), Kind::Request, spec.bounds);
+    let (_, m) = load("29-filter-refcount.toml", Kind::Request);
     let ip = quiesce_model::model::Ip { c: 0, gen: 0 };
     let mut outlived = 0;
     let mut freed_by_completion = 0;
@@ -136,10 +141,7 @@ fn a_refcounted_filter_is_freed_by_its_last_reference() {
 /// the completion that drops the last reference makes `rmmod` possible.
 #[test]
 fn a_filter_owning_the_module_reference_pins_it_to_its_last_reference() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/specs/30-filter-refcount-rmmod.toml");
-    let spec = Spec::load(&path).unwrap();
-    let m = Quiesce::new(spec.protocol.clone(), Kind::Request, spec.bounds);
+    let (_, m) = load("30-filter-refcount-rmmod.toml", Kind::Request);
     let mut pinned_by_clone = 0;
     let mut released_by_completion = 0;
     for s in all_states(&m) {
@@ -189,10 +191,7 @@ fn a_filter_owning_the_module_reference_pins_it_to_its_last_reference() {
 /// once the readers have left.
 #[test]
 fn kfree_rcu_keeps_a_released_filter_for_the_readers_before_it() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../model/specs/31-filter-tryget-kfree-rcu.toml");
-    let spec = Spec::load(&path).unwrap();
-    let m = Quiesce::new(spec.protocol.clone(), Kind::Request, spec.bounds);
+    let (spec, m) = load("31-filter-tryget-kfree-rcu.toml", Kind::Request);
     let tryget = spec
         .protocol
         .hot_path
@@ -252,7 +251,6 @@ fn kfree_rcu_keeps_a_released_filter_for_the_readers_before_it() {
 /// stands; with spec 32b's dev_t lookup the same detach clears it.
 #[test]
 fn a_new_disk_with_the_dev_t_is_not_the_removed_one() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/specs");
     let mut seen = [0usize; 2];
     for (i, file) in [
         "32-remove-then-reuse.toml",
@@ -261,8 +259,7 @@ fn a_new_disk_with_the_dev_t_is_not_the_removed_one() {
     .iter()
     .enumerate()
     {
-        let spec = Spec::load(&dir.join(file)).unwrap();
-        let m = Quiesce::new(spec.protocol.clone(), Kind::Request, spec.bounds);
+        let (_, m) = load(file, Kind::Request);
         for s in all_states(&m) {
             // Controller 1 attached to the removed O; controller 2 to the new disk.
             let old = s.ctls[0].held & held::OLD_O != 0;
