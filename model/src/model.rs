@@ -1305,7 +1305,7 @@ impl Model for Quiesce {
         if self.may_add_disk(s) {
             out.push(Action::AddDisk);
         }
-        for i in 0..8 {
+        for i in (0..8).filter(|_| s.rcu_cb != 0) {
             if s.rcu_cb & (1 << i) != 0 && !s.bios.iter().any(|b| b.rcu & rcu::cb(i) != 0) {
                 out.push(Action::RcuFree { i: i as u8 });
             }

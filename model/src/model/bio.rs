@@ -7,8 +7,9 @@ impl Quiesce {
     /// The travelling bio completes (successfully or with an error).
     pub(super) fn end_bio(&self, s: &mut State, b: usize) {
         let bio = s.bios[b];
-        // The filter instance the clone's reference is on, and whether it lives.
-        let held = (bio.fr & fx::IREF != 0)
+        // The filter instance the clone's reference is on, and whether it lives
+        // (asked only where a release queues an RCU callback).
+        let held = (self.protocol.kfree_rcu && bio.fr & fx::IREF != 0)
             .then(|| bio.via.or(bio.ip))
             .flatten()
             .map(|ip| (ip, !self.freed(s, ip)));
