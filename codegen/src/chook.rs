@@ -243,7 +243,7 @@ pub fn render_patch(spec: &Spec, report: &SpecReport) -> Result<String, GenError
     p.push_str("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n");
     p.push_str(&format!("From: {AUTHOR}\n"));
     p.push_str("Date: Tue, 1 Dec 2026 21:00:00 +0000\n");
-    p.push_str("Subject: [PATCH 3/9] block: add the interposer route rendered from a spec\n\n");
+    p.push_str("Subject: [PATCH 3/10] block: add the interposer route rendered from a spec\n\n");
     p.push_str(&format!(
         "The part of submit_bio_noacct() that decides whether a bio goes to the\n\
          device's interposer is the hot path of the spec that the model checker\n\

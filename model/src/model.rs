@@ -257,11 +257,11 @@ pub enum RmStep {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct State {
+pub struct State<const N: usize = MAX_BIOS> {
     /// Bios per submitter (constant; lets symmetry reduction find the groups).
     pub k: u8,
     /// Submitter bios (submitter-major), then one superblock bio per controller.
-    pub bios: Fixed<Bio, MAX_BIOS>,
+    pub bios: Fixed<Bio, N>,
     pub ctls: Fixed<Ctl, MAX_CTLS>,
     /// `O->bd_interposer`.
     pub ptr: Option<Ip>,
@@ -381,7 +381,7 @@ pub const FREEZER_STEPS: [&str; 3] = [
 
 /// One check: a protocol, one kind of original, bounds.
 #[derive(Clone, Debug)]
-pub struct Quiesce {
+pub struct Quiesce<const N: usize = MAX_BIOS> {
     pub protocol: Protocol,
     pub kind: Kind,
     pub bounds: Bounds,
@@ -390,6 +390,9 @@ pub struct Quiesce {
     /// A pass remembers that it started from `current->bio_list`
     /// (`test_bio_list` reads it).
     tests_bio_list: bool,
+    /// O may split a lineage again (a kernel trace's bio split to its limits
+    /// more than once); the checker's bound is once per lineage.
+    pub resplit: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -402,11 +405,12 @@ enum Outcome {
     Err,
 }
 
-impl Quiesce {
+impl<const N: usize> Quiesce<N> {
     pub fn new(protocol: Protocol, kind: Kind, bounds: Bounds) -> Self {
         Quiesce {
             refcounted: protocol.refcounted(),
             tests_bio_list: protocol.tests_bio_list(),
+            resplit: false,
             protocol: protocol.for_kind(kind),
             kind,
             bounds,
@@ -466,7 +470,7 @@ impl Quiesce {
     }
     /// A controller whose procedure failed at a step after its point of no
     /// return: (controller, failed step, the point of no return).
-    pub fn past_no_return(&self, s: &State) -> Option<(usize, usize, usize)> {
+    pub fn past_no_return(&self, s: &State<N>) -> Option<(usize, usize, usize)> {
         s.ctls.iter().enumerate().find_map(|(ci, c)| {
             let (detach, failed) = match c.phase {
                 Phase::AttachErr { failed } => (false, failed as usize),
@@ -492,7 +496,7 @@ impl Quiesce {
 
     // --- derived device state -------------------------------------------
 
-    pub fn freeze_depth(&self, s: &State) -> usize {
+    pub fn freeze_depth(&self, s: &State<N>) -> usize {
         let c = s
             .ctls
             .iter()
@@ -503,36 +507,36 @@ impl Quiesce {
             + usize::from(s.rm.held & rmheld::Q_FROZEN != 0);
         c + f + r
     }
-    pub fn qrefs(&self, s: &State) -> usize {
+    pub fn qrefs(&self, s: &State<N>) -> usize {
         s.leaked_qrefs as usize
             + s.bios.iter().filter(|b| b.has(bf::PASS_QREF)).count()
             + s.bios.iter().filter(|b| b.has(bf::REQ_QREF)).count()
             + s.bios.iter().filter(|b| b.fr & fx::FRONT_QREF != 0).count()
     }
-    pub fn o_suspended(&self, s: &State) -> bool {
+    pub fn o_suspended(&self, s: &State<N>) -> bool {
         s.ctls
             .iter()
             .any(|c| c.held & (held::O_SUSPENDED | held::OLD_O) == held::O_SUSPENDED)
     }
-    pub fn fs_frozen(&self, s: &State) -> bool {
+    pub fn fs_frozen(&self, s: &State<N>) -> bool {
         s.ctls
             .iter()
             .any(|c| c.held & (held::FS_FROZEN | held::OLD_O) == held::FS_FROZEN)
     }
     /// Whether a controller holds the removed O's open_mutex.
-    pub fn old_mutex_held(&self, s: &State) -> bool {
+    pub fn old_mutex_held(&self, s: &State<N>) -> bool {
         s.ctls
             .iter()
             .any(|c| c.held & (held::MUTEX | held::OLD_O) == held::MUTEX | held::OLD_O)
     }
     /// Whether controller `ci`'s call works on the removed O.
-    pub fn on_old_o(s: &State, ci: usize) -> bool {
+    pub fn on_old_o(s: &State<N>, ci: usize) -> bool {
         s.ctls[ci].held & held::OLD_O != 0
     }
     /// `add_disk(O')` may run: O is removed, nothing holds it (its
     /// open_mutex, a freeze or a suspend) and no bio is under way (none
     /// carries on from the removed disk into the new one): it starts clean.
-    fn may_add_disk(&self, s: &State) -> bool {
+    fn may_add_disk(&self, s: &State<N>) -> bool {
         self.bounds.reuse
             && !s.o_reused
             && s.o_dead
@@ -555,14 +559,14 @@ impl Quiesce {
     }
     /// Whether anything holds a reference on I's owner module: a controller,
     /// a filter that owns one, or a bio's reference on such a filter.
-    pub fn module_pinned(&self, s: &State) -> bool {
+    pub fn module_pinned(&self, s: &State<N>) -> bool {
         s.ctls
             .iter()
             .any(|c| c.held & (held::MODREF | held::FILTER_MODREF) != 0)
             || s.bios.iter().any(|b| b.fr & fx::IMOD != 0)
     }
     /// Whether the filter instance `ip` owns a module reference.
-    pub fn owns_module(&self, s: &State, ip: Ip) -> bool {
+    pub fn owns_module(&self, s: &State<N>, ip: Ip) -> bool {
         let c = &s.ctls[ip.c as usize];
         (c.igen == ip.gen && c.held & held::FILTER_MODREF != 0)
             || s.bios
@@ -577,14 +581,14 @@ impl Quiesce {
     /// Whether filter instance `ip`'s memory is gone: released, and with
     /// `kfree_rcu` its RCU callback has run too. Until then a reader may still
     /// look at its reference count (`refcount_inc_not_zero` sees zero).
-    pub fn memory_gone(&self, s: &State, ip: Ip) -> bool {
+    pub fn memory_gone(&self, s: &State<N>, ip: Ip) -> bool {
         self.freed(s, ip) && s.rcu_cb & (1 << self.inst(ip)) == 0
     }
     /// A reference on filter instance `ip` was dropped (it was live before):
     /// with `kfree_rcu`, if it was the last one, the release queues the
     /// filter's memory for a grace period that waits for every reader inside
     /// an RCU read-side section now.
-    pub(crate) fn released(&self, s: &mut State, ip: Ip, was_live: bool) {
+    pub(crate) fn released(&self, s: &mut State<N>, ip: Ip, was_live: bool) {
         if !self.protocol.kfree_rcu || !was_live || !self.freed(s, ip) {
             return;
         }
@@ -598,7 +602,7 @@ impl Quiesce {
     }
     /// Whether I instance `ip` is gone. A refcounted filter lives while its
     /// attachment or any bio holds a reference: the last one frees it.
-    pub fn freed(&self, s: &State, ip: Ip) -> bool {
+    pub fn freed(&self, s: &State<N>, ip: Ip) -> bool {
         let c = &s.ctls[ip.c as usize];
         let attached = c.igen == ip.gen && c.ilife != ILife::Freed;
         let referenced = self.refcounted
@@ -611,7 +615,7 @@ impl Quiesce {
     /// suspended O. `dm_suspend(I)` waits for all of these (I's bio completes only
     /// when its clone does); bios I itself deferred while suspended do not count.
     /// A parked bio counts when the spec says `park = "counted"`.
-    fn i_busy(&self, s: &State, ip: Ip) -> bool {
+    fn i_busy(&self, s: &State<N>, ip: Ip) -> bool {
         let parked = self.protocol.park == Some(Park::Counted);
         s.bios.iter().any(|b| {
             b.via == Some(ip)
@@ -621,16 +625,16 @@ impl Quiesce {
                 ) || (parked && b.loc == Loc::ParkedI))
         })
     }
-    fn submitter_busy(&self, s: &State, sub: usize) -> bool {
+    fn submitter_busy(&self, s: &State<N>, sub: usize) -> bool {
         let k = self.bounds.bios as usize;
         s.bios[sub * k..(sub + 1) * k]
             .iter()
             .any(|b| b.has(bf::PASS) && !b.has(bf::KWORKER))
     }
-    fn writers_active(&self, s: &State) -> bool {
+    fn writers_active(&self, s: &State<N>) -> bool {
         (0..self.bounds.submitters as usize).any(|i| self.submitter_busy(s, i))
     }
-    pub fn all_done(&self, s: &State) -> bool {
+    pub fn all_done(&self, s: &State<N>) -> bool {
         s.bios[..self.nsub()]
             .iter()
             .all(|b| b.loc != Loc::Unsubmitted)
@@ -678,7 +682,7 @@ impl Quiesce {
     }
 
     /// Move a default-unwind cursor down to the next step whose resource is still held.
-    fn unwind_norm(&self, s: &State, ci: usize, mut pc: u8, phase: Phase) -> u8 {
+    fn unwind_norm(&self, s: &State<N>, ci: usize, mut pc: u8, phase: Phase) -> u8 {
         let steps = self.steps(phase);
         while pc > 0 {
             let st = &steps[pc as usize - 1];
@@ -696,7 +700,7 @@ impl Quiesce {
         pc
     }
 
-    fn holds(&self, s: &State, ci: usize, r: Res) -> bool {
+    fn holds(&self, s: &State<N>, ci: usize, r: Res) -> bool {
         let c = &s.ctls[ci];
         match r {
             Res::Mutex => c.held & held::MUTEX != 0,
@@ -717,7 +721,7 @@ impl Quiesce {
         }
     }
 
-    fn prim_enabled(&self, s: &State, ci: usize, prim: Prim, sub: u8) -> bool {
+    fn prim_enabled(&self, s: &State<N>, ci: usize, prim: Prim, sub: u8) -> bool {
         let c = &s.ctls[ci];
         match (prim.meaning(), sub) {
             (Prim::MutexLock, _) if Self::on_old_o(s, ci) => !self.old_mutex_held(s),
@@ -746,14 +750,14 @@ impl Quiesce {
         }
     }
 
-    fn release(s: &mut State, ci: usize, bit: u8) {
+    fn release(s: &mut State<N>, ci: usize, bit: u8) {
         if s.ctls[ci].held & bit == 0 {
             s.unbalanced = true;
         }
         s.ctls[ci].held &= !bit;
     }
 
-    fn acquire(s: &mut State, ci: usize, bit: u8) {
+    fn acquire(s: &mut State<N>, ci: usize, bit: u8) {
         if s.ctls[ci].held & bit != 0 {
             // A nested acquire by the same thread: the model's holdings are not counted.
             s.unbalanced = true;
@@ -761,7 +765,7 @@ impl Quiesce {
         s.ctls[ci].held |= bit;
     }
 
-    fn prim_exec(&self, s: &mut State, ci: usize, prim: Prim, sub: u8) -> Outcome {
+    fn prim_exec(&self, s: &mut State<N>, ci: usize, prim: Prim, sub: u8) -> Outcome {
         let me = Ip {
             c: ci as u8,
             gen: s.ctls[ci].igen,
@@ -963,7 +967,7 @@ impl Quiesce {
 
     /// `dm_resume(I)`: I takes bios again, and a kworker sends the ones it
     /// deferred on to O as clones.
-    fn resume_i(&self, s: &mut State, ip: Ip) {
+    fn resume_i(&self, s: &mut State<N>, ip: Ip) {
         let c = &mut s.ctls[ip.c as usize];
         if !c.isusp {
             s.unbalanced = true;
@@ -987,7 +991,7 @@ impl Quiesce {
     }
 
     /// Enter the error path of the step the controller is on.
-    fn fail(&self, s: &mut State, ci: usize) {
+    fn fail(&self, s: &mut State<N>, ci: usize) {
         let c = s.ctls[ci];
         let failed = c.pc;
         let phase = match c.phase {
@@ -1022,7 +1026,7 @@ impl Quiesce {
     /// A primitive on the removed O, for a call that opened it before a new
     /// disk took its dev_t: the disk is dead and empty, and nothing of it is
     /// shared with the new one. `None`: the primitive does not touch O.
-    fn old_o_prim(&self, s: &mut State, ci: usize, prim: Prim) -> Option<Outcome> {
+    fn old_o_prim(&self, s: &mut State<N>, ci: usize, prim: Prim) -> Option<Outcome> {
         let out = match prim.meaning() {
             Prim::CheckAlive => Outcome::Err,
             Prim::MutexTrylock => {
@@ -1057,7 +1061,7 @@ impl Quiesce {
         Some(out)
     }
 
-    fn next_cycle(&self, s: &mut State, ci: usize) {
+    fn next_cycle(&self, s: &mut State<N>, ci: usize) {
         let c = &mut s.ctls[ci];
         // The next call opens O again: the disk that has its dev_t now.
         c.held &= !held::OLD_O;
@@ -1072,7 +1076,7 @@ impl Quiesce {
         }
     }
 
-    fn ctl_advance(&self, s: &mut State, ci: usize, outcome: Outcome) {
+    fn ctl_advance(&self, s: &mut State<N>, ci: usize, outcome: Outcome) {
         let c = s.ctls[ci];
         match outcome {
             Outcome::Next => s.ctls[ci].sub += 1,
@@ -1095,7 +1099,7 @@ impl Quiesce {
         }
     }
 
-    fn err_path_next(&self, s: &mut State, ci: usize) {
+    fn err_path_next(&self, s: &mut State<N>, ci: usize) {
         let c = s.ctls[ci];
         let (Phase::AttachErr { failed } | Phase::DetachErr { failed }) = c.phase else {
             return;
@@ -1110,7 +1114,7 @@ impl Quiesce {
         ctl.sub = 0;
     }
 
-    fn ctl_actions(&self, s: &State, ci: usize, out: &mut Vec<Action>) {
+    fn ctl_actions(&self, s: &State<N>, ci: usize, out: &mut Vec<Action>) {
         let c = &s.ctls[ci];
         let cu = ci as u8;
         match c.phase {
@@ -1145,10 +1149,10 @@ impl Quiesce {
     }
 }
 
-impl Quiesce {
+impl<const N: usize> Quiesce<N> {
     /// The enabled actions of bio `b`'s lineage: its pass's next step, I's
     /// worker for it, its completion by O.
-    pub fn bio_actions(&self, s: &State, b: usize, out: &mut Vec<Action>) {
+    pub fn bio_actions(&self, s: &State<N>, b: usize, out: &mut Vec<Action>) {
         let bio = &s.bios[b];
         if bio.has(bf::PASS) {
             let op = self.op_at(bio.pc);
@@ -1188,7 +1192,7 @@ impl Quiesce {
     }
 
     /// The remover's enabled step, if any (appended to `out`).
-    pub fn remover_actions(&self, s: &State, out: &mut Vec<Action>) {
+    pub fn remover_actions(&self, s: &State<N>, out: &mut Vec<Action>) {
         if self.rm_enabled(s) {
             out.push(Action::Remover {
                 pc: s.rm.pc,
@@ -1198,12 +1202,12 @@ impl Quiesce {
     }
 
     /// The enabled actions of controller `ci`.
-    pub fn controller_actions(&self, s: &State, ci: usize, out: &mut Vec<Action>) {
+    pub fn controller_actions(&self, s: &State<N>, ci: usize, out: &mut Vec<Action>) {
         self.ctl_actions(s, ci, out);
     }
 
     /// Whether submitter `sub` may start its next bio now.
-    pub fn may_submit(&self, s: &State, sub: usize) -> bool {
+    pub fn may_submit(&self, s: &State<N>, sub: usize) -> bool {
         let fs_blocked = self.protocol.filesystem && self.fs_frozen(s);
         !fs_blocked && !self.submitter_busy(s, sub)
     }
@@ -1228,11 +1232,11 @@ impl Quiesce {
     }
 }
 
-impl Model for Quiesce {
-    type State = State;
+impl<const N: usize> Model for Quiesce<N> {
+    type State = State<N>;
     type Action = Action;
 
-    fn init_states(&self) -> Vec<State> {
+    fn init_states(&self) -> Vec<State<N>> {
         let ctl = Ctl {
             cycle: 0,
             phase: Phase::Attach,
@@ -1273,7 +1277,7 @@ impl Model for Quiesce {
         }]
     }
 
-    fn actions(&self, s: &State, out: &mut Vec<Action>) {
+    fn actions(&self, s: &State<N>, out: &mut Vec<Action>) {
         let k = self.bounds.bios as usize;
         let fs_blocked = self.protocol.filesystem && self.fs_frozen(s);
         for sub in 0..self.bounds.submitters as usize {
@@ -1312,7 +1316,7 @@ impl Model for Quiesce {
         }
     }
 
-    fn next_state(&self, last: &State, action: Action) -> Option<State> {
+    fn next_state(&self, last: &State<N>, action: Action) -> Option<State<N>> {
         let mut s = last.clone();
         match action {
             Action::Submit { b, .. } => {
@@ -1383,11 +1387,11 @@ impl Model for Quiesce {
 
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
-            Property::always("no_use_after_free", |_: &Quiesce, s: &State| !s.uaf),
-            Property::always("no_bypass", |m: &Quiesce, s: &State| {
+            Property::always("no_use_after_free", |_: &Quiesce<N>, s: &State<N>| !s.uaf),
+            Property::always("no_bypass", |m: &Quiesce<N>, s: &State<N>| {
                 m.promise_holder(s).is_none() || m.bypassed(s).is_none()
             }),
-            Property::always("exactly_once", |m: &Quiesce, s: &State| {
+            Property::always("exactly_once", |m: &Quiesce<N>, s: &State<N>| {
                 let bad = s.bios.iter().any(|b| {
                     b.has(bf::DUP)
                         || b.done > 1
@@ -1402,10 +1406,10 @@ impl Model for Quiesce {
                     && s.bios[..m.nsub()].iter().any(|b| b.done != 1);
                 !bad && !stranded
             }),
-            Property::always("no_recursion", |_: &Quiesce, s: &State| {
+            Property::always("no_recursion", |_: &Quiesce<N>, s: &State<N>| {
                 s.bios.iter().all(|b| b.depth <= 1)
             }),
-            Property::always("no_deadlock", |m: &Quiesce, s: &State| {
+            Property::always("no_deadlock", |m: &Quiesce<N>, s: &State<N>| {
                 if m.all_done(s) {
                     return true;
                 }
@@ -1413,7 +1417,7 @@ impl Model for Quiesce {
                 m.actions(s, &mut acts);
                 !acts.is_empty()
             }),
-            Property::always("clean_exit", |m: &Quiesce, s: &State| {
+            Property::always("clean_exit", |m: &Quiesce<N>, s: &State<N>| {
                 if s.unbalanced || s.leaked_qrefs > 0 {
                     return false;
                 }
@@ -1428,25 +1432,25 @@ impl Model for Quiesce {
                             && s.ptr.is_none_or(|p| p.c as usize != ci))
                 })
             }),
-            Property::always("single_owner", |m: &Quiesce, s: &State| {
+            Property::always("single_owner", |m: &Quiesce<N>, s: &State<N>| {
                 (0..s.ctls.len()).filter(|&c| m.owns_o(s, c)).count() <= 1
             }),
             // Once a procedure has passed its point of no return, none of its steps fails.
-            Property::always("point_of_no_return", |m: &Quiesce, s: &State| {
+            Property::always("point_of_no_return", |m: &Quiesce<N>, s: &State<N>| {
                 m.past_no_return(s).is_none()
             }),
             // A REQ_NOWAIT bio fails with EAGAIN; it never waits for a frozen queue.
-            Property::always("nowait_never_blocks", |m: &Quiesce, s: &State| {
+            Property::always("nowait_never_blocks", |m: &Quiesce<N>, s: &State<N>| {
                 m.nowait_blocked(s).is_none()
             }),
-            Property::sometimes("bio_redirected", |_: &Quiesce, s: &State| {
+            Property::sometimes("bio_redirected", |_: &Quiesce<N>, s: &State<N>| {
                 s.bios.iter().any(|b| b.depth >= 1)
             }),
-            Property::sometimes("attach_under_io", |_: &Quiesce, s: &State| {
+            Property::sometimes("attach_under_io", |_: &Quiesce<N>, s: &State<N>| {
                 s.ctls.iter().any(|c| c.phase == Phase::Attached)
                     && s.bios.iter().any(Bio::in_flight)
             }),
-            Property::sometimes("attach_unwinds", |_: &Quiesce, s: &State| {
+            Property::sometimes("attach_unwinds", |_: &Quiesce<N>, s: &State<N>| {
                 s.ctls
                     .iter()
                     .any(|c| matches!(c.phase, Phase::AttachErr { .. }))
@@ -1458,22 +1462,22 @@ impl Model for Quiesce {
         self.describe(action)
     }
 
-    fn format_step(&self, last: &State, action: Action) -> Option<String> {
+    fn format_step(&self, last: &State<N>, action: Action) -> Option<String> {
         self.next_state(last, action)
             .map(|s| self.describe_state(&s))
     }
 
-    fn as_svg(&self, path: stateright::Path<State, Action>) -> Option<String> {
+    fn as_svg(&self, path: stateright::Path<State<N>, Action>) -> Option<String> {
         Some(self.svg_of(path))
     }
 }
 
-impl Quiesce {
+impl<const N: usize> Quiesce<N> {
     /// The controller whose attach has returned and whose detach has not yet
     /// cleared the pointer: from attach's return until the clear, every bio inside
     /// O must have passed I (`no_bypass`). Detach's head (its steps before the
     /// clear) is inside that window.
-    pub fn promise_holder(&self, s: &State) -> Option<usize> {
+    pub fn promise_holder(&self, s: &State<N>) -> Option<usize> {
         s.ctls.iter().enumerate().position(|(ci, c)| {
             let me = Ip {
                 c: ci as u8,
@@ -1499,7 +1503,7 @@ impl Quiesce {
     }
 
     /// A bio (or a split front) inside O that did not pass I.
-    pub fn bypassed(&self, s: &State) -> Option<usize> {
+    pub fn bypassed(&self, s: &State<N>) -> Option<usize> {
         s.bios.iter().position(|b| {
             (b.loc == Loc::InO && b.via.is_none())
                 || (b.fr & fx::FRONT_IN_O != 0 && b.fr & fx::FRONT_I == 0)
@@ -1508,7 +1512,7 @@ impl Quiesce {
 
     /// Controller `ci`'s attach has returned and it still owns its attachment:
     /// a controller whose I the removal took over owns nothing any more.
-    pub fn owns_o(&self, s: &State, ci: usize) -> bool {
+    pub fn owns_o(&self, s: &State<N>, ci: usize) -> bool {
         let c = &s.ctls[ci];
         c.phase == Phase::Attached
             && c.held & held::OLD_O == 0
@@ -1694,7 +1698,7 @@ impl Quiesce {
     }
 
     /// O's condition: frozen (with depth), suspended, removed.
-    pub fn o_conditions(&self, s: &State) -> Vec<String> {
+    pub fn o_conditions(&self, s: &State<N>) -> Vec<String> {
         let mut o = Vec::new();
         let fd = self.freeze_depth(s);
         if fd > 0 {
@@ -1727,7 +1731,7 @@ impl Quiesce {
     }
 
     /// The relevant state after a step, in one line.
-    pub fn summary(&self, s: &State) -> String {
+    pub fn summary(&self, s: &State<N>) -> String {
         let mut parts = Vec::new();
         let mut o = self.o_conditions(s);
         let q = self.qrefs(s);
@@ -1800,7 +1804,7 @@ impl Quiesce {
     }
 }
 
-impl Representative for State {
+impl<const N: usize> Representative for State<N> {
     /// Submitters are interchangeable, and so are one submitter's bios: sort each
     /// submitter's bios, then the submitters' groups. Nothing else in the state
     /// names a submitter or a bio (pointers and holdings name controllers only),

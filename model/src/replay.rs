@@ -28,12 +28,13 @@ mod step;
 pub use parse::{Dev, Ev, Event, ParseError, Trace};
 use step::{BadBio, Mt, RState, Refusal, Stepper, Thread, Threads};
 
-use crate::model::{Quiesce, State, MAX_BIOS};
+use crate::model::{Quiesce, State};
 use crate::spec::{Kind, Spec};
 use serde::Serialize;
 use stateright::Property;
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
+pub use step::CAP;
 
 /// How a replay is run.
 #[derive(Clone, Debug)]
@@ -62,7 +63,9 @@ impl Default for ReplayOptions {
     }
 }
 
-/// Bios in flight at once that the replay's model holds.
+/// Bios in flight at once that the replay's model holds at least; a trace
+/// with more in flight at once gets as many (up to [`CAP`] less the
+/// controllers' superblock bios).
 pub const SLOTS: u8 = 17;
 /// Controllers (tasks in attach or detach at once) the replay's model holds.
 pub const CONTROLLERS: u8 = 2;
@@ -71,12 +74,13 @@ pub const CONTROLLERS: u8 = 2;
 /// bios and controllers as a kernel run needs at once, cycles without end (a
 /// controller's count starts again once nothing refers to its old
 /// interposers), and any number of failures. The trace's original has no
-/// filesystem mounted (`bdev_freeze` only syncs it).
-pub fn replay_model(spec: &Spec, kind: Kind) -> Quiesce {
+/// filesystem mounted (`bdev_freeze` only syncs it). `slots`: the bios it
+/// holds in flight at once.
+pub fn replay_model(spec: &Spec, kind: Kind, slots: u8) -> Quiesce<CAP> {
     let mut protocol = spec.protocol.clone();
     protocol.filesystem = false;
     let mut bounds = spec.bounds;
-    bounds.submitters = SLOTS;
+    bounds.submitters = slots;
     bounds.bios = 1;
     bounds.controllers = CONTROLLERS;
     bounds.cycles = u8::MAX;
@@ -86,8 +90,12 @@ pub fn replay_model(spec: &Spec, kind: Kind) -> Quiesce {
     // spec has one.
     bounds.remover = !protocol.on_remove.is_empty();
     bounds.rmmod = false;
-    debug_assert!(SLOTS as usize + CONTROLLERS as usize <= MAX_BIOS);
-    Quiesce::new(protocol, kind, bounds)
+    assert!(slots as usize + CONTROLLERS as usize <= CAP);
+    // O splits a bio larger than its limits, as often as it takes.
+    protocol.split = true;
+    let mut m = Quiesce::new(protocol, kind, bounds);
+    m.resplit = true;
+    m
 }
 
 /// The first event the model cannot take, and why.
@@ -120,6 +128,9 @@ pub struct ReplayReport {
     pub events: usize,
     /// Kernel bios (with their clones) seen.
     pub bios: usize,
+    /// Bios the replay's model held in flight at once: the most the trace
+    /// has in flight at once, and two more, but at least [`SLOTS`].
+    pub slots: usize,
     /// Interposer pointers set and cleared.
     pub attached: usize,
     pub detached: usize,
@@ -153,13 +164,13 @@ enum Fail {
 
 struct Run<'a> {
     st: Stepper<'a>,
-    props: Vec<Property<Quiesce>>,
+    props: Vec<Property<Quiesce<CAP>>>,
     window: usize,
     budget: usize,
 }
 
 impl Run<'_> {
-    fn props_hold(&self, s: &State) -> Result<(), &'static str> {
+    fn props_hold(&self, s: &State<CAP>) -> Result<(), &'static str> {
         for p in &self.props {
             if !(p.condition)(self.st.m, s) {
                 return Err(p.name);
@@ -385,7 +396,6 @@ pub fn replay(
                 .join(", ")
         )));
     }
-    let m = replay_model(spec, kind);
     let mut report = ReplayReport {
         spec: spec.name.clone(),
         kind: kind.name(),
@@ -393,6 +403,7 @@ pub fn replay(
         trace_events: trace.events.len(),
         events: events.len(),
         bios: 0,
+        slots: 0,
         attached: events
             .iter()
             .filter(|e| e.ev == Ev::PtrSet && e.val == 0)
@@ -428,6 +439,9 @@ pub fn replay(
         }
     };
     report.bios = threads.end.len();
+    let slots = (threads.peak() + 2).clamp(SLOTS as usize, CAP - CONTROLLERS as usize);
+    report.slots = slots;
+    let m = replay_model(spec, kind, slots as u8);
     let run = Run {
         st: Stepper::new(&m, trace, &events, &threads),
         props: m.state_properties(),

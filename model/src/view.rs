@@ -15,7 +15,7 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-impl Quiesce {
+impl<const N: usize> Quiesce<N> {
     fn bio_line(&self, b: usize, bio: &Bio) -> String {
         let name = self.bio_name(b);
         let what = if bio.via.is_some() && matches!(bio.loc, Loc::Carried | Loc::InO) {
@@ -72,7 +72,7 @@ impl Quiesce {
     }
 
     /// The remover's line: its next step, what it holds, the I it took over.
-    fn rm_line(&self, s: &State) -> String {
+    fn rm_line(&self, s: &State<N>) -> String {
         let r = &s.rm;
         let mut line = if r.pc as usize >= self.rm_len() {
             "done".to_string()
@@ -97,7 +97,7 @@ impl Quiesce {
         line
     }
 
-    fn ctl_line(&self, s: &State, ci: usize) -> String {
+    fn ctl_line(&self, s: &State<N>, ci: usize) -> String {
         let c = &s.ctls[ci];
         let step = |list: &[crate::spec::CtlStep], i: u8| {
             list.get(i as usize)
@@ -143,7 +143,7 @@ impl Quiesce {
         )
     }
 
-    fn failing(&self, s: &State) -> Vec<&'static str> {
+    fn failing(&self, s: &State<N>) -> Vec<&'static str> {
         self.properties()
             .into_iter()
             .filter(|p| p.expectation == Expectation::Always && !(p.condition)(self, s))
@@ -152,7 +152,7 @@ impl Quiesce {
     }
 
     /// A state as a person reads it, one line per device and thread.
-    pub fn describe_state(&self, s: &State) -> String {
+    pub fn describe_state(&self, s: &State<N>) -> String {
         let mut out = String::new();
         let mut o = self.o_conditions(s);
         o.push(format!("{} queue refs", self.qrefs(s)));
@@ -220,7 +220,7 @@ impl Quiesce {
     }
 
     /// The lane of whoever took an action, and the lane it handed a bio to, if any.
-    fn lane_of(&self, before: &State, a: &Action) -> (usize, Option<usize>) {
+    fn lane_of(&self, before: &State<N>, a: &Action) -> (usize, Option<usize>) {
         let ns = self.bounds.submitters as usize;
         let nc = self.bounds.controllers as usize;
         let extra = usize::from(self.bounds.remover) + self.bounds.freezers as usize;
@@ -270,7 +270,7 @@ impl Quiesce {
 
     /// The SVG view: a lane per thread and device with each one's condition in the last
     /// state, and the path's most recent steps placed in the lane of whoever took them.
-    pub fn svg(&self, path: &[(State, Option<Action>)]) -> String {
+    pub fn svg(&self, path: &[(State<N>, Option<Action>)]) -> String {
         let Some((last, _)) = path.last() else {
             return String::new();
         };
@@ -365,7 +365,7 @@ impl Quiesce {
             .unwrap_or(1);
         let box_h = 14 * box_lines + 12;
         // (state before, action) for each step.
-        let steps: Vec<(&State, &Action)> = path
+        let steps: Vec<(&State<N>, &Action)> = path
             .iter()
             .filter_map(|(s, a)| a.as_ref().map(|a| (s, a)))
             .collect();
@@ -461,7 +461,7 @@ impl Quiesce {
         svg
     }
 
-    pub fn svg_of(&self, path: Path<State, Action>) -> String {
+    pub fn svg_of(&self, path: Path<State<N>, Action>) -> String {
         self.svg(&path.into_vec())
     }
 }

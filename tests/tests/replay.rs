@@ -467,3 +467,68 @@ fn a_failed_queue_entry_is_a_step_only_once_o_is_dead() {
         "{d:#?}"
     );
 }
+
+/// The bio of the `split` event at `line`, and the front it names.
+fn split_parts(text: &str, line: usize) -> (String, String) {
+    let l = text.lines().nth(line - 1).unwrap();
+    let field = |k: &str| l.split(k).nth(1).unwrap()[..16].to_string();
+    (field("bio="), field("arg="))
+}
+
+/// mkfs.ext4, the mount and an attach/detach cycle on a null_blk O: O splits
+/// mkfs's large bios (the front goes on into O, the rest passes the hook
+/// again), and more bios are in flight at once than the model's 17.
+#[test]
+fn an_ext4_stretch_with_splits_replays_clean() {
+    let (text, kind) = fixture("request-ext4");
+    let splits = lines_with(&text, " split ");
+    assert!(splits.len() >= 10, "the stretch splits bios");
+    let r = run(&text, kind, 24);
+    assert!(r.ok, "{:#?}", r.divergence);
+    assert!(r.attached >= 1 && r.detached >= 1 && r.redirected >= 3);
+    assert!(
+        r.slots > 40,
+        "writeback keeps many bios in flight: {}",
+        r.slots
+    );
+    // Each split's rest enters the hook again, and its front completes.
+    let (bio, front) = split_parts(&text, splits[0]);
+    assert!(lines_with(&text, &format!("enter bio={bio}"))
+        .iter()
+        .any(|&l| l > splits[0]));
+    assert!(!lines_with(&text, &format!("endio bio={front}")).is_empty());
+}
+
+/// Without its `split` event, the rest's second entry into the hook is a
+/// bio entering O's queue while it is inside O.
+#[test]
+fn a_split_left_out_is_refused_at_the_second_entry() {
+    let (text, kind) = fixture("request-ext4");
+    let split = lines_with(&text, " split ")[0];
+    let (bio, _) = split_parts(&text, split);
+    let again = *lines_with(&text, &format!("enter bio={bio}"))
+        .iter()
+        .find(|&&l| l > split)
+        .expect("the rest enters again");
+    let d = run(&without_lines(&text, &[split]), kind, 24)
+        .divergence
+        .expect("refused");
+    assert_eq!(d.line, again - 1, "{d:#?}");
+    assert!(d.event.contains("enter"), "{d:#?}");
+    assert!(d.why.contains("cannot enter O's queue"), "{d:#?}");
+}
+
+/// A front that completes twice is refused at its second completion.
+#[test]
+fn a_front_completed_twice_is_refused() {
+    let (text, kind) = fixture("request-ext4");
+    let split = lines_with(&text, " split ")[0];
+    let (_, front) = split_parts(&text, split);
+    let endio = lines_with(&text, &format!("endio bio={front}"))[0];
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(endio, lines[endio - 1]);
+    let edited: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let d = run(&edited, kind, 24).divergence.expect("refused");
+    assert_eq!(d.line, endio + 1, "{d:#?}");
+    assert!(d.why.contains("completed already"), "{d:#?}");
+}

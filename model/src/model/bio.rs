@@ -3,9 +3,9 @@
 
 use super::*;
 
-impl Quiesce {
+impl<const N: usize> Quiesce<N> {
     /// The travelling bio completes (successfully or with an error).
-    pub(super) fn end_bio(&self, s: &mut State, b: usize) {
+    pub(super) fn end_bio(&self, s: &mut State<N>, b: usize) {
         let bio = s.bios[b];
         // The filter instance the clone's reference is on, and whether it lives
         // (asked only where a release queues an RCU callback).
@@ -77,7 +77,7 @@ impl Quiesce {
     }
 
     /// The pass returns from `submit_bio_noacct`; queued clones are submitted by the same task.
-    pub(super) fn end_pass(&self, s: &mut State, b: usize) {
+    pub(super) fn end_pass(&self, s: &mut State<N>, b: usize) {
         let mut bio = s.bios[b];
         if bio.has(bf::PASS_QREF) {
             s.leaked_qrefs += 1;
@@ -151,10 +151,10 @@ impl Quiesce {
     /// Whether O may split bio `b` at its `driver_submit` step: once per
     /// lineage, and for a bio-based O only when it processes the bio (a
     /// suspended O defers it whole).
-    pub(super) fn may_split(&self, s: &State, bio: &Bio) -> bool {
+    pub(super) fn may_split(&self, s: &State<N>, bio: &Bio) -> bool {
         self.protocol.split
             && bio.loc == Loc::Carried
-            && bio.fr & fx::SPLIT == 0
+            && (bio.fr & fx::SPLIT == 0 || self.resplit)
             && (self.kind != Kind::Bio || !self.o_suspended(s))
     }
 
@@ -162,7 +162,7 @@ impl Quiesce {
     /// O (blk-mq: as a request, which takes over the pass's queue reference;
     /// bio_sync: completed at once), and the remainder is queued on the
     /// carrier's `current->bio_list` for a new pass through the hook.
-    pub(super) fn split(&self, s: &mut State, b: usize) {
+    pub(super) fn split(&self, s: &mut State<N>, b: usize) {
         let mut bio = s.bios[b];
         bio.fr |= fx::SPLIT | fx::REM_QUEUED;
         match self.kind {
@@ -185,7 +185,7 @@ impl Quiesce {
 
     /// O completes the split front (`bio_chain_endio`): if the rest has
     /// completed already, the chain's last completion runs the bio's end_io.
-    pub(super) fn complete_front(&self, s: &mut State, b: usize) {
+    pub(super) fn complete_front(&self, s: &mut State<N>, b: usize) {
         s.bios[b].fr &= !(fx::FRONT_IN_O | fx::FRONT_QREF | fx::FRONT_I);
         if s.bios[b].loc == Loc::Chained {
             self.end_bio(s, b);
@@ -194,7 +194,7 @@ impl Quiesce {
 
     /// Whether the `redirect` step of bio `b`'s pass may park it instead: I
     /// takes it (it is live, not suspended, and this is not a second interposition).
-    pub(super) fn may_park(&self, s: &State, bio: &Bio) -> bool {
+    pub(super) fn may_park(&self, s: &State<N>, bio: &Bio) -> bool {
         self.protocol.park.is_some()
             && !s.module_gone
             && bio.loc == Loc::Carried
@@ -205,7 +205,7 @@ impl Quiesce {
     }
 
     /// The `redirect` step parks the bio in I; the pass goes on.
-    pub(super) fn park(&self, s: &mut State, b: usize) {
+    pub(super) fn park(&self, s: &mut State<N>, b: usize) {
         let mut bio = s.bios[b];
         bio.depth += 1;
         bio.loc = Loc::ParkedI;
@@ -231,7 +231,7 @@ impl Quiesce {
     }
 
     /// I's worker resubmits a parked bio's clone: in freed memory if I is gone.
-    pub(super) fn unpark(&self, s: &mut State, b: usize) {
+    pub(super) fn unpark(&self, s: &mut State<N>, b: usize) {
         let mut bio = s.bios[b];
         if s.module_gone || bio.via.is_some_and(|ip| self.freed(s, ip)) {
             s.uaf = true;
@@ -246,7 +246,7 @@ impl Quiesce {
 
     /// A step that waits: entering a frozen queue (a `REQ_NOWAIT` bio's
     /// `bio_queue_enter` does not wait, it fails).
-    pub(super) fn hot_enabled(&self, s: &State, bio: &Bio, op: HotOp) -> bool {
+    pub(super) fn hot_enabled(&self, s: &State<N>, bio: &Bio, op: HotOp) -> bool {
         match op {
             HotOp::QueueEnter => s.o_dead || bio.nowait || self.freeze_depth(s) == 0,
             HotOp::BlkQueueEnter => s.o_dead || self.freeze_depth(s) == 0,
@@ -255,14 +255,14 @@ impl Quiesce {
     }
 
     /// A `REQ_NOWAIT` bio whose pass waits for a frozen queue: (the bio, its step).
-    pub fn nowait_blocked(&self, s: &State) -> Option<usize> {
+    pub fn nowait_blocked(&self, s: &State<N>) -> Option<usize> {
         (0..s.bios.len()).find(|&b| {
             let bio = &s.bios[b];
             bio.nowait && bio.has(bf::PASS) && !self.hot_enabled(s, bio, self.op_at(bio.pc))
         })
     }
 
-    pub(super) fn hot_step(&self, s: &mut State, b: usize, op: HotOp) {
+    pub(super) fn hot_step(&self, s: &mut State<N>, b: usize, op: HotOp) {
         let mut bio = s.bios[b];
         let n = self.protocol.hot_end(bio.pc as usize);
         let mut next = bio.pc as usize + 1;

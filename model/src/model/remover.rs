@@ -11,7 +11,7 @@
 use super::{held, rmheld, ILife, Ip, Outcome, Quiesce, RmStep, State};
 use crate::spec::Prim;
 
-impl Quiesce {
+impl<const N: usize> Quiesce<N> {
     /// Steps of the remover: lock, mark dead, the callback, unlock, wait, unfreeze.
     pub fn rm_len(&self) -> usize {
         5 + self.protocol.on_remove.len()
@@ -49,14 +49,14 @@ impl Quiesce {
     }
 
     /// Whether any thread holds O's open_mutex.
-    pub fn mutex_held(&self, s: &State) -> bool {
+    pub fn mutex_held(&self, s: &State<N>) -> bool {
         s.rm.held & rmheld::MUTEX != 0
             || s.ctls
                 .iter()
                 .any(|c| c.held & (held::MUTEX | held::OLD_O) == held::MUTEX)
     }
 
-    pub(super) fn rm_enabled(&self, s: &State) -> bool {
+    pub(super) fn rm_enabled(&self, s: &State<N>) -> bool {
         if !self.bounds.remover || s.rm.pc as usize >= self.rm_len() {
             return false;
         }
@@ -75,7 +75,7 @@ impl Quiesce {
         }
     }
 
-    pub(super) fn rm_exec(&self, s: &mut State) {
+    pub(super) fn rm_exec(&self, s: &mut State<N>) {
         let n = self.protocol.on_remove.len() as u8;
         let mut next = s.rm.pc + 1;
         match self.rm_step(s.rm.pc) {
@@ -106,7 +106,7 @@ impl Quiesce {
     }
 
     /// One primitive of the removal callback, on O and the I it took over.
-    fn rm_prim(&self, s: &mut State, prim: Prim) -> Outcome {
+    fn rm_prim(&self, s: &mut State<N>, prim: Prim) -> Outcome {
         let ip: Ip = s.rm.ip.expect("the callback runs on the I it took over");
         let owner = ip.c as usize;
         let sub = s.rm.sub;

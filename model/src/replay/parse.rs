@@ -27,6 +27,9 @@ pub enum Ev {
     Exit,
     Endio,
     Clone,
+    /// O split the bio to its limits: the front (the argument) goes on into
+    /// O, chained to the bio, whose rest passes the hook again.
+    Split,
     FreezeStart,
     FreezeWait,
     Unfreeze,
@@ -39,7 +42,7 @@ pub enum Ev {
 }
 
 impl Ev {
-    const NAMES: [(&'static str, Ev); 17] = [
+    const NAMES: [(&'static str, Ev); 18] = [
         ("enter", Ev::Enter),
         ("test_marker", Ev::TestMarker),
         ("read_interposer", Ev::Read),
@@ -50,6 +53,7 @@ impl Ev {
         ("exit", Ev::Exit),
         ("endio", Ev::Endio),
         ("clone", Ev::Clone),
+        ("split", Ev::Split),
         ("freeze_start", Ev::FreezeStart),
         ("freeze_wait", Ev::FreezeWait),
         ("unfreeze", Ev::Unfreeze),
@@ -94,6 +98,7 @@ impl Ev {
                 | Ev::Exit
                 | Ev::Endio
                 | Ev::Clone
+                | Ev::Split
         )
     }
 

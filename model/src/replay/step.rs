@@ -3,8 +3,12 @@
 //! controllers stands for), and the step that takes an event.
 
 use super::parse::{Ev, Event, Trace};
-use crate::model::{bf, Action, Ip, Loc, Phase, Quiesce, State, MAX_BIOS, MAX_CTLS};
-use crate::spec::{HotOp, Prim};
+use crate::model::{bf, fx, Action, Ip, Loc, Phase, Quiesce, State, MAX_CTLS};
+
+/// The replay model's capacity for bios: a kernel run's bios in flight at
+/// once, and the controllers' superblock bios.
+pub const CAP: usize = 128;
+use crate::spec::{HotOp, Kind, Prim};
 use stateright::Model;
 
 /// No kernel bio or task.
@@ -32,6 +36,12 @@ pub struct Threads {
     /// write cache, completed by `submit_bio_noacct()` while the hook is
     /// patched out (its `key_off` comes first).
     pub early: Vec<bool>,
+    /// For `driver_submit` events: O splits the bio there (its `split`
+    /// event follows).
+    pub splits: Vec<bool>,
+    /// For `endio` events: the bio is a split front, and how many fronts of
+    /// its lineage are still inside O after it (0: the last one).
+    pub front: Vec<Option<u32>>,
 }
 
 /// Where a bio event goes wrong before the model is asked: a bio the trace
@@ -42,6 +52,33 @@ pub struct BadBio {
 }
 
 impl Threads {
+    /// The most lineages alive at once: from a lineage's first event to the
+    /// completion of its original (to the trace's end if it never completes).
+    pub fn peak(&self) -> usize {
+        let mut first = vec![NONE; self.end.len()];
+        let mut delta = vec![0i32; self.of.len() + 1];
+        for (i, t) in self.of.iter().enumerate() {
+            if let Thread::Lineage(l) = *t {
+                let l = l as usize;
+                if first[l] == NONE && !self.early[l] {
+                    first[l] = i as u32;
+                    delta[i] += 1;
+                    let end = match self.end[l] {
+                        NONE => self.of.len(),
+                        e => e as usize + 1,
+                    };
+                    delta[end] -= 1;
+                }
+            }
+        }
+        let (mut now, mut most) = (0i32, 0i32);
+        for d in delta {
+            now += d;
+            most = most.max(now);
+        }
+        most as usize
+    }
+
     /// Assign each bio event its lineage: a bio is new at its first `enter`
     /// (or at an `enter` after its completion: the memory was reused), and a
     /// clone joins the lineage of the bio it was cloned from.
@@ -55,6 +92,12 @@ impl Threads {
         let mut of = Vec::with_capacity(events.len());
         let mut held = vec![false; events.len()];
         let mut early = Vec::new();
+        let mut splits = vec![false; events.len()];
+        let mut front = vec![None; events.len()];
+        // Per lineage: its last `driver_submit` event, its fronts inside O.
+        let mut submit: Vec<u32> = Vec::new();
+        let mut fronts: Vec<u32> = Vec::new();
+        let mut is_front: HashMap<u64, bool> = HashMap::new();
         for (i, e) in events.iter().enumerate() {
             if !e.ev.is_bio() {
                 of.push(Thread::Task(e.pid));
@@ -72,7 +115,10 @@ impl Threads {
                     has_clone.push(false);
                     end.push(NONE);
                     early.push(e.ev == Ev::KeyOff);
+                    submit.push(NONE);
+                    fronts.push(0);
                     live.insert(e.bio, (l, false));
+                    is_front.remove(&e.bio);
                     l
                 }
                 (Ev::Endio, Some((_, true))) => {
@@ -96,6 +142,26 @@ impl Threads {
                 Ev::Clone => {
                     has_clone[l as usize] = true;
                     live.insert(e.arg, (l, false));
+                    is_front.remove(&e.arg);
+                }
+                Ev::Submit => submit[l as usize] = i as u32,
+                Ev::Split => {
+                    let at = std::mem::replace(&mut submit[l as usize], NONE);
+                    if at == NONE {
+                        return Err(BadBio {
+                            event: i,
+                            why: "O split a bio that did not go down its own path".into(),
+                        });
+                    }
+                    splits[at as usize] = true;
+                    fronts[l as usize] += 1;
+                    live.insert(e.arg, (l, false));
+                    is_front.insert(e.arg, true);
+                }
+                Ev::Endio if is_front.remove(&e.bio).is_some() => {
+                    live.insert(e.bio, (l, true));
+                    fronts[l as usize] -= 1;
+                    front[i] = Some(fronts[l as usize]);
                 }
                 Ev::Endio => {
                     live.insert(e.bio, (l, true));
@@ -113,6 +179,8 @@ impl Threads {
             end,
             held,
             early,
+            splits,
+            front,
         })
     }
 }
@@ -120,9 +188,9 @@ impl Threads {
 /// The replay's state: the model's, and the kernel's names for its parts.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RState {
-    pub s: State,
+    pub s: State<CAP>,
     /// The lineage each model bio stands for.
-    pub slot: [u32; MAX_BIOS],
+    pub slot: [u32; CAP],
     /// The task each controller stands for.
     pub task: [u32; MAX_CTLS],
     /// The kernel's pointer to each controller's interposer, once set.
@@ -131,7 +199,7 @@ pub struct RState {
     pub rm_task: u32,
     /// Model bios (bits) whose original's `blk_queue_exit` was taken ahead of
     /// its `exit` event (see the failed queue entry in `step_bio`).
-    pub exited: u32,
+    pub exited: u128,
     /// A task holding open_mutex outside attach, detach and the removal (the
     /// module waits for a removal callback to return by taking it once).
     pub outside: u32,
@@ -162,7 +230,7 @@ pub enum Mt {
 
 /// The replay over one model: how events become actions.
 pub struct Stepper<'a> {
-    pub m: &'a Quiesce,
+    pub m: &'a Quiesce<CAP>,
     pub trace: &'a Trace,
     pub events: &'a [Event],
     pub threads: &'a Threads,
@@ -172,7 +240,7 @@ pub struct Stepper<'a> {
 
 impl<'a> Stepper<'a> {
     pub fn new(
-        m: &'a Quiesce,
+        m: &'a Quiesce<CAP>,
         trace: &'a Trace,
         events: &'a [Event],
         threads: &'a Threads,
@@ -234,7 +302,7 @@ impl<'a> Stepper<'a> {
     pub fn initial(&self) -> RState {
         RState {
             s: self.m.init_states().remove(0),
-            slot: [NONE; MAX_BIOS],
+            slot: [NONE; CAP],
             task: [NONE; MAX_CTLS],
             kip: [0; MAX_CTLS],
             rm_task: NONE,
@@ -243,7 +311,7 @@ impl<'a> Stepper<'a> {
         }
     }
 
-    fn actions(&self, s: &State, t: Mt, out: &mut Vec<Action>) {
+    fn actions(&self, s: &State<CAP>, t: Mt, out: &mut Vec<Action>) {
         out.clear();
         match t {
             Mt::Bio(b) => {
@@ -261,7 +329,7 @@ impl<'a> Stepper<'a> {
 
     /// Steps no event reports: a pass's `return`, and a `blk_queue_exit` with
     /// no reference left to drop (blk-mq's request holds it).
-    fn silent(&self, s: &State, a: &Action) -> bool {
+    fn silent(&self, s: &State<CAP>, a: &Action) -> bool {
         match *a {
             Action::Hot {
                 op: HotOp::Return, ..
@@ -362,7 +430,7 @@ impl<'a> Stepper<'a> {
             }
             let end = self.threads.end[l as usize];
             // (A lineage whose `exit` event is still to come keeps its bio.)
-            if end != NONE && (end as usize) < i && rs.exited & (1 << b) == 0 {
+            if end != NONE && (end as usize) < i && rs.exited & (1u128 << b) == 0 {
                 self.settle(rs, Mt::Bio(b));
                 let bio = rs.s.bios[b];
                 if bio.loc == Loc::Done && !bio.has(bf::PASS) {
@@ -500,13 +568,35 @@ impl<'a> Stepper<'a> {
                     .map_err(|r| not_enabled("set its marker", r))?;
                 self.take(rs, a);
             }
+            Ev::Submit if self.threads.splits[i] => {
+                let a = self
+                    .find(rs, t, &|a| matches!(a, Action::Split { .. }))
+                    .map_err(|r| not_enabled("go down O's own path and be split there", r))?;
+                self.take(rs, a);
+            }
             Ev::Submit => {
                 let a = self
                     .find(rs, t, &hot(|op| op == HotOp::DriverSubmit))
                     .map_err(|r| not_enabled("go down O's own path", r))?;
                 self.take(rs, a);
             }
-            Ev::Exit if rs.exited & (1 << b) != 0 => rs.exited &= !(1 << b),
+            // Taken at the `driver_submit` event before it.
+            Ev::Split => {}
+            // A front completes; the chain's last front is the model's.
+            Ev::Endio if self.threads.front[i].is_some() => {
+                if self.threads.front[i] == Some(0) && rs.s.bios[b].fr & fx::FRONT_IN_O != 0 {
+                    let a = self
+                        .find(rs, t, &|a| matches!(a, Action::CompleteFront { .. }))
+                        .map_err(|r| not_enabled("complete its split front", r))?;
+                    self.take(rs, a);
+                } else if self.threads.front[i] == Some(0) && self.m.kind != Kind::BioSync {
+                    return Err(refuse(format!(
+                        "the kernel completed a split front of the bio; the model's {} has no front inside O",
+                        self.m.bio_name(b)
+                    )));
+                }
+            }
+            Ev::Exit if rs.exited & (1u128 << b) != 0 => rs.exited &= !(1u128 << b),
             Ev::Exit => {
                 let a = self
                     .find(rs, t, &hot(|op| op == HotOp::QueueExit))
@@ -541,7 +631,7 @@ impl<'a> Stepper<'a> {
                             .find(rs, t, &hot(|op| op == HotOp::QueueExit))
                             .map_err(|r| not_enabled("drop O's queue reference", r))?;
                         self.take(rs, x);
-                        rs.exited |= 1 << b;
+                        rs.exited |= 1u128 << b;
                     }
                     let a = self
                         .find(
@@ -592,7 +682,7 @@ impl<'a> Stepper<'a> {
         }
     }
 
-    fn at_rest(&self, s: &State, c: usize) -> bool {
+    fn at_rest(&self, s: &State<CAP>, c: usize) -> bool {
         let k = &s.ctls[c];
         k.phase == Phase::Attach
             && k.sub == 0
