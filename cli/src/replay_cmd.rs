@@ -37,11 +37,12 @@ pub fn run(a: Args) -> Result<ExitCode, ExitCode> {
         println!("{}", serde_json::to_string_pretty(&r).map_err(exit2)?);
     } else {
         println!(
-            "{}: {} events of {} ({} bios, {} attached, {} redirected) in {:.3} s ({:.2} M events/s){}",
+            "{}: {} events of {} ({} bios in {} model bios, {} attached, {} redirected) in {:.3} s ({:.2} M events/s){}",
             a.trace.display(),
             r.events,
             r.dev,
             r.bios,
+            r.slots,
             r.attached,
             r.redirected,
             r.seconds,
