@@ -116,12 +116,12 @@ pub(crate) fn state_fingerprint(s: &State) -> u64 {
 }
 
 /// The shared state of one search.
-struct Search<'a> {
-    model: &'a Quiesce,
+struct Search<'a, const N: usize> {
+    model: &'a Quiesce<N>,
     opts: &'a Options,
     table: RwLock<Table>,
     /// The properties, in the model's order, and which are found.
-    props: Vec<stateright::Property<Quiesce>>,
+    props: Vec<stateright::Property<Quiesce<N>>>,
     found: Vec<AtomicBool>,
     left: AtomicUsize,
     transitions: AtomicUsize,
@@ -129,9 +129,9 @@ struct Search<'a> {
     incomplete: Mutex<Option<Incomplete>>,
 }
 
-impl Search<'_> {
+impl<const N: usize> Search<'_, N> {
     /// Evaluate every property not yet found on `s`, which has `n_actions` actions.
-    fn check(&self, s: &State, n_actions: usize) {
+    fn check(&self, s: &State<N>, n_actions: usize) {
         for (i, p) in self.props.iter().enumerate() {
             if self.found[i].load(Ordering::Relaxed) {
                 continue;
@@ -160,34 +160,42 @@ impl Search<'_> {
         STOP.load(Ordering::Relaxed) || self.incomplete.lock().unwrap().is_some()
     }
 
-    /// Expand a batch of states; their new successors go to `next`. All the
-    /// batch's successors are packed and fingerprinted, and their table slots
-    /// prefetched, before any is inserted, so the probes' cache misses overlap.
-    fn expand(&self, batch: &[State], next: &mut Vec<State>, scratch: &mut Scratch) {
+    /// Expand a batch of states into `scratch.succ`: each successor is
+    /// written where it is kept, packed and fingerprinted, and its table slot
+    /// prefetched, before any is inserted ([`Self::keep_new`]), so the probes'
+    /// cache misses overlap.
+    fn expand<'s>(&self, batch: impl Iterator<Item = &'s State<N>>, scratch: &mut Scratch<N>) {
         let mut buf = [0u8; encode::MAX];
         let table = self.table.read().unwrap();
         scratch.succ.clear();
+        let mut expanded = 0;
         for s in batch {
+            expanded += 1;
             scratch.acts.clear();
             self.model.actions(s, &mut scratch.acts);
             self.check(s, scratch.acts.len());
             for &a in &scratch.acts {
-                if let Some(n) = self.model.next_state(s, a) {
-                    let len = encode::encode(&n, self.opts.symmetry, &mut buf);
-                    let fp = fingerprint(&buf[..len]);
-                    table.prefetch(fp);
-                    scratch.succ.push((n, fp));
-                }
+                scratch.succ.push((s.clone(), 0));
+                let (n, fp) = scratch.succ.last_mut().expect("just pushed");
+                self.model.apply(n, a);
+                let len = encode::encode(n, self.opts.symmetry, &mut buf);
+                *fp = fingerprint(&buf[..len]);
+                table.prefetch(*fp);
             }
         }
         scratch.transitions += scratch.succ.len();
-        scratch.expanded += batch.len();
+        scratch.expanded += expanded;
         if scratch.expanded >= FLUSH {
             self.flush(scratch);
         }
+    }
+
+    /// Insert the successors [`Self::expand`] made; `keep` each new one.
+    fn keep_new(&self, scratch: &mut Scratch<N>, mut keep: impl FnMut(State<N>)) {
+        let table = self.table.read().unwrap();
         for (n, fp) in scratch.succ.drain(..) {
             if table.insert(fp) {
-                next.push(n);
+                keep(n);
             }
         }
     }
@@ -199,15 +207,15 @@ const FLUSH: usize = 4096;
 
 /// A worker's reusable buffers, and its counts not yet added to the search's.
 #[derive(Default)]
-struct Scratch {
+struct Scratch<const N: usize> {
     acts: Vec<Action>,
-    succ: Vec<(State, u64)>,
+    succ: Vec<(State<N>, u64)>,
     transitions: usize,
     expanded: usize,
 }
 
-impl Search<'_> {
-    fn flush(&self, scratch: &mut Scratch) {
+impl<const N: usize> Search<'_, N> {
+    fn flush(&self, scratch: &mut Scratch<N>) {
         self.transitions
             .fetch_add(std::mem::take(&mut scratch.transitions), Ordering::Relaxed);
         self.expanded
@@ -225,7 +233,7 @@ pub enum Order {
     Bfs,
 }
 
-impl Search<'_> {
+impl<const N: usize> Search<'_, N> {
     /// After a batch: stop at the memory limit (counting `extra` bytes beside the
     /// table, and the old table while a grown one is built), or grow the table.
     fn after_batch(&self, extra: usize) {
@@ -262,6 +270,21 @@ impl Search<'_> {
 /// Stateright's checker does); `progress` is called now and then from the
 /// calling thread.
 pub fn search(model: &Quiesce, opts: &Options, progress: &mut dyn FnMut(Progress)) -> Outcome {
+    // The model's state holds its bios inline: a search whose bounds need
+    // few of them runs the same model at a smaller capacity, so that each
+    // state it copies is smaller.
+    match model.bios_needed() {
+        0..=6 => search_n(&model.resized::<6>(), opts, progress),
+        7..=12 => search_n(&model.resized::<12>(), opts, progress),
+        _ => search_n(model, opts, progress),
+    }
+}
+
+fn search_n<const N: usize>(
+    model: &Quiesce<N>,
+    opts: &Options,
+    progress: &mut dyn FnMut(Progress),
+) -> Outcome {
     let start = Instant::now();
     let props = model.properties();
     let n = props.len();
@@ -280,7 +303,7 @@ pub fn search(model: &Quiesce, opts: &Options, progress: &mut dyn FnMut(Progress
         expanded: AtomicUsize::new(0),
         incomplete: Mutex::new(None),
     };
-    let mut init: Vec<State> = Vec::new();
+    let mut init: Vec<State<N>> = Vec::new();
     {
         let table = search.table.read().unwrap();
         let mut buf = [0u8; encode::MAX];
@@ -316,21 +339,21 @@ pub fn search(model: &Quiesce, opts: &Options, progress: &mut dyn FnMut(Progress
 }
 
 /// Breadth first by layers; each layer's batches are shared out to the threads.
-fn bfs(
-    search: &Search,
-    mut layer: Vec<State>,
+fn bfs<const N: usize>(
+    search: &Search<N>,
+    mut layer: Vec<State<N>>,
     start: Instant,
     progress: &mut dyn FnMut(Progress),
 ) -> usize {
     let threads = search.opts.threads.max(1);
-    let state_bytes = std::mem::size_of::<State>();
+    let state_bytes = std::mem::size_of::<State<N>>();
     let mut depth = 0;
     let mut last = Instant::now();
     while !layer.is_empty() && !search.done() {
         depth += 1;
         let cursor = AtomicUsize::new(0);
         let next_len = AtomicUsize::new(0);
-        let parts: Vec<Vec<State>> = std::thread::scope(|sc| {
+        let parts: Vec<Vec<State<N>>> = std::thread::scope(|sc| {
             let work = || {
                 let mut next = Vec::new();
                 let mut scratch = Scratch::default();
@@ -341,7 +364,8 @@ fn bfs(
                     }
                     let to = (from + BATCH).min(layer.len());
                     let before = next.len();
-                    search.expand(&layer[from..to], &mut next, &mut scratch);
+                    search.expand(layer[from..to].iter(), &mut scratch);
+                    search.keep_new(&mut scratch, |n| next.push(n));
                     let grown = next_len.fetch_add(next.len() - before, Ordering::Relaxed);
                     search.after_batch((layer.len() + grown) * state_bytes);
                 }
@@ -370,17 +394,17 @@ fn bfs(
 const DFS_BATCH: usize = 32;
 
 /// Work shared between DFS threads: states given away, and who waits for them.
-struct Pool {
-    states: Vec<(State, u32)>,
+struct Pool<const N: usize> {
+    states: Vec<(State<N>, u32)>,
     idle: usize,
     finished: bool,
 }
 
 /// Depth first: each thread runs its own stack; an idle thread waits for the
 /// others to give it the bottom half of theirs.
-fn dfs(
-    search: &Search,
-    init: Vec<State>,
+fn dfs<const N: usize>(
+    search: &Search<N>,
+    init: Vec<State<N>>,
     start: Instant,
     progress: &mut dyn FnMut(Progress),
 ) -> usize {
@@ -393,11 +417,9 @@ fn dfs(
     let wake = Condvar::new();
     let hungry = AtomicUsize::new(0);
     let max_depth = AtomicUsize::new(0);
-    let state_bytes = std::mem::size_of::<State>() + 4;
+    let state_bytes = std::mem::size_of::<State<N>>() + 4;
     let work = |report: &mut dyn FnMut()| {
-        let mut stack: Vec<(State, u32)> = Vec::new();
-        let mut batch: Vec<State> = Vec::with_capacity(DFS_BATCH);
-        let mut next: Vec<State> = Vec::new();
+        let mut stack: Vec<(State<N>, u32)> = Vec::new();
         let mut scratch = Scratch::default();
         let mut deepest = 0;
         loop {
@@ -431,21 +453,23 @@ fn dfs(
                 stack.clear();
                 continue;
             }
-            // Expand the top of the stack; successors go on top.
+            // Expand the top of the stack (up to DFS_BATCH states of one
+            // depth, from the top down); successors replace them on top.
             let depth = stack.last().map_or(0, |s| s.1);
-            batch.clear();
-            while batch.len() < DFS_BATCH {
-                match stack.last() {
-                    Some(&(_, d)) if d == depth => batch.push(stack.pop().unwrap().0),
-                    _ => break,
-                }
-            }
+            let top = stack.len()
+                - stack
+                    .iter()
+                    .rev()
+                    .take(DFS_BATCH)
+                    .take_while(|e| e.1 == depth)
+                    .count();
             if depth > deepest {
                 deepest = depth;
                 max_depth.fetch_max(deepest as usize, Ordering::Relaxed);
             }
-            search.expand(&batch, &mut next, &mut scratch);
-            stack.extend(next.drain(..).map(|s| (s, depth + 1)));
+            search.expand(stack[top..].iter().rev().map(|e| &e.0), &mut scratch);
+            stack.truncate(top);
+            search.keep_new(&mut scratch, |n| stack.push((n, depth + 1)));
             search.after_batch(stack.len() * state_bytes);
             report();
             // Give the bottom half of the stack to a waiting thread.

@@ -417,6 +417,30 @@ impl<const N: usize> Quiesce<N> {
         }
     }
 
+    /// The same check at another capacity for bios (it must hold
+    /// [`Self::bios_needed`]).
+    pub fn resized<const M: usize>(&self) -> Quiesce<M> {
+        assert!(
+            self.bios_needed() <= M,
+            "{} bios do not fit {M}",
+            self.bios_needed()
+        );
+        Quiesce {
+            protocol: self.protocol.clone(),
+            kind: self.kind,
+            bounds: self.bounds,
+            refcounted: self.refcounted,
+            tests_bio_list: self.tests_bio_list,
+            resplit: self.resplit,
+        }
+    }
+
+    /// The bios a state holds: the submitters', and one superblock bio for
+    /// each controller.
+    pub fn bios_needed(&self) -> usize {
+        self.nsub() + self.bounds.controllers as usize
+    }
+
     /// Step `pc` of a pass (the hot path's, then the passthrough list's).
     pub fn op_at(&self, pc: u8) -> HotOp {
         self.protocol
@@ -1318,6 +1342,32 @@ impl<const N: usize> Model for Quiesce<N> {
 
     fn next_state(&self, last: &State<N>, action: Action) -> Option<State<N>> {
         let mut s = last.clone();
+        self.apply(&mut s, action);
+        Some(s)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        self.property_list()
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        self.describe(action)
+    }
+
+    fn format_step(&self, last: &State<N>, action: Action) -> Option<String> {
+        self.next_state(last, action)
+            .map(|s| self.describe_state(&s))
+    }
+
+    fn as_svg(&self, path: stateright::Path<State<N>, Action>) -> Option<String> {
+        Some(self.svg_of(path))
+    }
+}
+
+impl<const N: usize> Quiesce<N> {
+    /// Take `action` in `s` (the model's `next_state`, in place: the search
+    /// engine writes each successor where it keeps it).
+    pub fn apply(&self, s: &mut State<N>, action: Action) {
         match action {
             Action::Submit { b, .. } => {
                 let bio = &mut s.bios[b as usize];
@@ -1327,19 +1377,19 @@ impl<const N: usize> Model for Quiesce<N> {
                     self.mark_inner(bio);
                 }
             }
-            Action::Hot { b, op, .. } => self.hot_step(&mut s, b as usize, op),
-            Action::Park { b, .. } => self.park(&mut s, b as usize),
-            Action::Unpark { b } => self.unpark(&mut s, b as usize),
-            Action::Complete { b } => self.end_bio(&mut s, b as usize),
-            Action::Split { b, .. } => self.split(&mut s, b as usize),
-            Action::CompleteFront { b } => self.complete_front(&mut s, b as usize),
+            Action::Hot { b, op, .. } => self.hot_step(s, b as usize, op),
+            Action::Park { b, .. } => self.park(s, b as usize),
+            Action::Unpark { b } => self.unpark(s, b as usize),
+            Action::Complete { b } => self.end_bio(s, b as usize),
+            Action::Split { b, .. } => self.split(s, b as usize),
+            Action::CompleteFront { b } => self.complete_front(s, b as usize),
             Action::Ctl { c, prim, sub, .. } => {
-                let out = self.prim_exec(&mut s, c as usize, prim, sub);
-                self.ctl_advance(&mut s, c as usize, out);
+                let out = self.prim_exec(s, c as usize, prim, sub);
+                self.ctl_advance(s, c as usize, out);
             }
             Action::Fail { c, .. } => {
                 s.injected += 1;
-                self.fail(&mut s, c as usize);
+                self.fail(s, c as usize);
             }
             Action::Return { c, ok, detach, .. } => {
                 let ci = c as usize;
@@ -1352,7 +1402,7 @@ impl<const N: usize> Model for Quiesce<N> {
                     ctl.pc = self.norm(phase, 0);
                     ctl.sub = 0;
                 } else {
-                    self.next_cycle(&mut s, ci);
+                    self.next_cycle(s, ci);
                 }
             }
             Action::BeginDetach { c } => {
@@ -1365,7 +1415,7 @@ impl<const N: usize> Model for Quiesce<N> {
                 ctl.pc = self.norm(Phase::Detach, 0);
                 ctl.sub = 0;
             }
-            Action::Remover { .. } => self.rm_exec(&mut s),
+            Action::Remover { .. } => self.rm_exec(s),
             Action::Freezer { f, pc } => s.freezers[f as usize] = pc + 1,
             Action::Rmmod => s.module_gone = true,
             Action::AddDisk => {
@@ -1382,10 +1432,9 @@ impl<const N: usize> Model for Quiesce<N> {
             }
             Action::RcuFree { i } => s.rcu_cb &= !(1 << i),
         }
-        Some(s)
     }
 
-    fn properties(&self) -> Vec<Property<Self>> {
+    fn property_list(&self) -> Vec<Property<Self>> {
         vec![
             Property::always("no_use_after_free", |_: &Quiesce<N>, s: &State<N>| !s.uaf),
             Property::always("no_bypass", |m: &Quiesce<N>, s: &State<N>| {
@@ -1456,19 +1505,6 @@ impl<const N: usize> Model for Quiesce<N> {
                     .any(|c| matches!(c.phase, Phase::AttachErr { .. }))
             }),
         ]
-    }
-
-    fn format_action(&self, action: &Action) -> String {
-        self.describe(action)
-    }
-
-    fn format_step(&self, last: &State<N>, action: Action) -> Option<String> {
-        self.next_state(last, action)
-            .map(|s| self.describe_state(&s))
-    }
-
-    fn as_svg(&self, path: stateright::Path<State<N>, Action>) -> Option<String> {
-        Some(self.svg_of(path))
     }
 }
 

@@ -57,7 +57,11 @@ fn ctl(c: &Ctl, out: &mut [u8]) {
 
 /// Pack `s` into `out`; returns the length. `canonical`: sort each submitter's
 /// bios, then the submitters.
-pub fn encode(s: &State, canonical: bool, out: &mut [u8; MAX]) -> usize {
+pub fn encode<const N: usize>(s: &State<N>, canonical: bool, out: &mut [u8; MAX]) -> usize {
+    debug_assert!(
+        s.bios.len() <= MAX_BIOS,
+        "the checker's bounds keep a state within MAX"
+    );
     let nbios = s.bios.len();
     let nsub = nbios - s.ctls.len();
     let k = s.k as usize;
