@@ -4,12 +4,12 @@
 
 use super::parse::{Ev, Event, Trace};
 use crate::model::{bf, fx, Action, Ip, Loc, Phase, Quiesce, State, MAX_CTLS};
+use crate::spec::{HotOp, Kind, Prim};
+use stateright::Model;
 
 /// The replay model's capacity for bios: a kernel run's bios in flight at
 /// once, and the controllers' superblock bios.
 pub const CAP: usize = 128;
-use crate::spec::{HotOp, Kind, Prim};
-use stateright::Model;
 
 /// No kernel bio or task.
 pub const NONE: u32 = u32::MAX;
@@ -55,13 +55,13 @@ impl Threads {
     /// The most lineages alive at once: from a lineage's first event to the
     /// completion of its original (to the trace's end if it never completes).
     pub fn peak(&self) -> usize {
-        let mut first = vec![NONE; self.end.len()];
+        let mut seen = vec![false; self.end.len()];
         let mut delta = vec![0i32; self.of.len() + 1];
         for (i, t) in self.of.iter().enumerate() {
             if let Thread::Lineage(l) = *t {
                 let l = l as usize;
-                if first[l] == NONE && !self.early[l] {
-                    first[l] = i as u32;
+                if !seen[l] && !self.early[l] {
+                    seen[l] = true;
                     delta[i] += 1;
                     let end = match self.end[l] {
                         NONE => self.of.len(),
@@ -83,7 +83,7 @@ impl Threads {
     /// (or at an `enter` after its completion: the memory was reused), and a
     /// clone joins the lineage of the bio it was cloned from.
     pub fn of(events: &[Event]) -> Result<Threads, BadBio> {
-        use std::collections::HashMap;
+        use std::collections::{HashMap, HashSet};
         // bio -> (lineage, completed)
         let mut live: HashMap<u64, (u32, bool)> = HashMap::new();
         let mut orig: Vec<u64> = Vec::new();
@@ -97,7 +97,7 @@ impl Threads {
         // Per lineage: its last `driver_submit` event, its fronts inside O.
         let mut submit: Vec<u32> = Vec::new();
         let mut fronts: Vec<u32> = Vec::new();
-        let mut is_front: HashMap<u64, bool> = HashMap::new();
+        let mut is_front: HashSet<u64> = HashSet::new();
         for (i, e) in events.iter().enumerate() {
             if !e.ev.is_bio() {
                 of.push(Thread::Task(e.pid));
@@ -156,9 +156,9 @@ impl Threads {
                     splits[at as usize] = true;
                     fronts[l as usize] += 1;
                     live.insert(e.arg, (l, false));
-                    is_front.insert(e.arg, true);
+                    is_front.insert(e.arg);
                 }
-                Ev::Endio if is_front.remove(&e.bio).is_some() => {
+                Ev::Endio if is_front.remove(&e.bio) => {
                     live.insert(e.bio, (l, true));
                     fronts[l as usize] -= 1;
                     front[i] = Some(fronts[l as usize]);
