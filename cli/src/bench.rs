@@ -12,6 +12,8 @@ pub struct BenchPlan {
     pub spin: bool,
     pub json: bool,
     pub kind: Option<Kind>,
+    /// Runs of each checker at each size; the figures are the median run's.
+    pub repeat: u32,
 }
 
 /// One checker's figures at one size.
@@ -25,7 +27,10 @@ struct BenchRow {
     cycles: u8,
     failures: u8,
     unique_states: u64,
+    /// The median of `runs`.
     seconds: f64,
+    /// Each run's seconds (`--repeat`), in the order run.
+    runs: Vec<f64>,
     states_per_second: f64,
     peak_rss_kib: u64,
     /// quiesce without symmetry: its states/s over SPIN's; with symmetry: SPIN's
@@ -48,6 +53,40 @@ struct BenchRow {
 
 /// quiesce's figures for one size, from a child `quiesce check --json`.
 fn bench_quiesce(
+    exe: &std::path::Path,
+    spec: &std::path::Path,
+    kind: Kind,
+    size: (u8, u8, u8, u8, u8),
+    symmetry: bool,
+    engine: &str,
+    repeat: u32,
+) -> Result<(u64, f64, u64, Vec<f64>), ExitCode> {
+    let mut timed = Vec::new();
+    for _ in 0..repeat.max(1) {
+        timed.push(bench_quiesce_once(exe, spec, kind, size, symmetry, engine)?);
+    }
+    if let Some(r) = timed.iter().find(|r| r.0 != timed[0].0) {
+        eprintln!(
+            "error: {} S{} B{} C{} Y{} F{}: runs found {} and {} states",
+            kind.name(),
+            size.0,
+            size.1,
+            size.2,
+            size.3,
+            size.4,
+            timed[0].0,
+            r.0
+        );
+        return Err(ExitCode::from(2));
+    }
+    let runs: Vec<f64> = timed.iter().map(|r| r.1).collect();
+    timed.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let (n, t, m) = timed[timed.len() / 2];
+    Ok((n, t, m, runs))
+}
+
+/// One run of quiesce at one size.
+fn bench_quiesce_once(
     exe: &std::path::Path,
     spec: &std::path::Path,
     kind: Kind,
@@ -111,14 +150,25 @@ pub fn bench(
     if !plan.json {
         println!("{}: {}", parsed.name, parsed.path.display());
         println!(
-            "{:<8} {:<13} {:>2} {:>2} {:>2} {:>2} {:>2} {:>12} {:>9} {:>11} {:>9}  vs SPIN",
-            "kind", "checker", "S", "B", "C", "Y", "F", "states", "seconds", "states/s", "peak MiB"
+            "{:<8} {:<13} {:>2} {:>2} {:>2} {:>2} {:>2} {:>12} {:>9} {:>6} {:>11} {:>9}  vs SPIN",
+            "kind",
+            "checker",
+            "S",
+            "B",
+            "C",
+            "Y",
+            "F",
+            "states",
+            "seconds",
+            "spread",
+            "states/s",
+            "peak MiB"
         );
     }
     for &size in series {
         let (s, b, c, y, f) = size;
         for &kind in &kinds {
-            let row = |checker, states: u64, secs: f64, peak: u64| BenchRow {
+            let row = |checker, states: u64, secs: f64, peak: u64, runs: Vec<f64>| BenchRow {
                 kind: kind.name(),
                 checker,
                 submitters: s,
@@ -128,6 +178,7 @@ pub fn bench(
                 failures: f,
                 unique_states: states,
                 seconds: secs,
+                runs,
                 states_per_second: states as f64 / secs.max(1e-6),
                 peak_rss_kib: peak,
                 vs_spin: None,
@@ -138,15 +189,17 @@ pub fn bench(
             };
             let mut here = Vec::new();
             if plan.plain {
-                let (n, t, m) = bench_quiesce(&exe, spec, kind, size, false, "quiesce")?;
-                here.push(row("quiesce", n, t, m));
+                let (n, t, m, r) =
+                    bench_quiesce(&exe, spec, kind, size, false, "quiesce", plan.repeat)?;
+                here.push(row("quiesce", n, t, m, r));
             }
             if plan.stateright {
-                let (n, t, m) = bench_quiesce(&exe, spec, kind, size, false, "stateright")?;
-                here.push(row("stateright", n, t, m));
+                let (n, t, m, r) =
+                    bench_quiesce(&exe, spec, kind, size, false, "stateright", plan.repeat)?;
+                here.push(row("stateright", n, t, m, r));
             }
-            let (n, t, m) = bench_quiesce(&exe, spec, kind, size, true, "quiesce")?;
-            here.push(row("quiesce+sym", n, t, m));
+            let (n, t, m, r) = bench_quiesce(&exe, spec, kind, size, true, "quiesce", plan.repeat)?;
+            here.push(row("quiesce+sym", n, t, m, r));
             if plan.spin {
                 let bounds = parsed.bounds.with(&Overrides::size(size)).map_err(exit2)?;
                 use quiesce_codegen::promela::{render_as, run_spin, Rendering, SpinOptions};
@@ -158,6 +211,7 @@ pub fn bench(
                 let bits = (64 - expect.leading_zeros() + 1).clamp(24, 32);
                 let opts = SpinOptions {
                     hash_bits: Some(bits),
+                    repeat: plan.repeat,
                     ..SpinOptions::default()
                 };
                 let run = run_spin(&pml, &opts).map_err(exit2)?;
@@ -166,6 +220,7 @@ pub fn bench(
                     run.states,
                     run.seconds,
                     run.peak_rss_kib,
+                    run.runs.clone(),
                 );
                 for r in &mut here {
                     if r.checker == "quiesce" || r.checker == "stateright" {
@@ -208,6 +263,7 @@ pub fn bench(
                     best.states,
                     best.seconds,
                     best.peak_rss_kib,
+                    best.runs.clone(),
                 );
                 for r in here.iter_mut().filter(|r| r.checker == "quiesce+sym") {
                     r.vs_spin_best = Some(br.seconds / r.seconds.max(1e-6));
@@ -229,12 +285,13 @@ pub fn bench(
                         _ => String::new(),
                     };
                     println!(
-                        "{:<8} {:<13} {:>2} {:>2} {:>2} {:>2} {:>2} {:>12} {:>9.2} {:>11.0} {:>9.1}  {vs}",
+                        "{:<8} {:<13} {:>2} {:>2} {:>2} {:>2} {:>2} {:>12} {:>9.2} {:>5.0}% {:>11.0} {:>9.1}  {vs}",
                         r.kind,
                         r.checker,
                         s, b, c, y, f,
                         r.unique_states,
                         r.seconds,
+                        spread(&r.runs, r.seconds),
                         r.states_per_second,
                         r.peak_rss_kib as f64 / 1024.0
                     );
@@ -255,6 +312,12 @@ pub fn bench(
         );
     } else {
         println!("machine: {}", machine());
+        if plan.repeat > 1 {
+            println!(
+                "each figure is the median of {} runs; spread: the runs' range over that median",
+                plan.repeat
+            );
+        }
         if rows.iter().any(|r| r.checker == "spin-best") {
             println!(
                 "spin-best: SPIN at its best on a rendering with one process per thread \
@@ -276,6 +339,17 @@ pub fn bench(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The runs' range over their median, in percent (0 for one run).
+fn spread(runs: &[f64], median: f64) -> f64 {
+    let lo = runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = runs.iter().copied().fold(0.0, f64::max);
+    if runs.len() < 2 {
+        0.0
+    } else {
+        (hi - lo) / median.max(1e-6) * 100.0
+    }
 }
 
 /// CPU model, cores and memory, for the figures' context.

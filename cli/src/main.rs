@@ -179,6 +179,10 @@ enum Cmd {
         /// Only this kind of original.
         #[arg(long, value_parser = parse_kind)]
         kind: Option<Kind>,
+        /// Run each checker this many times at each size and report the median run
+        /// (runs under a second vary by a third on a small machine).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: u32,
     },
     /// The mutation gate: each mutant of the kernel side is checked by the model and
     /// booted in the kernel as a test-only module build; fails (exit 1) when a mutant
@@ -416,6 +420,7 @@ fn run() -> Result<ExitCode, ExitCode> {
             sizes,
             size,
             kind,
+            repeat,
         } => {
             let series: Vec<_> = if size.is_empty() {
                 quiesce_model::check::SERIES
@@ -432,6 +437,7 @@ fn run() -> Result<ExitCode, ExitCode> {
                 spin,
                 json,
                 kind,
+                repeat,
             };
             bench::bench(&default_spec(spec, BENCH_SPEC)?, &series, &plan)
         }

@@ -715,3 +715,51 @@ fn ctrl_c_prints_a_partial_result_marked_incomplete() {
     assert!(stdout.contains("incomplete"), "{stdout}");
     assert!(!stdout.contains("as expected"), "{stdout}");
 }
+
+#[test]
+fn bench_reports_the_median_of_its_repeated_runs() {
+    let converged = spec("04-converged.toml");
+    let out = quiesce(&[
+        "bench",
+        &converged,
+        "--json",
+        "--no-symmetry",
+        "--kind",
+        "request",
+        "--size",
+        "2,1,1,1,1",
+        "--repeat",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let checkers: Vec<&str> = rows
+        .iter()
+        .map(|r| r["checker"].as_str().unwrap())
+        .collect();
+    assert_eq!(checkers, ["quiesce", "quiesce+sym"]);
+    for r in rows {
+        let mut runs: Vec<f64> = r["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .collect();
+        assert_eq!(runs.len(), 3, "{r}");
+        runs.sort_by(f64::total_cmp);
+        assert_eq!(r["seconds"].as_f64().unwrap(), runs[1], "{r}");
+        let rate = r["unique_states"].as_f64().unwrap() / runs[1];
+        assert!((r["states_per_second"].as_f64().unwrap() - rate).abs() < 1e-6 * rate);
+    }
+    // Symmetry merges the two submitters' states: fewer states, never more.
+    assert!(rows[1]["unique_states"].as_u64() < rows[0]["unique_states"].as_u64());
+
+    let zero = quiesce(&["bench", &converged, "--size", "1,1,1,1,1", "--repeat", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--repeat"));
+}

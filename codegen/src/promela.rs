@@ -500,6 +500,9 @@ pub struct SpinOptions {
     /// reduction on and state compression (`-DSAFETY -DCOLLAPSE`). Without it, the
     /// exhaustive search (`-DSAFETY -DNOREDUCE`).
     pub best: bool,
+    /// Run the compiled `pan` this many times (at least once) and report the run
+    /// with the median time: runs of a second vary by a third on a small machine.
+    pub repeat: u32,
 }
 
 /// SPIN's figures for one run.
@@ -516,8 +519,10 @@ pub struct SpinRun {
     pub errors: u64,
     /// The safety properties SPIN found violated, by quiesce's names.
     pub violated: Vec<String>,
-    /// Wall time of the search (`./pan`) alone.
+    /// Wall time of the search (`./pan`) alone: the median of [`SpinRun::runs`].
     pub seconds: f64,
+    /// Each run's wall time, in the order run ([`SpinOptions::repeat`]).
+    pub runs: Vec<f64>,
     /// Wall time of `spin -a` and the C compile.
     pub compile_seconds: f64,
     /// Peak resident set of the `pan` process.
@@ -664,6 +669,14 @@ fn run_spin_in(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Gen
             depth_limit *= 10;
             continue;
         }
+        let mut timed = vec![(seconds, peak_rss_kib)];
+        for _ in 1..opts.repeat.max(1) {
+            let (_, t, m) = run_pan(dir, &args)?;
+            timed.push((t, m));
+        }
+        let runs: Vec<f64> = timed.iter().map(|r| r.0).collect();
+        timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (seconds, peak_rss_kib) = timed[timed.len() / 2];
         let head = text
             .lines()
             .find(|l| l.starts_with("State-vector"))
@@ -715,6 +728,7 @@ fn run_spin_in(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, Gen
             errors,
             violated,
             seconds,
+            runs,
             compile_seconds,
             peak_rss_kib,
             trail,
