@@ -17,11 +17,22 @@ pub struct Table {
 /// The smallest table: 2^16 slots (512 KiB).
 const MIN_BITS: u32 = 16;
 
+/// Slots in a 4 KiB page.
+const PAGE_SLOTS: usize = 4096 / 8;
+
 impl Table {
     /// A table of `2^bits` slots (at least 2^16).
     pub fn with_bits(bits: u32) -> Table {
         let bits = bits.clamp(MIN_BITS, 40);
         let slots: Box<[AtomicU64]> = (0..1usize << bits).map(|_| AtomicU64::new(0)).collect();
+        // The allocator hands out untouched zeroed pages. A probe that reads one
+        // first maps the shared zero page, and the insert after it then copies
+        // the page and flushes the other CPUs' TLBs (an interrupt to each). A
+        // write to each page now, before any thread probes, maps a page of its
+        // own at once.
+        for slot in slots.iter().step_by(PAGE_SLOTS) {
+            slot.store(0, Ordering::Relaxed);
+        }
         Table {
             slots,
             shift: 64 - bits,
