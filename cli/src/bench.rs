@@ -51,42 +51,8 @@ struct BenchRow {
     memory_vs_spin_best: Option<f64>,
 }
 
-/// quiesce's figures for one size, from a child `quiesce check --json`.
+/// quiesce's figures for one run at one size, from a child `quiesce check --json`.
 fn bench_quiesce(
-    exe: &std::path::Path,
-    spec: &std::path::Path,
-    kind: Kind,
-    size: (u8, u8, u8, u8, u8),
-    symmetry: bool,
-    engine: &str,
-    repeat: u32,
-) -> Result<(u64, f64, u64, Vec<f64>), ExitCode> {
-    let mut timed = Vec::new();
-    for _ in 0..repeat.max(1) {
-        timed.push(bench_quiesce_once(exe, spec, kind, size, symmetry, engine)?);
-    }
-    if let Some(r) = timed.iter().find(|r| r.0 != timed[0].0) {
-        eprintln!(
-            "error: {} S{} B{} C{} Y{} F{}: runs found {} and {} states",
-            kind.name(),
-            size.0,
-            size.1,
-            size.2,
-            size.3,
-            size.4,
-            timed[0].0,
-            r.0
-        );
-        return Err(ExitCode::from(2));
-    }
-    let runs: Vec<f64> = timed.iter().map(|r| r.1).collect();
-    timed.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let (n, t, m) = timed[timed.len() / 2];
-    Ok((n, t, m, runs))
-}
-
-/// One run of quiesce at one size.
-fn bench_quiesce_once(
     exe: &std::path::Path,
     spec: &std::path::Path,
     kind: Kind,
@@ -168,110 +134,8 @@ pub fn bench(
     for &size in series {
         let (s, b, c, y, f) = size;
         for &kind in &kinds {
-            let row = |checker, states: u64, secs: f64, peak: u64, runs: Vec<f64>| BenchRow {
-                kind: kind.name(),
-                checker,
-                submitters: s,
-                bios: b,
-                controllers: c,
-                cycles: y,
-                failures: f,
-                unique_states: states,
-                seconds: secs,
-                runs,
-                states_per_second: states as f64 / secs.max(1e-6),
-                peak_rss_kib: peak,
-                vs_spin: None,
-                memory_vs_spin: None,
-                symmetry_factor: None,
-                vs_spin_best: None,
-                memory_vs_spin_best: None,
-            };
-            let mut here = Vec::new();
-            if plan.plain {
-                let (n, t, m, r) =
-                    bench_quiesce(&exe, spec, kind, size, false, "quiesce", plan.repeat)?;
-                here.push(row("quiesce", n, t, m, r));
-            }
-            if plan.stateright {
-                let (n, t, m, r) =
-                    bench_quiesce(&exe, spec, kind, size, false, "stateright", plan.repeat)?;
-                here.push(row("stateright", n, t, m, r));
-            }
-            let (n, t, m, r) = bench_quiesce(&exe, spec, kind, size, true, "quiesce", plan.repeat)?;
-            here.push(row("quiesce+sym", n, t, m, r));
-            if plan.spin {
-                let bounds = parsed.bounds.with(&Overrides::size(size)).map_err(exit2)?;
-                use quiesce_codegen::promela::{render_as, run_spin, Rendering, SpinOptions};
-                let pml =
-                    render_as(&parsed, kind, bounds, Rendering::StateForState).map_err(exit2)?;
-                // A hash table with at least twice as many slots as quiesce's states (at
-                // least SPIN's default), as a SPIN user sizes -w.
-                let expect = here.first().map_or(0, |r| r.unique_states).max(1);
-                let bits = (64 - expect.leading_zeros() + 1).clamp(24, 32);
-                let opts = SpinOptions {
-                    hash_bits: Some(bits),
-                    repeat: plan.repeat,
-                    ..SpinOptions::default()
-                };
-                let run = run_spin(&pml, &opts).map_err(exit2)?;
-                let sr = row(
-                    if run.complete { "spin" } else { "spin (OOM)" },
-                    run.states,
-                    run.seconds,
-                    run.peak_rss_kib,
-                    run.runs.clone(),
-                );
-                for r in &mut here {
-                    if r.checker == "quiesce" || r.checker == "stateright" {
-                        r.vs_spin = Some(r.states_per_second / sr.states_per_second.max(1e-9));
-                        r.memory_vs_spin =
-                            Some(r.peak_rss_kib as f64 / sr.peak_rss_kib.max(1) as f64);
-                        if run.complete && r.unique_states != run.states {
-                            disagree.push(format!(
-                                "{} S{s} B{b} C{c} Y{y} F{f}: quiesce {} states, SPIN {}",
-                                kind.name(),
-                                r.unique_states,
-                                run.states
-                            ));
-                        }
-                    } else {
-                        r.vs_spin = Some(sr.seconds / r.seconds.max(1e-6));
-                        r.symmetry_factor = Some(run.states as f64 / r.unique_states.max(1) as f64);
-                    }
-                }
-                here.push(sr);
-                // SPIN at its best: one process per thread, partial-order reduction,
-                // compressed states. Its state count differs by design; its verdict
-                // must not.
-                let pml = render_as(&parsed, kind, bounds, Rendering::PerThread).map_err(exit2)?;
-                let best = run_spin(&pml, &SpinOptions { best: true, ..opts }).map_err(exit2)?;
-                if run.complete && best.complete && best.violated != run.violated {
-                    disagree.push(format!(
-                        "{} S{s} B{b} C{c} Y{y} F{f}: SPIN finds {:?} violated, SPIN at its best {:?}",
-                        kind.name(),
-                        run.violated,
-                        best.violated
-                    ));
-                }
-                let br = row(
-                    if best.complete {
-                        "spin-best"
-                    } else {
-                        "spin-best (OOM)"
-                    },
-                    best.states,
-                    best.seconds,
-                    best.peak_rss_kib,
-                    best.runs.clone(),
-                );
-                for r in here.iter_mut().filter(|r| r.checker == "quiesce+sym") {
-                    r.vs_spin_best = Some(br.seconds / r.seconds.max(1e-6));
-                    r.memory_vs_spin_best =
-                        Some(r.peak_rss_kib as f64 / br.peak_rss_kib.max(1) as f64);
-                }
-                here.push(br);
-            }
+            let (here, found) = measure(&parsed, spec, &exe, kind, size, plan)?;
+            disagree.extend(found);
             for r in &here {
                 if !plan.json {
                     let vs = match (r.vs_spin, r.memory_vs_spin, r.symmetry_factor) {
@@ -339,6 +203,167 @@ pub fn bench(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The checkers' runs at one size, gathered round by round.
+struct Timings {
+    /// (checker, states, seconds, peak RSS in KiB) of each run.
+    runs: Vec<(&'static str, u64, f64, u64)>,
+}
+
+impl Timings {
+    /// The median run of `checker` (the slower middle one for an even count) and
+    /// every run's seconds in the order run.
+    fn median(&self, checker: &str) -> Option<(u64, f64, u64, Vec<f64>)> {
+        let mut mine: Vec<_> = self.runs.iter().filter(|r| r.0 == checker).collect();
+        let order: Vec<f64> = mine.iter().map(|r| r.2).collect();
+        mine.sort_by(|a, b| a.2.total_cmp(&b.2));
+        mine.get(mine.len() / 2).map(|r| (r.1, r.2, r.3, order))
+    }
+}
+
+/// Measure one kind at one size: `plan.repeat` rounds, each running every
+/// checker once in turn, so that a slow spell of the machine falls on all of
+/// them alike. SPIN is compiled once. Returns the rows and any disagreement.
+fn measure(
+    parsed: &quiesce_model::spec::Spec,
+    spec: &std::path::Path,
+    exe: &std::path::Path,
+    kind: Kind,
+    size: (u8, u8, u8, u8, u8),
+    plan: &BenchPlan,
+) -> Result<(Vec<BenchRow>, Vec<String>), ExitCode> {
+    use quiesce_codegen::promela::{compile_spin, render_as, Pan, Rendering, SpinOptions, SpinRun};
+    let (s, b, c, y, f) = size;
+    let mut t = Timings { runs: Vec::new() };
+    let mut pans: Option<(Pan, Pan)> = None;
+    let mut spin_last: Option<(SpinRun, SpinRun)> = None;
+    for round in 0..plan.repeat.max(1) {
+        let mut checkers = Vec::new();
+        if plan.plain {
+            checkers.push(("quiesce", false, "quiesce"));
+        }
+        if plan.stateright {
+            checkers.push(("stateright", false, "stateright"));
+        }
+        checkers.push(("quiesce+sym", true, "quiesce"));
+        for (name, symmetry, engine) in checkers {
+            let (n, secs, peak) = bench_quiesce(exe, spec, kind, size, symmetry, engine)?;
+            if let Some(first) = t.runs.iter().find(|r| r.0 == name && r.1 != n) {
+                eprintln!(
+                    "error: {} S{s} B{b} C{c} Y{y} F{f}: {name}'s runs found {} and {n} states",
+                    kind.name(),
+                    first.1
+                );
+                return Err(ExitCode::from(2));
+            }
+            t.runs.push((name, n, secs, peak));
+        }
+        if !plan.spin {
+            continue;
+        }
+        if round == 0 {
+            let bounds = parsed.bounds.with(&Overrides::size(size)).map_err(exit2)?;
+            // A hash table with at least twice as many slots as quiesce's states (at
+            // least SPIN's default), as a SPIN user sizes -w.
+            let expect = t.runs.first().map_or(0, |r| r.1).max(1);
+            let bits = (64 - expect.leading_zeros() + 1).clamp(24, 32);
+            let opts = SpinOptions {
+                hash_bits: Some(bits),
+                ..SpinOptions::default()
+            };
+            let pml = render_as(parsed, kind, bounds, Rendering::StateForState).map_err(exit2)?;
+            let exhaustive = compile_spin(&pml, &opts).map_err(exit2)?;
+            // SPIN at its best: one process per thread, partial-order reduction,
+            // compressed states. Its state count differs by design; its verdict
+            // must not.
+            let pml = render_as(parsed, kind, bounds, Rendering::PerThread).map_err(exit2)?;
+            let best = compile_spin(&pml, &SpinOptions { best: true, ..opts }).map_err(exit2)?;
+            pans = Some((exhaustive, best));
+        }
+        let (exhaustive, best) = pans.as_ref().expect("compiled in the first round");
+        let run = exhaustive.run().map_err(exit2)?;
+        let best = best.run().map_err(exit2)?;
+        let spin = if run.complete { "spin" } else { "spin (OOM)" };
+        t.runs
+            .push((spin, run.states, run.seconds, run.peak_rss_kib));
+        let name = if best.complete {
+            "spin-best"
+        } else {
+            "spin-best (OOM)"
+        };
+        t.runs
+            .push((name, best.states, best.seconds, best.peak_rss_kib));
+        spin_last = Some((run, best));
+    }
+
+    let row = |checker: &'static str| {
+        t.median(checker)
+            .map(|(states, secs, peak, runs)| BenchRow {
+                kind: kind.name(),
+                checker,
+                submitters: s,
+                bios: b,
+                controllers: c,
+                cycles: y,
+                failures: f,
+                unique_states: states,
+                seconds: secs,
+                runs,
+                states_per_second: states as f64 / secs.max(1e-6),
+                peak_rss_kib: peak,
+                vs_spin: None,
+                memory_vs_spin: None,
+                symmetry_factor: None,
+                vs_spin_best: None,
+                memory_vs_spin_best: None,
+            })
+    };
+    let mut here: Vec<BenchRow> = ["quiesce", "stateright", "quiesce+sym"]
+        .into_iter()
+        .filter_map(row)
+        .collect();
+    let mut disagree = Vec::new();
+    let Some((run, best)) = spin_last else {
+        return Ok((here, disagree));
+    };
+    let sr = row(if run.complete { "spin" } else { "spin (OOM)" }).expect("SPIN ran");
+    let br = row(if best.complete {
+        "spin-best"
+    } else {
+        "spin-best (OOM)"
+    })
+    .expect("SPIN at its best ran");
+    for r in &mut here {
+        if r.checker == "quiesce" || r.checker == "stateright" {
+            r.vs_spin = Some(r.states_per_second / sr.states_per_second.max(1e-9));
+            r.memory_vs_spin = Some(r.peak_rss_kib as f64 / sr.peak_rss_kib.max(1) as f64);
+            if run.complete && r.unique_states != run.states {
+                disagree.push(format!(
+                    "{} S{s} B{b} C{c} Y{y} F{f}: quiesce {} states, SPIN {}",
+                    kind.name(),
+                    r.unique_states,
+                    run.states
+                ));
+            }
+        } else {
+            r.vs_spin = Some(sr.seconds / r.seconds.max(1e-6));
+            r.symmetry_factor = Some(run.states as f64 / r.unique_states.max(1) as f64);
+            r.vs_spin_best = Some(br.seconds / r.seconds.max(1e-6));
+            r.memory_vs_spin_best = Some(r.peak_rss_kib as f64 / br.peak_rss_kib.max(1) as f64);
+        }
+    }
+    if run.complete && best.complete && best.violated != run.violated {
+        disagree.push(format!(
+            "{} S{s} B{b} C{c} Y{y} F{f}: SPIN finds {:?} violated, SPIN at its best {:?}",
+            kind.name(),
+            run.violated,
+            best.violated
+        ));
+    }
+    here.push(sr);
+    here.push(br);
+    Ok((here, disagree))
 }
 
 /// The runs' range over their median, in percent (0 for one run).

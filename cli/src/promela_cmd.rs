@@ -38,7 +38,6 @@ pub fn run(
         quick_compile: false,
         keep,
         best: per_thread,
-        repeat: 1,
     };
     let run = quiesce_codegen::promela::run_spin(&pml, &opts).map_err(exit2)?;
     // The same contract as `check`: exit 0 when SPIN's verdict is the one the spec

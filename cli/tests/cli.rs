@@ -763,3 +763,44 @@ fn bench_reports_the_median_of_its_repeated_runs() {
     assert_eq!(zero.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&zero.stderr).contains("--repeat"));
 }
+
+#[test]
+fn bench_with_spin_interleaves_the_checkers_and_agrees_on_states() {
+    let converged = spec("04-converged.toml");
+    let out = quiesce(&[
+        "bench",
+        &converged,
+        "--json",
+        "--spin",
+        "--kind",
+        "bio",
+        "--size",
+        "2,1,1,1,1",
+        "--repeat",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["disagreements"], serde_json::json!([]));
+    let rows = v["rows"].as_array().unwrap();
+    let by = |name: &str| rows.iter().find(|r| r["checker"] == name).unwrap();
+    let (plain, sym, spin) = (by("quiesce"), by("quiesce+sym"), by("spin"));
+    for r in [plain, sym, spin, by("spin-best")] {
+        assert_eq!(r["runs"].as_array().unwrap().len(), 2, "{r}");
+    }
+    // The same state space, state for state.
+    assert_eq!(plain["unique_states"], spin["unique_states"]);
+    let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+    let rate = f(plain, "states_per_second") / f(spin, "states_per_second");
+    assert!((f(plain, "vs_spin") - rate).abs() < 1e-9 * rate);
+    let speedup = f(spin, "seconds") / f(sym, "seconds");
+    assert!((f(sym, "vs_spin") - speedup).abs() < 1e-9 * speedup);
+    assert!(
+        f(sym, "symmetry_factor") > 1.0,
+        "two submitters are interchangeable"
+    );
+}

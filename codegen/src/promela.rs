@@ -500,9 +500,6 @@ pub struct SpinOptions {
     /// reduction on and state compression (`-DSAFETY -DCOLLAPSE`). Without it, the
     /// exhaustive search (`-DSAFETY -DNOREDUCE`).
     pub best: bool,
-    /// Run the compiled `pan` this many times (at least once) and report the run
-    /// with the median time: runs of a second vary by a third on a small machine.
-    pub repeat: u32,
 }
 
 /// SPIN's figures for one run.
@@ -519,10 +516,8 @@ pub struct SpinRun {
     pub errors: u64,
     /// The safety properties SPIN found violated, by quiesce's names.
     pub violated: Vec<String>,
-    /// Wall time of the search (`./pan`) alone: the median of [`SpinRun::runs`].
+    /// Wall time of the search (`./pan`) alone.
     pub seconds: f64,
-    /// Each run's wall time, in the order run ([`SpinOptions::repeat`]).
-    pub runs: Vec<f64>,
     /// Wall time of `spin -a` and the C compile.
     pub compile_seconds: f64,
     /// Peak resident set of the `pan` process.
@@ -620,120 +615,153 @@ fn memlim_mib() -> u64 {
 /// run the safety search: exhaustive (`-DSAFETY -DNOREDUCE`), or with
 /// [`SpinOptions::best`] reduced and compressed (`-DSAFETY -DCOLLAPSE`).
 pub fn run_spin(pml: &str, opts: &SpinOptions) -> Result<SpinRun, GenError> {
-    if let Some(dir) = &opts.keep {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| spin_err(format!("cannot create {}: {e}", dir.display())))?;
-        return run_spin_in(pml, dir, opts);
-    }
-    let dir = private_dir("quiesce-spin")?;
-    let run = run_spin_in(pml, &dir, opts);
-    let _ = std::fs::remove_dir_all(&dir);
-    run
+    compile_spin(pml, opts)?.run()
 }
 
-fn run_spin_in(pml: &str, dir: &Path, opts: &SpinOptions) -> Result<SpinRun, GenError> {
-    let model = dir.join("model.pml");
-    std::fs::write(&model, pml).map_err(|e| spin_err(format!("{}: {e}", model.display())))?;
-    let t0 = std::time::Instant::now();
-    run_tool(
-        std::process::Command::new("spin")
-            .args(["-a", "-o2", "model.pml"])
-            .current_dir(dir),
-        "spin -a",
-    )?;
-    run_tool(
-        std::process::Command::new("cc")
-            .arg(if opts.quick_compile { "-O0" } else { "-O2" })
-            .args(["-w", "-DSAFETY"])
-            .arg(if opts.best {
-                "-DCOLLAPSE"
-            } else {
-                "-DNOREDUCE"
-            })
-            .arg(format!("-DMEMLIM={}", memlim_mib()))
-            .args(["-o", "pan", "pan.c"])
-            .current_dir(dir),
-        "cc pan.c",
-    )?;
-    let compile_seconds = t0.elapsed().as_secs_f64();
-    let mut depth_limit: u64 = 100_000;
-    loop {
-        let mut args = vec![format!("-m{depth_limit}")];
-        if let Some(w) = opts.hash_bits {
-            args.push(format!("-w{w}"));
+/// `pan`, compiled from a Promela model, ready to search as often as asked
+/// (a benchmark runs it between the other checkers' runs). Its directory is
+/// removed when it is dropped, unless [`SpinOptions::keep`] named it.
+pub struct Pan {
+    dir: std::path::PathBuf,
+    remove: bool,
+    opts: SpinOptions,
+    compile_seconds: f64,
+}
+
+impl Drop for Pan {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
-        // Go on past errors: every state is counted and every violation named.
-        args.push("-c0".into());
-        let (text, seconds, peak_rss_kib) = run_pan(dir, &args)?;
-        if text.contains("max search depth too small") && depth_limit < 100_000_000 {
-            depth_limit *= 10;
-            continue;
-        }
-        let mut timed = vec![(seconds, peak_rss_kib)];
-        for _ in 1..opts.repeat.max(1) {
-            let (_, t, m) = run_pan(dir, &args)?;
-            timed.push((t, m));
-        }
-        let runs: Vec<f64> = timed.iter().map(|r| r.0).collect();
-        timed.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (seconds, peak_rss_kib) = timed[timed.len() / 2];
-        let head = text
-            .lines()
-            .find(|l| l.starts_with("State-vector"))
-            .ok_or_else(|| spin_err(format!("unexpected pan output:\n{text}")))?;
-        let num = |key: &str| -> u64 {
-            head.split(',')
-                .find_map(|part| {
-                    let part = part.trim();
-                    part.strip_prefix(key)
-                        .map(|rest| rest.split_whitespace().next().unwrap_or("0"))
-                        .and_then(|n| n.parse().ok())
-                })
-                .unwrap_or(0)
-        };
-        // Each violated property is asserted once, by name: "pan:1: assertion
-        // violated no_bypass (at depth 12)".
-        let mut violated: Vec<String> = text
-            .lines()
-            .filter_map(|l| l.split_once(": assertion violated "))
-            .filter_map(|(_, rest)| rest.split_whitespace().next())
-            .map(str::to_string)
-            .collect();
-        if text
-            .lines()
-            .any(|l| l.starts_with("pan:") && l.contains("invalid end state"))
-        {
-            violated.push("no_deadlock".into());
-        }
-        violated.sort();
-        violated.dedup();
-        let errors = num("errors:");
-        // A kept run with errors: search again, stopping at the first error, so that
-        // pan writes its trail (pan -c0 writes none).
-        let trail = match &opts.keep {
-            Some(_) if errors > 0 => {
-                let _ = std::fs::remove_file(dir.join("model.pml.trail"));
-                run_pan(dir, &[format!("-m{depth_limit}"), "-c1".into()])?;
-                let t = dir.join("model.pml.trail");
-                t.exists().then_some(t)
+    }
+}
+
+/// Compile `pml` with SPIN (`spin -a`, then the C compiler) into a [`Pan`].
+pub fn compile_spin(pml: &str, opts: &SpinOptions) -> Result<Pan, GenError> {
+    let pan = match &opts.keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| spin_err(format!("cannot create {}: {e}", dir.display())))?;
+            Pan {
+                dir: dir.clone(),
+                remove: false,
+                opts: opts.clone(),
+                compile_seconds: 0.0,
             }
-            _ => None,
-        };
-        return Ok(SpinRun {
-            states: field(&text, "states, stored").unwrap_or(0.0) as u64,
-            complete: !text.contains("Search not completed"),
-            transitions: field(&text, "transitions (= stored+matched)").unwrap_or(0.0) as u64,
-            depth: num("depth reached"),
-            state_vector_bytes: num("State-vector"),
-            errors,
-            violated,
-            seconds,
-            runs,
-            compile_seconds,
-            peak_rss_kib,
-            trail,
-            pan_memory_mib: field(&text, "total actual memory usage").unwrap_or(0.0),
-        });
+        }
+        None => Pan {
+            dir: private_dir("quiesce-spin")?,
+            remove: true,
+            opts: opts.clone(),
+            compile_seconds: 0.0,
+        },
+    };
+    pan.compile(pml)
+}
+
+impl Pan {
+    fn compile(mut self, pml: &str) -> Result<Pan, GenError> {
+        let (dir, opts) = (&self.dir, &self.opts);
+        let model = dir.join("model.pml");
+        std::fs::write(&model, pml).map_err(|e| spin_err(format!("{}: {e}", model.display())))?;
+        let t0 = std::time::Instant::now();
+        run_tool(
+            std::process::Command::new("spin")
+                .args(["-a", "-o2", "model.pml"])
+                .current_dir(dir),
+            "spin -a",
+        )?;
+        run_tool(
+            std::process::Command::new("cc")
+                .arg(if opts.quick_compile { "-O0" } else { "-O2" })
+                .args(["-w", "-DSAFETY"])
+                .arg(if opts.best {
+                    "-DCOLLAPSE"
+                } else {
+                    "-DNOREDUCE"
+                })
+                .arg(format!("-DMEMLIM={}", memlim_mib()))
+                .args(["-o", "pan", "pan.c"])
+                .current_dir(dir),
+            "cc pan.c",
+        )?;
+        self.compile_seconds = t0.elapsed().as_secs_f64();
+        Ok(self)
+    }
+
+    /// One safety search; each call runs `pan` anew.
+    pub fn run(&self) -> Result<SpinRun, GenError> {
+        let (dir, opts, compile_seconds) = (&self.dir, &self.opts, self.compile_seconds);
+        let mut depth_limit: u64 = 100_000;
+        loop {
+            let mut args = vec![format!("-m{depth_limit}")];
+            if let Some(w) = opts.hash_bits {
+                args.push(format!("-w{w}"));
+            }
+            // Go on past errors: every state is counted and every violation named.
+            args.push("-c0".into());
+            let (text, seconds, peak_rss_kib) = run_pan(dir, &args)?;
+            if text.contains("max search depth too small") && depth_limit < 100_000_000 {
+                depth_limit *= 10;
+                continue;
+            }
+            let head = text
+                .lines()
+                .find(|l| l.starts_with("State-vector"))
+                .ok_or_else(|| spin_err(format!("unexpected pan output:\n{text}")))?;
+            let num = |key: &str| -> u64 {
+                head.split(',')
+                    .find_map(|part| {
+                        let part = part.trim();
+                        part.strip_prefix(key)
+                            .map(|rest| rest.split_whitespace().next().unwrap_or("0"))
+                            .and_then(|n| n.parse().ok())
+                    })
+                    .unwrap_or(0)
+            };
+            // Each violated property is asserted once, by name: "pan:1: assertion
+            // violated no_bypass (at depth 12)".
+            let mut violated: Vec<String> = text
+                .lines()
+                .filter_map(|l| l.split_once(": assertion violated "))
+                .filter_map(|(_, rest)| rest.split_whitespace().next())
+                .map(str::to_string)
+                .collect();
+            if text
+                .lines()
+                .any(|l| l.starts_with("pan:") && l.contains("invalid end state"))
+            {
+                violated.push("no_deadlock".into());
+            }
+            violated.sort();
+            violated.dedup();
+            let errors = num("errors:");
+            // A kept run with errors: search again, stopping at the first error, so that
+            // pan writes its trail (pan -c0 writes none).
+            let trail = match &opts.keep {
+                Some(_) if errors > 0 => {
+                    let _ = std::fs::remove_file(dir.join("model.pml.trail"));
+                    run_pan(dir, &[format!("-m{depth_limit}"), "-c1".into()])?;
+                    let t = dir.join("model.pml.trail");
+                    t.exists().then_some(t)
+                }
+                _ => None,
+            };
+            return Ok(SpinRun {
+                states: field(&text, "states, stored").unwrap_or(0.0) as u64,
+                complete: !text.contains("Search not completed"),
+                transitions: field(&text, "transitions (= stored+matched)").unwrap_or(0.0) as u64,
+                depth: num("depth reached"),
+                state_vector_bytes: num("State-vector"),
+                errors,
+                violated,
+                seconds,
+                compile_seconds,
+                peak_rss_kib,
+                trail,
+                pan_memory_mib: field(&text, "total actual memory usage").unwrap_or(0.0),
+            });
+        }
     }
 }
 
