@@ -716,27 +716,26 @@ fn ctrl_c_prints_a_partial_result_marked_incomplete() {
     assert!(!stdout.contains("as expected"), "{stdout}");
 }
 
-#[test]
-fn bench_reports_the_median_of_its_repeated_runs() {
-    let converged = spec("04-converged.toml");
-    let out = quiesce(&[
-        "bench",
-        &converged,
-        "--json",
-        "--no-symmetry",
-        "--kind",
-        "request",
-        "--size",
-        "2,1,1,1,1",
-        "--repeat",
-        "3",
-    ]);
+/// `quiesce bench SPEC --json --size 2,1,1,1,1 ARGS`, which must succeed.
+fn bench_json(spec: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["bench", spec, "--json", "--size", "2,1,1,1,1"];
+    all.extend_from_slice(args);
+    let out = quiesce(&all);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).expect("bench --json prints JSON")
+}
+
+#[test]
+fn bench_reports_the_median_of_its_repeated_runs() {
+    let converged = spec("04-converged.toml");
+    let v = bench_json(
+        &converged,
+        &["--no-symmetry", "--kind", "request", "--repeat", "3"],
+    );
     let rows = v["rows"].as_array().unwrap();
     let checkers: Vec<&str> = rows
         .iter()
@@ -767,24 +766,7 @@ fn bench_reports_the_median_of_its_repeated_runs() {
 #[test]
 fn bench_with_spin_interleaves_the_checkers_and_agrees_on_states() {
     let converged = spec("04-converged.toml");
-    let out = quiesce(&[
-        "bench",
-        &converged,
-        "--json",
-        "--spin",
-        "--kind",
-        "bio",
-        "--size",
-        "2,1,1,1,1",
-        "--repeat",
-        "2",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = bench_json(&converged, &["--spin", "--kind", "bio", "--repeat", "2"]);
     assert_eq!(v["disagreements"], serde_json::json!([]));
     let rows = v["rows"].as_array().unwrap();
     let by = |name: &str| rows.iter().find(|r| r["checker"] == name).unwrap();
