@@ -215,7 +215,9 @@ fn explore_serves_the_model() {
 fn progress_only_on_a_terminal() {
     let exe = env!("CARGO_BIN_EXE_quiesce");
     let spec = spec("04-converged.toml");
-    let args = format!("{exe} check -q {spec} --bios 2 --controllers 1 --cycles 1 --kind bio");
+    // 7.2 M states, about 2 s here: ten times the engine's 200 ms between
+    // progress reports, so the terminal is shown some.
+    let args = format!("{exe} check -q {spec} --submitters 3 --kind bio");
     // `script` runs the command on a pseudo-terminal and copies what it shows.
     let tty = Command::new("script")
         .args(["-qec", &args, "/dev/null"])
@@ -227,19 +229,7 @@ fn progress_only_on_a_terminal() {
         shown.contains("converged [bio]: ") && shown.contains("states/s, depth "),
         "{shown}"
     );
-    let plain = quiesce(&[
-        "check",
-        "-q",
-        &spec,
-        "--bios",
-        "2",
-        "--controllers",
-        "1",
-        "--cycles",
-        "1",
-        "--kind",
-        "bio",
-    ]);
+    let plain = quiesce(&["check", "-q", &spec, "--submitters", "3", "--kind", "bio"]);
     assert!(plain.status.success());
     assert!(!String::from_utf8_lossy(&plain.stderr).contains("states/s"));
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("states/s"));
@@ -485,7 +475,17 @@ fn the_summary_stays_aligned_for_long_names() {
 #[test]
 fn a_long_check_without_a_terminal_prints_a_heartbeat() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiesce"))
-        .args(["check", "-q", &spec("04-converged.toml"), "--kind", "bio"])
+        // 3 submitters: 7.2 M states, about 2 s here, ten times the engine's
+        // 200 ms between progress reports (the spec's own bounds now take 0.19 s).
+        .args([
+            "check",
+            "-q",
+            &spec("04-converged.toml"),
+            "--kind",
+            "bio",
+            "--submitters",
+            "3",
+        ])
         .env("QUIESCE_HEARTBEAT_SECS", "0")
         .output()
         .unwrap();
