@@ -472,23 +472,22 @@ fn the_summary_stays_aligned_for_long_names() {
     }
 }
 
+/// `quiesce check -q` of the converged spec's bio kind with 3 submitters and
+/// `extra`, a heartbeat line at every progress report.
+fn converged_bio_with_heartbeats(extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiesce"));
+    cmd.args(["check", "-q", &spec("04-converged.toml")])
+        .args(["--kind", "bio", "--submitters", "3"])
+        .args(extra)
+        .env("QUIESCE_HEARTBEAT_SECS", "0");
+    cmd
+}
+
 #[test]
 fn a_long_check_without_a_terminal_prints_a_heartbeat() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quiesce"))
-        // 3 submitters: 7.2 M states, about 2 s here, ten times the engine's
-        // 200 ms between progress reports (the spec's own bounds now take 0.19 s).
-        .args([
-            "check",
-            "-q",
-            &spec("04-converged.toml"),
-            "--kind",
-            "bio",
-            "--submitters",
-            "3",
-        ])
-        .env("QUIESCE_HEARTBEAT_SECS", "0")
-        .output()
-        .unwrap();
+    // 3 submitters: 7.2 M states, about 2 s here, ten times the engine's
+    // 200 ms between progress reports (the spec's own bounds now take 0.19 s).
+    let out = converged_bio_with_heartbeats(&[]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -682,21 +681,7 @@ fn a_missing_default_spec_is_said_to_be_the_default() {
 #[test]
 fn ctrl_c_prints_a_partial_result_marked_incomplete() {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quiesce"))
-        .args([
-            "check",
-            "-q",
-            &spec("04-converged.toml"),
-            "--kind",
-            "bio",
-            "--submitters",
-            "3",
-            "--bios",
-            "2",
-            "--cycles",
-            "2",
-        ])
-        .env("QUIESCE_HEARTBEAT_SECS", "0")
+    let mut child = converged_bio_with_heartbeats(&["--bios", "2", "--cycles", "2"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
